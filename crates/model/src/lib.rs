@@ -1,0 +1,15 @@
+//! wulf's domain model: typed objects, ids, hostlists, attribute inheritance, naming pools
+//! and validation. Pure: no I/O, no clock, no randomness — callers pass those in.
+
+pub mod attributes;
+pub mod error;
+pub mod hostlist;
+pub mod ids;
+pub mod naming;
+pub mod net;
+pub mod objects;
+
+pub use attributes::{effective_attributes, parse_bool, AttrSource, EffectiveAttr};
+pub use error::ModelError;
+pub use ids::{is_uid, Kind, MacAddr};
+pub use objects::*;
