@@ -1,1 +1,731 @@
-fn main() {}
+//! `wulf`: the cluster administrator's command line, in ClusterWare's style:
+//! `wulf <object> [-i IDS]... [--all] <action> [key=value | key=@file]...`
+
+mod conn;
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use wulf_api::{client::encode, ApiError, Client, Deleted, NodeAttributes, UpdateRequest};
+use wulf_model::{field_type, field_value, has_attributes, hostlist, FieldType, Kind};
+
+/// wulf: manage a Beowulf-style cluster from its head node.
+///
+/// Objects: node, attrib (attribute groups), boot (boot configs), image, pool (naming pools),
+/// net (networks), host (non-cluster devices), cluster (settings).
+///
+/// Name objects with -i/--ids: names, UIDs, UID prefixes (5+ characters); nodes also by MAC,
+/// IP, index, hostlist ranges like n[0-15,20] and %group.
+///
+/// Exit codes: 0 ok, 1 the request failed, 2 bad usage.
+#[derive(Parser, Debug)]
+#[command(name = "wulf", version, propagate_version = true)]
+struct Cli {
+    /// Head URL [default: $WULF_URL, the config file, the local head, http://127.0.0.1:8740]
+    #[arg(long, env = "WULF_URL", global = true)]
+    url: Option<String>,
+    /// API token [default: $WULF_TOKEN, the config file, the local head's admin.token]
+    #[arg(long, env = "WULF_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON for scripts instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    /// Long listing
+    #[arg(short = 'l', long = "long", global = true)]
+    long: bool,
+    /// Longest listing: every field, effective attributes and where each came from
+    #[arg(short = 'L', long = "full", global = true)]
+    full: bool,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    /// Compute nodes
+    Node(ObjectCmd),
+    /// Attribute groups
+    Attrib(ObjectCmd),
+    /// Boot configs (kernel, initramfs, cmdline, image)
+    Boot(ObjectCmd),
+    /// Root filesystem images
+    Image(ObjectCmd),
+    /// Naming pools (pattern n{} or gpu{:03d} from a first index)
+    Pool(ObjectCmd),
+    /// Networks (addresses nodes get by index)
+    Net(ObjectCmd),
+    /// Non-cluster devices on the private network (switches, PDUs, storage)
+    Host(ObjectCmd),
+    /// Cluster settings
+    Cluster(ObjectCmd),
+    /// Expand or compress hostlists like n[0-15,20]
+    Hostlist {
+        #[command(subcommand)]
+        action: HostlistCmd,
+    },
+    /// Show the head's version, store backend and revision
+    Info,
+}
+
+#[derive(Subcommand, Debug)]
+enum HostlistCmd {
+    /// Print each name of a hostlist, one per line
+    Expand { hostlist: Vec<String> },
+    /// Print names (arguments, or stdin lines) as the shortest hostlist
+    Compress { names: Vec<String> },
+}
+
+#[derive(Args, Debug)]
+struct ObjectCmd {
+    /// Which objects (repeatable; comma-separated; hostlists and %group for nodes)
+    #[arg(short = 'i', long = "ids", global = true, value_name = "IDS")]
+    ids: Vec<String>,
+    /// Every object of this kind (needed to update or delete without --ids)
+    #[arg(short = 'a', long, global = true)]
+    all: bool,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// List objects (-l table, -L everything, --json)
+    Ls {
+        /// Names of objects to list (same as --ids)
+        names: Vec<String>,
+    },
+    /// Create objects: key=value fields, key=@file to upload a file field
+    Create {
+        /// Fields: name=… and the kind's other fields; FILE fields take @PATH
+        #[arg(value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Nodes: create this many (index=N starts them at N)
+        #[arg(long)]
+        count: Option<u32>,
+        /// Nodes: one node per MAC in this file (one MAC a line, '#' comments; '-' = stdin)
+        #[arg(long, value_name = "FILE")]
+        macs: Option<PathBuf>,
+    },
+    /// Change fields of the selected objects
+    Update {
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
+    /// Delete the selected objects
+    Delete,
+    /// Set attributes (nodes and attribute groups): name=value or name=@file
+    Set {
+        #[arg(value_name = "NAME=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
+    /// Remove attributes
+    Clear {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+    /// Add nodes to attribute groups (appended, in order)
+    Join {
+        #[arg(value_name = "GROUP", required = true)]
+        groups: Vec<String>,
+    },
+    /// Remove nodes from attribute groups
+    Leave {
+        #[arg(value_name = "GROUP", required = true)]
+        groups: Vec<String>,
+    },
+    /// Upload a file field (boot: kernel, initramfs; image: content)
+    Upload { field: String, file: PathBuf },
+    /// Download a file field to a file (or stdout with -o -)
+    Download {
+        field: String,
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// A failure and its exit code.
+enum Fail {
+    Usage(String),
+    Request(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Fail {
+    fn from(e: anyhow::Error) -> Fail {
+        Fail::Request(e)
+    }
+}
+
+impl From<ApiError> for Fail {
+    fn from(e: ApiError) -> Fail {
+        Fail::Request(explain(e))
+    }
+}
+
+fn explain(e: ApiError) -> anyhow::Error {
+    match &e {
+        ApiError::Status { status: 401, .. } => anyhow::anyhow!(
+            "{e}. Give the token with --token or WULF_TOKEN (the head writes it to DATA_DIR/admin.token)"
+        ),
+        ApiError::Transport { .. } => anyhow::anyhow!("{e}. Is wulfd running? Point at it with --url or WULF_URL"),
+        _ => anyhow::anyhow!(e),
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail::Usage(msg.into())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail::Usage(m)) => {
+            eprintln!("wulf: {m}");
+            ExitCode::from(2)
+        }
+        Err(Fail::Request(e)) => {
+            eprintln!("wulf: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn client(cli: &Cli) -> Result<Client, Fail> {
+    let cfg = conn::load_config().map_err(|e| usage(format!("{e:#}")))?;
+    let (url, token) = conn::resolve(cli.url.clone(), cli.token.clone(), &cfg)
+        .map_err(|e| usage(format!("{e:#}")))?;
+    Ok(Client::new(&url, token))
+}
+
+fn run(cli: Cli) -> Result<(), Fail> {
+    match &cli.command {
+        Top::Hostlist { action } => hostlist_cmd(action),
+        Top::Info => {
+            let info: wulf_api::Info = client(&cli)?.get("/info")?;
+            if cli.json {
+                output::print_json(&info);
+            } else {
+                println!(
+                    "head:     {}\nversion:  {}\nstore:    {}\nrevision: {}",
+                    info.head, info.version, info.store, info.revision
+                );
+            }
+            Ok(())
+        }
+        Top::Node(c) => object(&cli, Kind::Node, c),
+        Top::Attrib(c) => object(&cli, Kind::Attrib, c),
+        Top::Boot(c) => object(&cli, Kind::Boot, c),
+        Top::Image(c) => object(&cli, Kind::Image, c),
+        Top::Pool(c) => object(&cli, Kind::Pool, c),
+        Top::Net(c) => object(&cli, Kind::Net, c),
+        Top::Host(c) => object(&cli, Kind::Host, c),
+        Top::Cluster(c) => object(&cli, Kind::Cluster, c),
+    }
+}
+
+fn hostlist_cmd(action: &HostlistCmd) -> Result<(), Fail> {
+    let mut out = std::io::stdout().lock();
+    match action {
+        HostlistCmd::Expand { hostlist: h } => {
+            for expr in h {
+                let names = hostlist::expand(expr).map_err(|e| usage(e.to_string()))?;
+                for n in names {
+                    let _ = writeln!(out, "{n}");
+                }
+            }
+        }
+        HostlistCmd::Compress { names } => {
+            let names: Vec<String> = if names.is_empty() {
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .map_while(Result::ok)
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            } else {
+                names.clone()
+            };
+            let _ = writeln!(out, "{}", hostlist::compress(&names));
+        }
+    }
+    Ok(())
+}
+
+/// The `ids` query for the selection, or None for "not given".
+fn ids_query(cmd: &ObjectCmd, extra: &[String]) -> Option<String> {
+    let all: Vec<&str> = cmd
+        .ids
+        .iter()
+        .chain(extra)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!all.is_empty()).then(|| all.join(","))
+}
+
+/// `?ids=…` or `?all=true`, requiring one of them for changes to many objects.
+fn target_query(kind: Kind, cmd: &ObjectCmd, action: &str) -> Result<String, Fail> {
+    match ids_query(cmd, &[]) {
+        Some(ids) => Ok(format!("?ids={}", encode(&ids))),
+        None if cmd.all || kind == Kind::Cluster => Ok("?all=true".to_string()),
+        None => Err(usage(format!(
+            "{action} needs --ids (-i) to say which {}s, or --all",
+            kind.title()
+        ))),
+    }
+}
+
+/// Split `key=value`; `key=@file` reads the file (for file fields, the caller uploads it).
+fn split_pair(p: &str) -> Result<(&str, &str), Fail> {
+    p.split_once('=')
+        .filter(|(k, _)| !k.trim().is_empty())
+        .map(|(k, v)| (k.trim(), v))
+        .ok_or_else(|| usage(format!("'{p}' is not key=value")))
+}
+
+fn read_value(v: &str) -> Result<String, Fail> {
+    match v.strip_prefix('@') {
+        Some(path) => {
+            let s = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("cannot read {path}: {e}")))?;
+            Ok(s.strip_suffix('\n').unwrap_or(&s).to_string())
+        }
+        None => Ok(v.to_string()),
+    }
+}
+
+/// Fields for create/update, and file fields to upload afterwards.
+type Fields = (serde_json::Map<String, Value>, Vec<(String, PathBuf)>);
+
+fn parse_fields(kind: Kind, pairs: &[String]) -> Result<Fields, Fail> {
+    let mut fields = serde_json::Map::new();
+    let mut files = Vec::new();
+    for p in pairs {
+        let (k, v) = split_pair(p)?;
+        if field_type(kind, k) == Some(FieldType::File) {
+            let path = v
+                .strip_prefix('@')
+                .ok_or_else(|| usage(format!("{k} is a file: give {k}=@PATH")))?;
+            if !std::path::Path::new(path).is_file() {
+                return Err(usage(format!("{k}: {path} is not a readable file")));
+            }
+            files.push((k.to_string(), PathBuf::from(path)));
+            continue;
+        }
+        if k.starts_with('_') && has_attributes(kind) {
+            return Err(usage(format!(
+                "'{k}' is an attribute: use 'wulf {kind} set {k}=…'"
+            )));
+        }
+        let value = field_value(kind, k, &read_value(v)?).map_err(|e| usage(e.to_string()))?;
+        fields.insert(k.to_string(), value);
+    }
+    Ok((fields, files))
+}
+
+fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
+    match &cmd.action {
+        Action::Ls { names } => ls(cli, kind, cmd, names),
+        Action::Create { pairs, count, macs } => create(cli, kind, pairs, *count, macs.as_deref()),
+        Action::Update { pairs } => {
+            let (fields, files) = parse_fields(kind, pairs)?;
+            let q = target_query(kind, cmd, "update")?;
+            let c = client(cli)?;
+            let mut objs = Vec::new();
+            if !fields.is_empty() {
+                let req = UpdateRequest {
+                    fields,
+                    ..Default::default()
+                };
+                objs = c.send("PATCH", &format!("/{kind}{q}"), &req)?;
+            }
+            if !files.is_empty() {
+                let ids = ids_query(cmd, &[])
+                    .ok_or_else(|| usage("uploading a file needs --ids naming one object"))?;
+                for (field, path) in &files {
+                    objs = vec![upload(&c, kind, &ids, field, path)?];
+                }
+            }
+            report(cli, "Updated", kind, &objs);
+            Ok(())
+        }
+        Action::Delete => {
+            let q = target_query(kind, cmd, "delete")?;
+            let d: Deleted = client(cli)?.delete(&format!("/{kind}{q}"))?;
+            if cli.json {
+                output::print_json(&d);
+            } else {
+                println!("Deleted {} {}", kind.title(), list_names(kind, &d.deleted));
+            }
+            Ok(())
+        }
+        Action::Set { pairs } => {
+            attrs_kind(kind)?;
+            let mut set = BTreeMap::new();
+            for p in pairs {
+                let (k, v) = split_pair(p)?;
+                let v = read_value(v)?;
+                wulf_model::attributes::validate(k, &v).map_err(|e| usage(e.to_string()))?;
+                set.insert(k.to_string(), v);
+            }
+            change(
+                cli,
+                kind,
+                cmd,
+                "set",
+                UpdateRequest {
+                    set_attributes: set,
+                    ..Default::default()
+                },
+            )
+        }
+        Action::Clear { names } => {
+            attrs_kind(kind)?;
+            change(
+                cli,
+                kind,
+                cmd,
+                "clear",
+                UpdateRequest {
+                    clear_attributes: names.clone(),
+                    ..Default::default()
+                },
+            )
+        }
+        Action::Join { groups } => {
+            nodes_only(kind, "join")?;
+            change(
+                cli,
+                kind,
+                cmd,
+                "join",
+                UpdateRequest {
+                    join: split_list(groups),
+                    ..Default::default()
+                },
+            )
+        }
+        Action::Leave { groups } => {
+            nodes_only(kind, "leave")?;
+            change(
+                cli,
+                kind,
+                cmd,
+                "leave",
+                UpdateRequest {
+                    leave: split_list(groups),
+                    ..Default::default()
+                },
+            )
+        }
+        Action::Upload { field, file } => {
+            if field_type(kind, field) != Some(FieldType::File) {
+                return Err(usage(format!(
+                    "{} has no file field '{field}' (boot: kernel, initramfs; image: content)",
+                    kind.title()
+                )));
+            }
+            let ids =
+                ids_query(cmd, &[]).ok_or_else(|| usage("upload needs --ids naming one object"))?;
+            let obj = upload(&client(cli)?, kind, &ids, field, file)?;
+            report(cli, "Updated", kind, &[obj]);
+            Ok(())
+        }
+        Action::Download { field, output } => {
+            let ids = ids_query(cmd, &[])
+                .ok_or_else(|| usage("download needs --ids naming one object"))?;
+            download(&client(cli)?, kind, &ids, field, output)
+        }
+    }
+}
+
+fn split_list(v: &[String]) -> Vec<String> {
+    v.iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn attrs_kind(kind: Kind) -> Result<(), Fail> {
+    if has_attributes(kind) {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "{} objects have no attributes (nodes and attribute groups do)",
+            kind.title()
+        )))
+    }
+}
+
+fn nodes_only(kind: Kind, action: &str) -> Result<(), Fail> {
+    if kind == Kind::Node {
+        Ok(())
+    } else {
+        Err(usage(format!("only nodes {action} attribute groups")))
+    }
+}
+
+fn change(
+    cli: &Cli,
+    kind: Kind,
+    cmd: &ObjectCmd,
+    action: &str,
+    req: UpdateRequest,
+) -> Result<(), Fail> {
+    let q = target_query(kind, cmd, action)?;
+    let objs: Vec<Value> = client(cli)?.send("PATCH", &format!("/{kind}{q}"), &req)?;
+    report(cli, "Updated", kind, &objs);
+    Ok(())
+}
+
+fn names_of(objs: &[Value]) -> Vec<String> {
+    objs.iter()
+        .filter_map(|o| o.get("name").and_then(Value::as_str))
+        .map(String::from)
+        .collect()
+}
+
+fn list_names(kind: Kind, names: &[String]) -> String {
+    if names.is_empty() {
+        "nothing".to_string()
+    } else if kind == Kind::Node {
+        hostlist::compress(names)
+    } else {
+        names.join(", ")
+    }
+}
+
+fn report(cli: &Cli, verb: &str, kind: Kind, objs: &[Value]) {
+    if cli.json {
+        output::print_json(&objs);
+    } else {
+        println!(
+            "{verb} {} {}",
+            kind.title(),
+            list_names(kind, &names_of(objs))
+        );
+    }
+}
+
+fn read_macs(path: &std::path::Path) -> Result<Vec<String>, Fail> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| usage(format!("cannot read stdin: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    }
+    let mut macs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mac: wulf_model::MacAddr = line
+            .parse()
+            .map_err(|e| usage(format!("{}:{}: {e}", path.display(), n + 1)))?;
+        macs.push(mac.to_string());
+    }
+    if macs.is_empty() {
+        return Err(usage(format!("{} holds no MAC addresses", path.display())));
+    }
+    Ok(macs)
+}
+
+fn create(
+    cli: &Cli,
+    kind: Kind,
+    pairs: &[String],
+    count: Option<u32>,
+    macs: Option<&std::path::Path>,
+) -> Result<(), Fail> {
+    if (count.is_some() || macs.is_some()) && kind != Kind::Node {
+        return Err(usage("--count and --macs create nodes only"));
+    }
+    let (fields, files) = parse_fields(kind, pairs)?;
+    let macs = macs.map(read_macs).transpose()?;
+    let n = match (&macs, count) {
+        (Some(m), None) => m.len(),
+        (Some(m), Some(c)) if c as usize == m.len() => m.len(),
+        (Some(m), Some(c)) => {
+            return Err(usage(format!(
+                "--count {c} but the MAC file lists {}",
+                m.len()
+            )))
+        }
+        (None, Some(0)) => return Err(usage("--count must be at least 1")),
+        (None, Some(c)) => c as usize,
+        (None, None) => 1,
+    };
+    if n > 1 {
+        for unique in ["name", "ip", "mac", "uid"] {
+            if fields.contains_key(unique) {
+                return Err(usage(format!(
+                    "{unique}= cannot be given to {n} nodes at once"
+                )));
+            }
+        }
+        if !files.is_empty() {
+            return Err(usage("files can be uploaded to one object at a time"));
+        }
+    }
+    let first_index = fields.get("index").and_then(Value::as_u64);
+    let docs: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut doc = fields.clone();
+            if let (Some(first), true) = (first_index, n > 1) {
+                doc.insert("index".into(), Value::from(first + i as u64));
+            }
+            if let Some(m) = &macs {
+                doc.insert("mac".into(), Value::String(m[i].clone()));
+            }
+            Value::Object(doc)
+        })
+        .collect();
+    let c = client(cli)?;
+    let body = if docs.len() == 1 {
+        docs.into_iter().next().unwrap_or(Value::Null)
+    } else {
+        Value::Array(docs)
+    };
+    let mut objs: Vec<Value> = c.send("POST", &format!("/{kind}"), &body)?;
+    if let [obj] = objs.as_mut_slice() {
+        let uid = obj
+            .get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        for (field, path) in &files {
+            *obj = upload(&c, kind, &uid, field, path)?;
+        }
+    }
+    report(cli, "Created", kind, &objs);
+    Ok(())
+}
+
+fn upload(
+    c: &Client,
+    kind: Kind,
+    id: &str,
+    field: &str,
+    path: &std::path::Path,
+) -> Result<Value, Fail> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| usage(format!("cannot open {}: {e}", path.display())))?;
+    let len = file
+        .metadata()
+        .map(|m| m.len())
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let filename = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let bar = output::bytes_bar(len, &format!("{field} {filename}"));
+    let reader = bar.wrap_read(file);
+    let objs: Vec<Value> = c.upload(
+        &format!(
+            "/{kind}/{}/files/{field}?filename={}",
+            encode(id),
+            encode(&filename)
+        ),
+        reader,
+        len,
+    )?;
+    bar.finish_and_clear();
+    objs.into_iter()
+        .next()
+        .ok_or_else(|| Fail::Request(anyhow::anyhow!("the head returned no object")))
+}
+
+fn download(
+    c: &Client,
+    kind: Kind,
+    id: &str,
+    field: &str,
+    out: &std::path::Path,
+) -> Result<(), Fail> {
+    let (len, reader) = c.download(&format!("/{kind}/{}/files/{field}", encode(id)))?;
+    if out.as_os_str() == "-" {
+        let mut r = reader;
+        std::io::copy(&mut r, &mut std::io::stdout().lock())
+            .map_err(|e| Fail::Request(anyhow::anyhow!("download failed: {e}")))?;
+        return Ok(());
+    }
+    let tmp = out.with_extension("part");
+    let mut f = std::fs::File::create(&tmp)
+        .map_err(|e| usage(format!("cannot create {}: {e}", tmp.display())))?;
+    let bar = output::bytes_bar(len.unwrap_or(0), &format!("{field} → {}", out.display()));
+    let mut r = bar.wrap_read(reader);
+    let copied = std::io::copy(&mut r, &mut f);
+    bar.finish_and_clear();
+    match copied {
+        Ok(n) if len.is_none_or(|l| l == n) => {
+            std::fs::rename(&tmp, out).map_err(|e| {
+                Fail::Request(anyhow::anyhow!("cannot write {}: {e}", out.display()))
+            })?;
+            eprintln!("wrote {n} bytes to {}", out.display());
+            Ok(())
+        }
+        Ok(n) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(Fail::Request(anyhow::anyhow!(
+                "download ended after {n} of {} bytes",
+                len.unwrap_or(0)
+            )))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(Fail::Request(anyhow::anyhow!("download failed: {e}")))
+        }
+    }
+}
+
+fn ls(cli: &Cli, kind: Kind, cmd: &ObjectCmd, names: &[String]) -> Result<(), Fail> {
+    let c = client(cli)?;
+    let mut q = Vec::new();
+    if let Some(ids) = ids_query(cmd, names) {
+        q.push(format!("ids={}", encode(&ids)));
+    }
+    let plain = !cli.json && !cli.long && !cli.full;
+    if plain {
+        q.push("fields=name".to_string());
+    }
+    let path = if q.is_empty() {
+        format!("/{kind}")
+    } else {
+        format!("/{kind}?{}", q.join("&"))
+    };
+    let objs: Vec<Value> = c.get(&path)?;
+    let attrs: Option<Vec<NodeAttributes>> = if kind == Kind::Node && cli.full {
+        let ids = encode(&names_of(&objs).join(","));
+        if objs.is_empty() {
+            Some(Vec::new())
+        } else {
+            Some(c.get(&format!("/node/attributes?ids={ids}"))?)
+        }
+    } else {
+        None
+    };
+    if cli.json {
+        match attrs {
+            Some(a) => output::print_json(&output::with_effective(objs, a)),
+            None => output::print_json(&objs),
+        }
+    } else if cli.full {
+        output::print_full(kind, &objs, attrs.as_deref());
+    } else if cli.long {
+        output::print_table(kind, &objs);
+    } else {
+        output::print_names(kind, &objs);
+    }
+    Ok(())
+}

@@ -15,16 +15,40 @@ pub const BOOT_STYLES: [&str; 4] = ["rwram", "roram", "next", "disked"];
 /// Every reserved attribute (names starting with `_`) wulf knows, with what it means.
 pub const RESERVED: &[(&str, &str)] = &[
     ("_boot_config", "name of the boot config the node boots"),
-    ("_boot_style", "overrides the boot config's style: rwram, roram, next, disked"),
-    ("_status_secs", "seconds between status reports (default 10)"),
+    (
+        "_boot_style",
+        "overrides the boot config's style: rwram, roram, next, disked",
+    ),
+    (
+        "_status_secs",
+        "seconds between status reports (default 10)",
+    ),
     ("_busy", "busy mode for the agent: true/false"),
     ("_status_cpuset", "CPUs the agent is pinned to, e.g. 0-1,7"),
-    ("_no_boot", "true: DHCP and boot requests from this node are ignored"),
-    ("_hostname", "host name to give the node instead of its name"),
-    ("_altmacs", "other MAC addresses of the node, comma-separated"),
-    ("_ips", "addresses of the node's other interfaces: bmc=10.0.0.5,ib0=10.1.0.5"),
-    ("_macs", "MAC addresses of the node's other interfaces: bmc=52:54:00:00:00:01"),
-    ("_boot_timeout", "seconds a booting node may take before it is down (default 600)"),
+    (
+        "_no_boot",
+        "true: DHCP and boot requests from this node are ignored",
+    ),
+    (
+        "_hostname",
+        "host name to give the node instead of its name",
+    ),
+    (
+        "_altmacs",
+        "other MAC addresses of the node, comma-separated",
+    ),
+    (
+        "_ips",
+        "addresses of the node's other interfaces: bmc=10.0.0.5,ib0=10.1.0.5",
+    ),
+    (
+        "_macs",
+        "MAC addresses of the node's other interfaces: bmc=52:54:00:00:00:01",
+    ),
+    (
+        "_boot_timeout",
+        "seconds a booting node may take before it is down (default 600)",
+    ),
 ];
 
 /// Parse a boolean the way administrators write them: 1/on/y/yes/t/true and
@@ -101,12 +125,15 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
     }
     let fail = |m: String| Err(ModelError::new(format!("attributes.{name}"), m));
     match name {
-        "_boot_style" if !BOOT_STYLES.contains(&value) => {
-            fail(format!("'{value}' is not one of {}", BOOT_STYLES.join(", ")))
-        }
+        "_boot_style" if !BOOT_STYLES.contains(&value) => fail(format!(
+            "'{value}' is not one of {}",
+            BOOT_STYLES.join(", ")
+        )),
         "_status_secs" | "_boot_timeout" => match value.parse::<u32>() {
             Ok(n) if n > 0 => Ok(()),
-            _ => fail(format!("'{value}' is not a positive whole number of seconds")),
+            _ => fail(format!(
+                "'{value}' is not a positive whole number of seconds"
+            )),
         },
         "_busy" | "_no_boot" if parse_bool(value).is_none() => fail(format!(
             "'{value}' is not a boolean (use true/false, yes/no, on/off, 1/0)"
@@ -127,7 +154,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
                 }
                 Ok(())
             }
-            None => fail(format!("'{value}' is not a list like bmc=10.0.0.5,ib0=10.1.0.5")),
+            None => fail(format!(
+                "'{value}' is not a list like bmc=10.0.0.5,ib0=10.1.0.5"
+            )),
         },
         "_macs" => match parse_assignments(value) {
             Some(list) => {
@@ -138,7 +167,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
                 }
                 Ok(())
             }
-            None => fail(format!("'{value}' is not a list like bmc=52:54:00:00:00:01")),
+            None => fail(format!(
+                "'{value}' is not a list like bmc=52:54:00:00:00:01"
+            )),
         },
         _ => Ok(()),
     }
@@ -212,7 +243,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -229,7 +263,10 @@ mod tests {
     #[test]
     fn reserved_checks() {
         assert!(validate("rack", "r12").is_ok());
-        assert!(validate("_bogus", "1").unwrap_err().message.contains("unknown reserved"));
+        assert!(validate("_bogus", "1")
+            .unwrap_err()
+            .message
+            .contains("unknown reserved"));
         assert!(validate("_status_secs", "0").is_err());
         assert!(validate("_status_secs", "30").is_ok());
         assert!(validate("_busy", "yes").is_ok());
@@ -254,7 +291,11 @@ mod tests {
         let g1 = map(&[("b", "g1"), ("c", "g1")]);
         let g2 = map(&[("c", "g2")]);
         let own = map(&[("d", "node"), ("a", "node")]);
-        let eff = effective_attributes(Some(("DefaultAttribs", &d)), [("g1", &g1), ("g2", &g2)], &own);
+        let eff = effective_attributes(
+            Some(("DefaultAttribs", &d)),
+            [("g1", &g1), ("g2", &g2)],
+            &own,
+        );
         assert_eq!(eff["a"].value, "node");
         assert_eq!(eff["a"].source, AttrSource::Node);
         assert_eq!(eff["b"].value, "g1");

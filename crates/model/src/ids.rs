@@ -80,12 +80,16 @@ impl FromStr for Kind {
 
 /// True when `s` is a UID: 32 lowercase hexadecimal characters.
 pub fn is_uid(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// True when `s` could be the start of a UID (5 to 31 lowercase hex characters).
 pub fn is_uid_prefix(s: &str) -> bool {
-    (5..32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    (5..32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A 48-bit Ethernet MAC address, printed as lowercase `aa:bb:cc:dd:ee:ff`.
@@ -176,7 +180,14 @@ mod tests {
         ] {
             assert_eq!(s.parse::<MacAddr>().unwrap().to_string(), want, "{s}");
         }
-        for s in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:ef:00", "zz:54:00:ab:cd:ef", "525400abcde", "1:2:3:4:5:666"] {
+        for s in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:ef:00",
+            "zz:54:00:ab:cd:ef",
+            "525400abcde",
+            "1:2:3:4:5:666",
+        ] {
             assert!(s.parse::<MacAddr>().is_err(), "{s}");
         }
     }

@@ -48,7 +48,9 @@ impl Pattern {
             return Err(err("names may only contain letters, digits, '-' and '_'"));
         }
         if prefix.is_empty() || !prefix.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            return Err(err("must start with a letter, so names are not mistaken for indexes"));
+            return Err(err(
+                "must start with a letter, so names are not mistaken for indexes",
+            ));
         }
         Ok(Pattern {
             prefix: prefix.to_string(),
@@ -64,7 +66,9 @@ impl Pattern {
 
     /// The number `name` stands for under this pattern, if it matches.
     pub fn number_of(&self, name: &str) -> Option<u64> {
-        let digits = name.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
+        let digits = name
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
@@ -96,7 +100,9 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for p in ["n", "{}", "1{}", "n{}{}", "n{:3d}", "n{:0d}", "n{", "n}{}", "a b{}", "n{:x}"] {
+        for p in [
+            "n", "{}", "1{}", "n{}{}", "n{:3d}", "n{:0d}", "n{", "n}{}", "a b{}", "n{:x}",
+        ] {
             assert!(Pattern::parse(p).is_err(), "{p}");
         }
     }

@@ -100,7 +100,10 @@ mod tests {
         assert!(r.contains("10.0.1.50".parse().unwrap()));
         assert!(!r.contains("10.0.1.51".parse().unwrap()));
         assert!("10.0.1.9-10.0.1.1".parse::<IpRange>().is_err());
-        assert_eq!("10.0.0.1".parse::<IpRange>().unwrap().to_string(), "10.0.0.1");
+        assert_eq!(
+            "10.0.0.1".parse::<IpRange>().unwrap().to_string(),
+            "10.0.0.1"
+        );
     }
 
     #[test]

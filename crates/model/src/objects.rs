@@ -187,7 +187,10 @@ impl Node {
         {
             return Err(ModelError::new(
                 "type",
-                format!("'{}' must be a lowercase word like compute or simulated", self.node_type),
+                format!(
+                    "'{}' must be a lowercase word like compute or simulated",
+                    self.node_type
+                ),
             ));
         }
         one_of("boot_sequence", &self.boot_sequence, &BOOT_SEQUENCES)?;
@@ -198,12 +201,18 @@ impl Node {
         for g in &self.groups {
             check_object_name(g).map_err(|e| ModelError::new("groups", e.message))?;
             if !seen.insert(g) {
-                return Err(ModelError::new("groups", format!("group '{g}' is listed twice")));
+                return Err(ModelError::new(
+                    "groups",
+                    format!("group '{g}' is listed twice"),
+                ));
             }
         }
         attributes::validate_all(&self.attributes)?;
         if let (Some(mac), Some(alt)) = (self.mac, self.attributes.get("_altmacs")) {
-            if attributes::parse_mac_list(alt).unwrap_or_default().contains(&mac) {
+            if attributes::parse_mac_list(alt)
+                .unwrap_or_default()
+                .contains(&mac)
+            {
                 return Err(ModelError::new(
                     "attributes._altmacs",
                     format!("{mac} is already the node's mac"),
@@ -350,7 +359,9 @@ impl Pool {
     /// The name of the node with `index` under this pool.
     pub fn name_for(&self, index: u32) -> Option<String> {
         let n = index.checked_sub(self.first_index)?;
-        Pattern::parse(&self.pattern).ok().map(|p| p.format(u64::from(n)))
+        Pattern::parse(&self.pattern)
+            .ok()
+            .map(|p| p.format(u64::from(n)))
     }
 }
 object_common!(Pool, Kind::Pool);
@@ -406,13 +417,17 @@ impl Network {
     /// The IP of node `index`, if this network numbers it.
     pub fn ip_for_index(&self, index: u32) -> Option<Ipv4Addr> {
         let off = index.checked_sub(self.first_index)?;
-        (off < self.ip_count).then(|| ip_add(self.first_ip, off)).flatten()
+        (off < self.ip_count)
+            .then(|| ip_add(self.first_ip, off))
+            .flatten()
     }
 
     /// The node index whose derived IP is `ip`.
     pub fn index_for_ip(&self, ip: Ipv4Addr) -> Option<u32> {
         let off = ip_diff(ip, self.first_ip)?;
-        (off < self.ip_count).then(|| self.first_index.checked_add(off)).flatten()
+        (off < self.ip_count)
+            .then(|| self.first_index.checked_add(off))
+            .flatten()
     }
 
     /// True when `ip` is in this network's subnet.
@@ -441,22 +456,37 @@ impl Network {
             ));
         }
         if self.first_index.checked_add(self.ip_count - 1).is_none() {
-            return Err(ModelError::new("first_index", "first_index + ip_count is too large"));
+            return Err(ModelError::new(
+                "first_index",
+                "first_index + ip_count is too large",
+            ));
         }
         if let Some(r) = self.router_ip {
             if !self.contains(r) {
-                return Err(ModelError::new("router_ip", format!("{r} is outside the network")));
+                return Err(ModelError::new(
+                    "router_ip",
+                    format!("{r} is outside the network"),
+                ));
             }
             if range.contains(r) {
-                return Err(ModelError::new("router_ip", format!("{r} is inside the node range {range}")));
+                return Err(ModelError::new(
+                    "router_ip",
+                    format!("{r} is inside the node range {range}"),
+                ));
             }
         }
         if !self.domain.is_empty() && !valid_hostname(&self.domain) {
-            return Err(ModelError::new("domain", format!("'{}' is not a valid domain", self.domain)));
+            return Err(ModelError::new(
+                "domain",
+                format!("'{}' is not a valid domain", self.domain),
+            ));
         }
         for (i, h) in self.host_ranges.iter().enumerate() {
             if !self.contains(h.first) || !self.contains(h.last) {
-                return Err(ModelError::new("host_ranges", format!("{h} is outside the network")));
+                return Err(ModelError::new(
+                    "host_ranges",
+                    format!("{h} is outside the network"),
+                ));
             }
             if h.overlaps(&range) {
                 return Err(ModelError::new(
@@ -496,11 +526,17 @@ impl Host {
     fn check(&self) -> Result<(), ModelError> {
         check_object_name(&self.name)?;
         if !valid_hostname(&self.name) {
-            return Err(ModelError::new("name", format!("'{}' is not a valid host name", self.name)));
+            return Err(ModelError::new(
+                "name",
+                format!("'{}' is not a valid host name", self.name),
+            ));
         }
         for h in &self.hostnames {
             if !valid_hostname(h) {
-                return Err(ModelError::new("hostnames", format!("'{h}' is not a valid host name")));
+                return Err(ModelError::new(
+                    "hostnames",
+                    format!("'{h}' is not a valid host name"),
+                ));
             }
         }
         Ok(())
@@ -533,7 +569,8 @@ fn default_group_name() -> String {
 impl Cluster {
     fn check(&self) -> Result<(), ModelError> {
         check_object_name(&self.name)?;
-        check_object_name(&self.default_group).map_err(|e| ModelError::new("default_group", e.message))
+        check_object_name(&self.default_group)
+            .map_err(|e| ModelError::new("default_group", e.message))
     }
 }
 object_common!(Cluster, Kind::Cluster);
@@ -612,7 +649,10 @@ pub fn fields(kind: Kind) -> &'static [(&'static str, FieldType)] {
 
 /// The type of `field` in `kind`, if it is one.
 pub fn field_type(kind: Kind, field: &str) -> Option<FieldType> {
-    fields(kind).iter().find(|(n, _)| *n == field).map(|(_, t)| *t)
+    fields(kind)
+        .iter()
+        .find(|(n, _)| *n == field)
+        .map(|(_, t)| *t)
 }
 
 /// True when objects of `kind` carry attributes (`set`, `clear`).
@@ -646,7 +686,10 @@ pub fn field_value(kind: Kind, field: &str, raw: &str) -> Result<serde_json::Val
     })?;
     Ok(match ty {
         FieldType::ReadOnly => {
-            return Err(ModelError::new(field, "is set by the server and cannot be written"))
+            return Err(ModelError::new(
+                field,
+                "is set by the server and cannot be written",
+            ))
         }
         FieldType::File => {
             return Err(ModelError::new(
@@ -658,9 +701,11 @@ pub fn field_value(kind: Kind, field: &str, raw: &str) -> Result<serde_json::Val
         FieldType::OptText if raw.is_empty() => Value::Null,
         FieldType::OptText => Value::String(raw.to_string()),
         FieldType::OptInt if raw.is_empty() => Value::Null,
-        FieldType::Int | FieldType::OptInt => Value::from(raw.trim().parse::<u64>().map_err(|_| {
-            ModelError::new(field, format!("'{raw}' is not a non-negative whole number"))
-        })?),
+        FieldType::Int | FieldType::OptInt => {
+            Value::from(raw.trim().parse::<u64>().map_err(|_| {
+                ModelError::new(field, format!("'{raw}' is not a non-negative whole number"))
+            })?)
+        }
         FieldType::Bool => Value::Bool(attributes::parse_bool(raw).ok_or_else(|| {
             ModelError::new(field, format!("'{raw}' is not a boolean (true/false)"))
         })?),
@@ -676,7 +721,15 @@ pub fn field_value(kind: Kind, field: &str, raw: &str) -> Result<serde_json::Val
 
 /// Deserialize and validate an object from JSON, turning serde's message into a field error.
 pub fn from_json<T: Object>(v: serde_json::Value) -> Result<T, ModelError> {
-    let obj: T = serde_json::from_value(v).map_err(|e| ModelError::new(T::KIND.as_str(), e.to_string()))?;
+    let obj: T = serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            T::KIND.as_str().to_string()
+        } else {
+            path
+        };
+        ModelError::new(field, e.into_inner().to_string())
+    })?;
     obj.validate()?;
     Ok(obj)
 }
@@ -690,14 +743,24 @@ mod tests {
     fn node_names() {
         assert!(check_node_name("n0").is_ok());
         assert!(check_node_name("gpu-007").is_ok());
-        for bad in ["12", "10.0.0.1", "52:54:00:00:00:01", "n[0-3]", "a,b", "", "-x", "n_1"] {
+        for bad in [
+            "12",
+            "10.0.0.1",
+            "52:54:00:00:00:01",
+            "n[0-3]",
+            "a,b",
+            "",
+            "-x",
+            "n_1",
+        ] {
             assert!(check_node_name(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn node_json() {
-        let n: Node = from_json(json!({"name": "n1", "mac": "52:54:00:00:00:01", "index": 1})).unwrap();
+        let n: Node =
+            from_json(json!({"name": "n1", "mac": "52:54:00:00:00:01", "index": 1})).unwrap();
         assert_eq!(n.node_type, "compute");
         assert_eq!(n.boot_sequence, "pxe");
         let e = from_json::<Node>(json!({"name": "n1", "mac": "xx"})).unwrap_err();
@@ -756,10 +819,22 @@ mod tests {
         assert_eq!(field_value(Kind::Node, "index", "5").unwrap(), json!(5));
         assert_eq!(field_value(Kind::Node, "index", "").unwrap(), json!(null));
         assert!(field_value(Kind::Node, "index", "-1").is_err());
-        assert_eq!(field_value(Kind::Node, "groups", "a, b").unwrap(), json!(["a", "b"]));
-        assert_eq!(field_value(Kind::Cluster, "accept_new_nodes", "yes").unwrap(), json!(true));
+        assert_eq!(
+            field_value(Kind::Node, "groups", "a, b").unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            field_value(Kind::Cluster, "accept_new_nodes", "yes").unwrap(),
+            json!(true)
+        );
         assert!(field_value(Kind::Node, "uid", "x").is_err());
-        assert!(field_value(Kind::Node, "colour", "x").unwrap_err().message.contains("has no field"));
-        assert!(field_value(Kind::Boot, "kernel", "x").unwrap_err().message.contains("@PATH"));
+        assert!(field_value(Kind::Node, "colour", "x")
+            .unwrap_err()
+            .message
+            .contains("has no field"));
+        assert!(field_value(Kind::Boot, "kernel", "x")
+            .unwrap_err()
+            .message
+            .contains("@PATH"));
     }
 }

@@ -94,7 +94,12 @@ impl Txn {
         });
         self
     }
-    pub fn put_with_lease(mut self, key: impl Into<String>, value: Vec<u8>, lease: LeaseId) -> Self {
+    pub fn put_with_lease(
+        mut self,
+        key: impl Into<String>,
+        value: Vec<u8>,
+        lease: LeaseId,
+    ) -> Self {
         self.ops.push(Op::Put {
             key: key.into(),
             value,

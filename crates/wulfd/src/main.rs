@@ -1,1 +1,199 @@
-fn main() {}
+//! wulfd: the wulf head node daemon.
+
+mod api;
+mod auth;
+mod blobs;
+mod cache;
+mod config;
+mod db;
+mod maint;
+mod objects;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use wulf_store::{EmbeddedStore, Store};
+
+use crate::config::{Config, FileConfig, DEFAULT_CONFIG};
+
+/// The wulf head node daemon: REST API and cluster database (and, as they land, DHCP, TFTP,
+/// HTTP boot, DNS and status intake) in one process.
+///
+/// With no config file and no flags it keeps its data in /var/lib/wulf (as root) or
+/// ./wulf-data, and serves the API on 0.0.0.0:8740. On first start it creates the cluster and
+/// an admin token in DATA_DIR/admin.token that the `wulf` CLI finds by itself.
+#[derive(Parser, Debug)]
+#[command(name = "wulfd", version)]
+struct Args {
+    /// TOML config file [default: /etc/wulf/wulfd.toml if it exists]
+    #[arg(long, short = 'c', env = "WULFD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the database, files and the admin token (overrides the config file)
+    #[arg(long, env = "WULFD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// API address and port, like 0.0.0.0:8740 (overrides the config file)
+    #[arg(long, env = "WULFD_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Log filter: error, warn, info, debug, or a tracing filter like "info,wulfd=debug"
+    #[arg(long, env = "WULFD_LOG")]
+    log: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let file = match load_file_config(args.config.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("wulfd: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cfg = Config::settle(file, args.data_dir, args.listen, args.log);
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log);
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("wulfd: bad log filter '{}': {e}", cfg.log);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wulfd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("wulfd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_file_config(path: Option<&std::path::Path>) -> anyhow::Result<FileConfig> {
+    match path {
+        Some(p) => FileConfig::load(p),
+        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
+            FileConfig::load(std::path::Path::new(DEFAULT_CONFIG))
+        }
+        None => Ok(FileConfig::default()),
+    }
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    let data_dir = cfg.data_dir.canonicalize().unwrap_or(cfg.data_dir.clone());
+    tracing::info!(data_dir = %data_dir.display(), listen = %cfg.listen, "wulfd {} starting", env!("CARGO_PKG_VERSION"));
+
+    let store: Arc<dyn Store> = EmbeddedStore::open(&data_dir.join("wulf.redb"))
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let cancel = CancellationToken::new();
+    let cache = cache::Cache::new();
+    cache
+        .load(store.as_ref())
+        .await
+        .context("cannot read the database")?;
+    let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
+    let db = db::Db::new(store.clone(), cache.clone());
+    db.bootstrap(&cfg.cluster_name)
+        .await
+        .context("cannot create the cluster")?;
+
+    let token = auth::ensure_admin_token(&data_dir)?;
+    let blobs = blobs::Blobs::open(&data_dir).context("cannot prepare the file store")?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another wulfd running? use --listen)",
+                cfg.listen
+            )
+        })?;
+    let local = listener.local_addr()?;
+    let url = local_url(local);
+    // The CLI on this machine reads this to find its head.
+    std::fs::write(data_dir.join("wulfd.url"), format!("{url}\n"))
+        .with_context(|| format!("cannot write {}", data_dir.join("wulfd.url").display()))?;
+
+    let app = Arc::new(api::App {
+        db,
+        cache: cache.clone(),
+        store: store.clone(),
+        blobs,
+        tokens: auth::Tokens::new(vec![token]),
+        head: hostname(),
+        max_body: cfg.max_body_bytes,
+    });
+    let maint = tokio::spawn(maint::run(
+        app.clone(),
+        cfg.history_revisions,
+        cancel.clone(),
+    ));
+    tracing::info!(%url, "API ready");
+
+    let router = api::router(app);
+    let shutdown = cancel.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    let c = cancel.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { c.cancelled().await })
+        .await
+        .context("API server failed")?;
+    cancel.cancel();
+    let _ = follower.await;
+    let _ = maint.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn local_url(addr: std::net::SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "head".to_string())
+}
+
+async fn wait_for_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

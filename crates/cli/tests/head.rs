@@ -1,0 +1,246 @@
+//! Test support: start the real `wulfd` binary on a free port in a temporary data directory
+//! and drive it with the real `wulf` binary.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn wulf_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wulf"))
+}
+
+/// `wulfd` sits beside `wulf` in the target directory (`cargo build --workspace` builds it).
+pub fn wulfd_bin() -> PathBuf {
+    let p = wulf_bin().with_file_name("wulfd");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Head {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub child: Option<Child>,
+    pub extra_args: Vec<String>,
+}
+
+impl Head {
+    pub fn start() -> Head {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Head {
+        let mut h = Head {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        h.spawn();
+        h
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("wulfd.log")).unwrap();
+        let child = Command::new(wulfd_bin())
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["--log", "info"])
+            .args(&self.extra_args)
+            .env_remove("WULFD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.data().join("wulfd.url").exists() && self.wulf(&["info"]).status.success() {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("wulfd exited early ({st}); log:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wulfd did not come up; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("wulfd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "wulfd did not stop on SIGTERM");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Run `wulf` the way an admin on the head would: it finds the head and the token
+    /// through the data directory.
+    pub fn wulf(&self, args: &[&str]) -> Output {
+        self.wulf_stdin(args, None)
+    }
+
+    pub fn wulf_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut cmd = Command::new(wulf_bin());
+        cmd.args(args)
+            .env("WULF_DATA_DIR", self.data())
+            .env("HOME", self.dir.path())
+            .env_remove("WULF_URL")
+            .env_remove("WULF_TOKEN")
+            .env_remove("WULF_CONFIG")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Run `wulf` and expect success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.wulf(args);
+        assert!(
+            o.status.success(),
+            "wulf {args:?} failed ({}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Run `wulf` expecting exit code `code`; returns stderr.
+    pub fn fails(&self, code: i32, args: &[&str]) -> String {
+        let o = self.wulf(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "wulf {args:?}: expected exit {code}; stdout:\n{}stderr:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Every object of every kind, for "nothing changed" checks.
+    pub fn snapshot(&self) -> Value {
+        let kinds = [
+            "node", "attrib", "boot", "image", "pool", "net", "host", "cluster",
+        ];
+        Value::Array(kinds.iter().map(|k| self.json(&[k, "ls"])).collect())
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.json(&["info"])["revision"].as_i64().unwrap()
+    }
+
+    /// `curl` (a real HTTP client we did not write) against the head; returns (status, body).
+    pub fn curl(&self, args: &[&str]) -> (u16, Vec<u8>) {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl must be installed (./test.sh installs it)");
+        let mut body = out.stdout;
+        let pos = body.iter().rposition(|b| *b == b'\n').unwrap();
+        let code: u16 = String::from_utf8_lossy(&body[pos + 1..])
+            .trim()
+            .parse()
+            .unwrap();
+        body.truncate(pos);
+        (code, body)
+    }
+
+    pub fn auth(&self) -> String {
+        format!("Authorization: Bearer {}", self.token())
+    }
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}

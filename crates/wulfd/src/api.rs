@@ -1,0 +1,491 @@
+//! The REST API under `/api/v1` (see the `wulf-api` crate for the list of paths).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+use tower::ServiceExt;
+use wulf_api::{Deleted, ErrorBody, Info, NodeAttributes, UpdateRequest};
+use wulf_model::{effective_attributes, FileRef, Kind};
+use wulf_store::{Store, StoreError};
+
+use crate::auth::Tokens;
+use crate::blobs::{BlobError, Blobs};
+use crate::cache::{Cache, SelectError, State as CacheState};
+use crate::db::{Db, DbError};
+use crate::objects::AnyObj;
+
+pub struct App {
+    pub db: Db,
+    pub cache: Arc<Cache>,
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+    pub tokens: Tokens,
+    pub head: String,
+    pub max_body: usize,
+}
+
+type AppState = State<Arc<App>>;
+
+/// An error answer: status and a JSON body naming what was wrong.
+pub struct ApiErr {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiErr {
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> ApiErr {
+        ApiErr {
+            status,
+            body: ErrorBody {
+                error: msg.into(),
+                field: None,
+            },
+        }
+    }
+    fn bad(msg: impl Into<String>) -> ApiErr {
+        ApiErr::new(StatusCode::BAD_REQUEST, msg)
+    }
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+impl From<DbError> for ApiErr {
+    fn from(e: DbError) -> ApiErr {
+        let status = match &e {
+            DbError::Invalid(_) | DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DbError::Select(s) => return s.into(),
+            DbError::NotFound(_) => StatusCode::NOT_FOUND,
+            DbError::Conflict(_) => StatusCode::CONFLICT,
+            DbError::Store(s) => return s.into(),
+        };
+        let field = match &e {
+            DbError::Invalid(m) => Some(m.field.clone()),
+            _ => None,
+        };
+        ApiErr {
+            status,
+            body: ErrorBody {
+                error: e.to_string(),
+                field,
+            },
+        }
+    }
+}
+
+impl From<&SelectError> for ApiErr {
+    fn from(e: &SelectError) -> ApiErr {
+        let status = match e {
+            SelectError::Missing { .. } => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiErr::new(status, e.to_string())
+    }
+}
+
+impl From<SelectError> for ApiErr {
+    fn from(e: SelectError) -> ApiErr {
+        (&e).into()
+    }
+}
+
+impl From<&StoreError> for ApiErr {
+    fn from(e: &StoreError) -> ApiErr {
+        tracing::error!(error = %e, "store error");
+        ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
+    }
+}
+
+impl From<StoreError> for ApiErr {
+    fn from(e: StoreError) -> ApiErr {
+        (&e).into()
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let files = Router::new()
+        .route(
+            "/api/v1/{kind}/{id}/files/{field}",
+            get(download).put(upload),
+        )
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/api/v1/info", get(info))
+        .route("/api/v1/node/attributes", get(node_attributes))
+        .route(
+            "/api/v1/{kind}",
+            get(list).post(create).patch(update).delete(remove),
+        )
+        .layer(DefaultBodyLimit::disable())
+        .merge(files)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            authenticate,
+        ))
+        .fallback(|| async { ApiErr::new(StatusCode::NOT_FOUND, "no such API path") })
+        .with_state(app)
+}
+
+async fn authenticate(State(app): AppState, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(t) if app.tokens.is_admin(t) => next.run(req).await,
+        Some(_) => {
+            tracing::warn!(target: "audit", path = %req.uri().path(), "refused a request with a wrong token");
+            ApiErr::new(StatusCode::UNAUTHORIZED, "the token is not valid").into_response()
+        }
+        None => ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send 'Authorization: Bearer TOKEN'",
+        )
+        .into_response(),
+    }
+}
+
+fn parse_kind(s: &str) -> Result<Kind, ApiErr> {
+    s.parse::<Kind>().map_err(|_| {
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiErr::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown object kind '{s}' (kinds: {})", kinds.join(", ")),
+        )
+    })
+}
+
+async fn read_json(app: &App, body: Body) -> Result<Value, ApiErr> {
+    let bytes = axum::body::to_bytes(body, app.max_body)
+        .await
+        .map_err(|_| {
+            ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body is larger than {} MiB (max_body_mib in the config file)",
+                    app.max_body >> 20
+                ),
+            )
+        })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiErr::bad(format!("malformed JSON in request body: {e}")))
+}
+
+/// The uids a request selects: `ids=SEL`, or everything with `all=true` (or no `ids` when
+/// `default_all`).
+fn selection(
+    st: &CacheState,
+    kind: Kind,
+    q: &HashMap<String, String>,
+    default_all: bool,
+) -> Result<Vec<String>, ApiErr> {
+    let all = q
+        .get("all")
+        .is_some_and(|v| wulf_model::parse_bool(v) == Some(true));
+    match q.get("ids").map(|s| s.trim()) {
+        Some(ids) if !ids.is_empty() => Ok(st.select(kind, ids)?),
+        _ if all || default_all || kind == Kind::Cluster => Ok(st
+            .list(kind)
+            .iter()
+            .map(|e| e.obj.uid().to_string())
+            .collect()),
+        _ => Err(ApiErr::bad(format!(
+            "say which {}s: give ids or all=true",
+            kind.title()
+        ))),
+    }
+}
+
+fn json_response(bytes: Vec<u8>, status: StatusCode) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+fn objects_json(objs: &[AnyObj]) -> Vec<u8> {
+    let v: Vec<Value> = objs.iter().map(AnyObj::to_json).collect();
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+async fn info(State(app): AppState) -> Result<axum::Json<Info>, ApiErr> {
+    Ok(axum::Json(Info {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        store: app.store.backend().to_string(),
+        revision: app.store.revision().await?,
+        head: app.head.clone(),
+    }))
+}
+
+async fn list(
+    State(app): AppState,
+    Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    let fields: Option<Vec<String>> = q.get("fields").map(|f| {
+        f.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let st = app.cache.read();
+    let uids = selection(&st, kind, &q, true)?;
+    let mut out = Vec::with_capacity(uids.len() * 256 + 2);
+    out.push(b'[');
+    for (i, uid) in uids.iter().enumerate() {
+        let Some(e) = st.get(kind, uid) else { continue };
+        if i > 0 {
+            out.push(b',');
+        }
+        match &fields {
+            None => out.extend_from_slice(&e.obj.to_bytes()),
+            Some(fields) => {
+                let full = e.obj.to_json();
+                let picked: serde_json::Map<String, Value> = fields
+                    .iter()
+                    .filter_map(|f| full.get(f).map(|v| (f.clone(), v.clone())))
+                    .collect();
+                out.extend_from_slice(&serde_json::to_vec(&picked).unwrap_or_default());
+            }
+        }
+    }
+    out.push(b']');
+    Ok(json_response(out, StatusCode::OK))
+}
+
+async fn create(
+    State(app): AppState,
+    Path(kind): Path<String>,
+    body: Body,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    let docs = match read_json(&app, body).await? {
+        Value::Array(a) => a,
+        v @ Value::Object(_) => vec![v],
+        _ => return Err(ApiErr::bad("expected a JSON object or an array of objects")),
+    };
+    let objs = app.db.create(kind, docs).await?;
+    let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
+    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "created {}", summarize(kind, &names));
+    Ok(json_response(objects_json(&objs), StatusCode::CREATED))
+}
+
+fn summarize(kind: Kind, names: &[&str]) -> String {
+    if kind == Kind::Node {
+        wulf_model::hostlist::compress(names)
+    } else {
+        names.join(",")
+    }
+}
+
+async fn update(
+    State(app): AppState,
+    Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    let req: UpdateRequest = serde_json::from_value(read_json(&app, body).await?)
+        .map_err(|e| ApiErr::bad(format!("malformed update request: {e}")))?;
+    let uids = selection(&app.cache.read(), kind, &q, false)?;
+    let objs = app.db.update(kind, &uids, &req).await?;
+    let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
+    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "updated {}", summarize(kind, &names));
+    Ok(json_response(objects_json(&objs), StatusCode::OK))
+}
+
+async fn remove(
+    State(app): AppState,
+    Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Deleted>, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    let uids = selection(&app.cache.read(), kind, &q, false)?;
+    let objs = app.db.delete(kind, &uids).await?;
+    let names: Vec<String> = objs.iter().map(|o| o.name().to_string()).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "deleted {}", summarize(kind, &refs));
+    Ok(axum::Json(Deleted { deleted: names }))
+}
+
+async fn node_attributes(
+    State(app): AppState,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Vec<NodeAttributes>>, ApiErr> {
+    let st = app.cache.read();
+    let uids = selection(&st, Kind::Node, &q, true)?;
+    let default_name = st
+        .cluster()
+        .map(|c| c.default_group.clone())
+        .unwrap_or_default();
+    let default = st
+        .group(&default_name)
+        .map(|g| (default_name.as_str(), &g.attributes));
+    let out = uids
+        .iter()
+        .filter_map(|u| st.get(Kind::Node, u)?.obj.as_node())
+        .map(|n| {
+            let groups = n
+                .groups
+                .iter()
+                .filter_map(|g| st.group(g).map(|grp| (g.as_str(), &grp.attributes)));
+            NodeAttributes {
+                uid: n.uid.clone(),
+                name: n.name.clone(),
+                attributes: effective_attributes(default, groups, &n.attributes),
+            }
+        })
+        .collect();
+    Ok(axum::Json(out))
+}
+
+/// The kinds and fields that hold files.
+fn file_field(kind: Kind, field: &str) -> Result<(), ApiErr> {
+    match (kind, field) {
+        (Kind::Boot, "kernel" | "initramfs") | (Kind::Image, "content") => Ok(()),
+        _ => Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} has no file field '{field}' (boot: kernel, initramfs; image: content)",
+                kind.title()
+            ),
+        )),
+    }
+}
+
+fn one(st: &CacheState, kind: Kind, id: &str) -> Result<Arc<AnyObj>, ApiErr> {
+    let uids = st.select(kind, id)?;
+    match uids.as_slice() {
+        [uid] => st
+            .get(kind, uid)
+            .map(|e| e.obj.clone())
+            .ok_or_else(|| ApiErr::new(StatusCode::NOT_FOUND, format!("no {} {id}", kind.title()))),
+        _ => Err(ApiErr::bad(format!(
+            "'{id}' names {} objects; name one",
+            uids.len()
+        ))),
+    }
+}
+
+async fn upload(
+    State(app): AppState,
+    Path((kind, id, field)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    file_field(kind, &field)?;
+    let obj = one(&app.cache.read(), kind, &id)?;
+    if obj.to_json().get("frozen").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{} '{}' is frozen; set frozen=false first",
+                kind.title(),
+                obj.name()
+            ),
+        ));
+    }
+    let expected = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let stream = req.into_body().into_data_stream();
+    let (sha256, size) = app
+        .blobs
+        .ingest(stream, expected)
+        .await
+        .map_err(|e| match e {
+            BlobError::Io(_) => {
+                tracing::error!(error = %e, "cannot store upload");
+                ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            _ => ApiErr::bad(e.to_string()),
+        })?;
+    let file = FileRef {
+        sha256,
+        size,
+        filename: q.get("filename").cloned().unwrap_or_default(),
+    };
+    let value = serde_json::to_value(&file).unwrap_or(Value::Null);
+    let updated = app.db.set_field(kind, obj.uid(), &field, value).await?;
+    tracing::info!(target: "audit", kind = %kind, sha256 = %file.sha256, size, "uploaded {field} of {}", obj.name());
+    Ok(json_response(objects_json(&[updated]), StatusCode::OK))
+}
+
+async fn download(
+    State(app): AppState,
+    Path((kind, id, field)): Path<(String, String, String)>,
+    req: Request,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    file_field(kind, &field)?;
+    let obj = one(&app.cache.read(), kind, &id)?;
+    let file: FileRef = obj
+        .to_json()
+        .get(&field)
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::NOT_FOUND,
+                format!("{} '{}' has no {field} uploaded", kind.title(), obj.name()),
+            )
+        })?;
+    serve_blob(&app.blobs, &file, req).await
+}
+
+/// Serve a stored file with Range, Last-Modified and an ETag of its sha256.
+pub async fn serve_blob(blobs: &Blobs, file: &FileRef, req: Request) -> Result<Response, ApiErr> {
+    let path = blobs
+        .path(&file.sha256)
+        .filter(|p| p.exists())
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::NOT_FOUND,
+                format!("file {} is missing on this head", file.sha256),
+            )
+        })?;
+    let etag = format!("\"{}\"", file.sha256);
+    if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let mut resp = tower_http::services::ServeFile::new(&path)
+        .oneshot(req)
+        .await
+        .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map(Body::new);
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,126 @@
+//! Files (kernels, initramfs, images) as content-addressed blobs beside the database:
+//! `DATA/blobs/sha256/<hex>`. Uploads stream to a temporary file while being hashed, are
+//! fsynced, then renamed into place; nothing is ever held whole in memory.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("upload interrupted: {0}")]
+    Interrupted(String),
+    #[error("upload was {got} bytes, but {expected} were announced")]
+    Length { got: u64, expected: u64 },
+    #[error("file store error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Blobs {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Blobs {
+    pub fn open(data_dir: &Path) -> std::io::Result<Blobs> {
+        let dir = data_dir.join("blobs").join("sha256");
+        let tmp = data_dir.join("blobs").join("tmp");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&tmp)?;
+        // Leftovers of uploads interrupted by a crash.
+        for e in std::fs::read_dir(&tmp)?.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        Ok(Blobs { dir, tmp })
+    }
+
+    /// Where the blob with this sha256 lives (whether or not it exists).
+    pub fn path(&self, sha256: &str) -> Option<PathBuf> {
+        (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| self.dir.join(sha256.to_ascii_lowercase()))
+    }
+
+    /// Store a stream; returns its sha256 and size.
+    pub async fn ingest<S, B, E>(
+        &self,
+        mut body: S,
+        expected: Option<u64>,
+    ) -> Result<(String, u64), BlobError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let tmp = self
+            .tmp
+            .join(format!("{}.part", hex::encode(rand::random::<[u8; 8]>())));
+        let result = async {
+            let file = tokio::fs::File::create(&tmp).await?;
+            let mut w = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Interrupted(e.to_string()))?;
+                let c = chunk.as_ref();
+                hasher.update(c);
+                size += c.len() as u64;
+                w.write_all(c).await?;
+            }
+            if let Some(expected) = expected {
+                if expected != size {
+                    return Err(BlobError::Length {
+                        got: size,
+                        expected,
+                    });
+                }
+            }
+            w.flush().await?;
+            let file = w.into_inner();
+            file.sync_all().await?;
+            let sha = hex::encode(hasher.finalize());
+            let dest = self.dir.join(&sha);
+            tokio::fs::rename(&tmp, &dest).await?;
+            if let Ok(d) = tokio::fs::File::open(&self.dir).await {
+                let _ = d.sync_all().await;
+            }
+            Ok((sha, size))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Remove blobs no object refers to any more (and older than `min_age`, so an upload
+    /// whose object is being written is never taken).
+    pub fn collect_garbage(
+        &self,
+        referenced: &std::collections::HashSet<String>,
+        min_age: std::time::Duration,
+    ) -> usize {
+        let mut removed = 0;
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if referenced.contains(&name) {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= min_age);
+            if old && std::fs::remove_file(e.path()).is_ok() {
+                tracing::info!(sha256 = %name, "removed unreferenced file");
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
