@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every wulf test. Installs what the tests need when it is missing (Debian packages),
+# so it works on a fresh machine, as root, with no input.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the tests use, by the command that proves each is there.
+declare -A NEED=(
+  [curl]=curl
+  [sha256sum]=coreutils
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: need root to install ${missing[*]} (or install them yourself)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --release --workspace --all-targets -q -- -D warnings
+
+log "build"
+cargo build --release --workspace -q
+
+log "tests"
+cargo test --release --workspace 2>&1 | tee target/test-output.txt
+# cargo test exits non-zero on a failure (pipefail carries it); also refuse a run with no tests.
+if ! grep -qE '^test result: ok\. [1-9]' target/test-output.txt; then
+  echo "test.sh: no tests ran" >&2
+  exit 1
+fi
+log "all tests passed"
