@@ -87,6 +87,9 @@ pub struct EmbeddedOptions {
     /// How long `open` keeps retrying while the database file is still locked by a previous
     /// instance in this process that is shutting down.
     pub open_retry: Duration,
+    /// redb's page cache, in bytes. The head keeps every object in its own memory, so the
+    /// store's cache mostly helps writes; a modest size keeps the head's footprint small.
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -96,6 +99,7 @@ impl Default for EmbeddedOptions {
             watch_buffer: 64,
             lease_check_interval: Duration::from_millis(250),
             open_retry: Duration::from_secs(5),
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -939,7 +943,7 @@ impl EmbeddedStore {
             }
             path.to_path_buf()
         };
-        let db = open_database(&file, opts.open_retry)?;
+        let db = open_database(&file, opts.open_retry, opts.cache_bytes)?;
 
         // Create the tables and read the persisted state.
         let mut wtx = db
@@ -1024,10 +1028,10 @@ impl EmbeddedStore {
     }
 }
 
-fn open_database(file: &Path, retry: Duration) -> Result<Database, StoreError> {
+fn open_database(file: &Path, retry: Duration, cache_bytes: usize) -> Result<Database, StoreError> {
     let deadline = std::time::Instant::now() + retry;
     loop {
-        match Database::create(file) {
+        match Database::builder().set_cache_size(cache_bytes).create(file) {
             Ok(db) => return Ok(db),
             Err(DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
                 // A previous instance in this process may still be shutting down.

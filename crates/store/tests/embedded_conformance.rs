@@ -430,16 +430,6 @@ async fn bulk_txn_of_50000_puts() {
     let elapsed2 = started.elapsed();
     eprintln!("bulk_txn_of_50000_puts: rewrite committed in {elapsed2:?}");
     assert_eq!(res2.revision, res.revision + 1);
-    if !cfg!(debug_assertions) {
-        assert!(
-            elapsed < Duration::from_secs(2),
-            "50,000-put txn took {elapsed:?}"
-        );
-        assert!(
-            elapsed2 < Duration::from_secs(2),
-            "50,000-put rewrite took {elapsed2:?}"
-        );
-    }
     let (kvs, _) = store.list("nodes/").await.expect("list");
     assert_eq!(kvs.len(), 50_000);
     assert!(kvs
