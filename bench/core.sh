@@ -115,8 +115,7 @@ now_ns() { date +%s%N; }
 COMPILE_SEEN=0
 sample_interference() {
   local c
-  c=$(pgrep -c -x 'rustc|cargo|cc1|cc1plus|ld' 2>/dev/null || true)
-  c=${c:-0}
+  c=$(ps -eo comm= | grep -cxE 'rustc|cargo|cargo-clippy|clippy-driver|cc1|cc1plus|ld|ld\.lld|rust-lld' || true)
   if ((c > 0)); then COMPILE_SEEN=$((COMPILE_SEEN + 1)); log "note: $c compiler process(es) running (another build?) during '$1'"; fi
 }
 
@@ -159,7 +158,7 @@ DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 log "machine: $NPROC cores, $CPU_MODEL, $MEM_TOTAL; loadavg at start $LOAD_START"
 sample_interference "start"
 
-declare -A R_CREATE R_LS R_LSSD R_JSON R_JSONSD R_RPS R_P50 R_P99 R_AVG R_HWM R_RSS R_BPR R_ERR R_NODES
+declare -A R_SRVNAMES R_SRVFULL R_CREATE R_LS R_LSSD R_JSON R_JSONSD R_RPS R_P50 R_P99 R_AVG R_HWM R_RSS R_BPR R_ERR R_NODES
 
 # ---------------------------------------------------------------- run
 for N in "${SIZE_LIST[@]}"; do
@@ -205,6 +204,17 @@ for N in "${SIZE_LIST[@]}"; do
   R_JSON[$N]=$(hf_mean_ms "$TMP/hf-$N.csv" ls_json)
   R_JSONSD[$N]=$(hf_sd_ms "$TMP/hf-$N.csv" ls_json)
   log "ls: ${R_LS[$N]} ms ± ${R_LSSD[$N]}; ls --json: ${R_JSON[$N]} ms ± ${R_JSONSD[$N]}"
+
+  # server-side share of the listings (best of 3 curl transfers, no CLI)
+  for q in "fields=name" ""; do
+    best=""
+    for ((r = 0; r < 3; r++)); do
+      t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 60 -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/node${q:+?$q}")
+      best=$(awk -v a="$best" -v b="$t" 'BEGIN { printf "%.1f", (a == "" || b * 1000 < a) ? b * 1000 : a }')
+    done
+    if [[ -n "$q" ]]; then R_SRVNAMES[$N]=$best; else R_SRVFULL[$N]=$best; fi
+  done
+  log "server only (curl, best of 3): GET /api/v1/node?fields=name ${R_SRVNAMES[$N]} ms, GET /api/v1/node ${R_SRVFULL[$N]} ms"
 
   # 3. get by MAC under load
   step=$((N / LOOKUP_MACS)); ((step >= 1)) || step=1
@@ -292,6 +302,14 @@ TABLE=$(
   done
 )
 
+DIAG=$(
+  printf '| N nodes | server only: `GET /api/v1/node?fields=name` (ms) | server only: `GET /api/v1/node` (ms) | get by MAC: mean latency (ms) | bytes/response | wrk errors |\n'
+  printf '|---:|---:|---:|---:|---:|---:|\n'
+  for N in "${SIZE_LIST[@]}"; do
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$N" "${R_SRVNAMES[$N]}" "${R_SRVFULL[$N]}" "${R_AVG[$N]}" "${R_BPR[$N]}" "${R_ERR[$N]}"
+  done
+)
+
 TARGETS=$(
   printf '| target | measured | ratio (measured / target) |\n|---|---:|---:|\n'
   if [[ -n "${R_CREATE[10000]:-}" ]]; then
@@ -320,6 +338,8 @@ echo "Core benchmark: $DATE, $NPROC cores, $CPU_MODEL"
 echo
 echo "$TABLE"
 echo
+echo "$DIAG"
+echo
 echo "Ratios against the targets (no peer exists for this object database):"
 echo "$TARGETS"
 echo
@@ -338,6 +358,10 @@ if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
     echo
     echo "$TABLE"
     echo
+    echo "Diagnostics (where the time goes; server-only figures are curl's time_total, best of 3, no CLI):"
+    echo
+    echo "$DIAG"
+    echo
     echo "No peer exists for this object database, so the ratios are against the project's targets, not against another tool (ratio < 1 meets the target):"
     echo
     echo "$TARGETS"
@@ -347,7 +371,7 @@ if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
     echo "- Each N gets a fresh \`wulfd --data-dir NEW --listen 127.0.0.1:PORT --log warn\` and \`wulf net create name=cluster first_ip=10.128.0.1 ip_count=200000 mask_bits=9\`."
     echo "- Create: wall time of one \`wulf node create --macs FILE\` with N generated MACs (\`02:b5:..\`), one API call. The script then checks that \`wulf node ls\` and \`wulf node ls --json\` both list N nodes."
     echo "- Listing: hyperfine, 1 warm-up + $RUNS runs, mean ± σ, end to end (CLI start, HTTP, decode, print); \`wulf node ls\` output goes to hyperfine's /dev/null."
-    echo "- Get by MAC: \`wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION --latency\` with a Lua script rotating through $LOOKUP_MACS MACs spread over the N nodes, \`GET /api/v1/node?ids=<MAC>\` with the bearer token; p50/p99 from wrk's latency histogram. wrk and wulfd share the $NPROC cores. Average response size (headers + body) was $(for N in "${SIZE_LIST[@]}"; do printf '%s B at N=%s; ' "${R_BPR[$N]}" "$N"; done)wrk errors (socket + non-2xx): $(for N in "${SIZE_LIST[@]}"; do printf '%s at N=%s; ' "${R_ERR[$N]}" "$N"; done | sed 's/; $//')."
+    echo "- Get by MAC: \`wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION --latency\` with a Lua script rotating through $LOOKUP_MACS MACs spread over the N nodes, \`GET /api/v1/node?ids=<MAC>\` with the bearer token; p50/p99 from wrk's latency histogram. wrk and wulfd share the $NPROC cores. Before the load, the first and last MACs are fetched with curl and checked to return exactly their node; bytes/response (headers + body) shows every request returned one node."
     echo "- Memory: VmHWM (peak) and VmRSS of wulfd from /proc/<pid>/status after all of the above for that N; MiB = 1024 KiB (the 150 MB target is compared as 150 MiB)."
     echo
   } >"$SEC"

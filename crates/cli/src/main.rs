@@ -625,6 +625,25 @@ fn upload(
         .metadata()
         .map(|m| m.len())
         .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    // Check first, so a refusal is reported before the whole file is sent (the head answers a
+    // refused upload without reading it, which a sender sees as a broken connection).
+    let target: Vec<Value> = c.get(&format!("/{kind}?ids={}&fields=name,frozen", encode(id)))?;
+    match target.as_slice() {
+        [one] if one.get("frozen").and_then(Value::as_bool) == Some(true) => {
+            let name = one.get("name").and_then(Value::as_str).unwrap_or(id);
+            return Err(Fail::Request(anyhow::anyhow!(
+                "{} '{name}' is frozen; set frozen=false first",
+                kind.title()
+            )));
+        }
+        [_] => {}
+        many => {
+            return Err(usage(format!(
+                "'{id}' names {} objects; name one",
+                many.len()
+            )))
+        }
+    }
     let filename = path
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
