@@ -35,12 +35,16 @@ struct Cli {
     /// Print JSON for scripts instead of tables
     #[arg(long, global = true)]
     json: bool,
-    /// Long listing
+    /// Long listing: main fields, and for nodes their effective attributes with the layer
+    /// each came from (default group, a group, or the node)
     #[arg(short = 'l', long = "long", global = true)]
     long: bool,
-    /// Longest listing: every field, effective attributes and where each came from
+    /// Longest listing: every field, and effective attributes with their layers
     #[arg(short = 'L', long = "full", global = true)]
     full: bool,
+    /// One table row per object
+    #[arg(short = 't', long = "table", global = true)]
+    table: bool,
     #[command(subcommand)]
     command: Top,
 }
@@ -714,7 +718,7 @@ fn ls(cli: &Cli, kind: Kind, cmd: &ObjectCmd, names: &[String]) -> Result<(), Fa
     if let Some(ids) = ids_query(cmd, names) {
         q.push(format!("ids={}", encode(&ids)));
     }
-    let plain = !cli.json && !cli.long && !cli.full;
+    let plain = !cli.json && !cli.long && !cli.full && !cli.table;
     if plain {
         q.push("fields=name".to_string());
     }
@@ -724,8 +728,12 @@ fn ls(cli: &Cli, kind: Kind, cmd: &ObjectCmd, names: &[String]) -> Result<(), Fa
         format!("/{kind}?{}", q.join("&"))
     };
     let objs: Vec<Value> = c.get(&path)?;
-    let attrs: Option<Vec<NodeAttributes>> = if kind == Kind::Node && cli.full {
-        let ids = encode(&names_of(&objs).join(","));
+    let attrs: Option<Vec<NodeAttributes>> = if kind == Kind::Node && (cli.full || cli.long) {
+        let uids: Vec<&str> = objs
+            .iter()
+            .filter_map(|o| o.get("uid").and_then(Value::as_str))
+            .collect();
+        let ids = encode(&uids.join(","));
         if objs.is_empty() {
             Some(Vec::new())
         } else {
@@ -739,10 +747,10 @@ fn ls(cli: &Cli, kind: Kind, cmd: &ObjectCmd, names: &[String]) -> Result<(), Fa
             Some(a) => output::print_json(&output::with_effective(objs, a)),
             None => output::print_json(&objs),
         }
-    } else if cli.full {
-        output::print_full(kind, &objs, attrs.as_deref());
-    } else if cli.long {
+    } else if cli.table {
         output::print_table(kind, &objs);
+    } else if cli.full || cli.long {
+        output::print_full(kind, &objs, attrs.as_deref(), cli.full);
     } else {
         output::print_names(kind, &objs);
     }

@@ -117,7 +117,7 @@ fn columns(kind: Kind) -> &'static [&'static str] {
     }
 }
 
-/// `ls -l`: a table of the kind's main fields.
+/// `ls -t`: a table of the kind's main fields.
 pub fn print_table(kind: Kind, objs: &[Value]) {
     let cols = columns(kind);
     let mut t = Table::new();
@@ -149,17 +149,23 @@ fn fmt_time(secs: f64) -> String {
     format!("{secs:.0} ({rel})")
 }
 
-/// `ls -L`: every field of every object, and for nodes their effective attributes.
-pub fn print_full(kind: Kind, objs: &[Value], attrs: Option<&[NodeAttributes]>) {
+/// `ls -l` (the kind's main fields) and `ls -L` (every field): one block per object, with
+/// attributes — for nodes, effective attributes and the layer each came from.
+pub fn print_full(kind: Kind, objs: &[Value], attrs: Option<&[NodeAttributes]>, every_field: bool) {
+    let main = columns(kind);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for o in objs {
         let name = o.get("name").and_then(Value::as_str).unwrap_or("?");
         let _ = writeln!(out, "{name}");
         if let Some(m) = o.as_object() {
-            for (k, v) in m {
+            let rest = m
+                .keys()
+                .filter(|k| every_field && !main.contains(&k.as_str()));
+            for k in main.iter().copied().chain(rest.map(String::as_str)) {
                 if k == "name" || k == "attributes" {
                     continue;
                 }
+                let Some(v) = m.get(k) else { continue };
                 let shown = if k == "last_modified" {
                     fmt_time(v.as_f64().unwrap_or(0.0))
                 } else {
@@ -170,6 +176,9 @@ pub fn print_full(kind: Kind, objs: &[Value], attrs: Option<&[NodeAttributes]>) 
         }
         let uid = o.get("uid").and_then(Value::as_str).unwrap_or("");
         match attrs.and_then(|a| a.iter().find(|a| a.uid == uid)) {
+            Some(na) if na.attributes.is_empty() => {
+                let _ = writeln!(out, "  attributes: (none)");
+            }
             Some(na) => {
                 let _ = writeln!(out, "  attributes:");
                 let width = na.attributes.keys().map(String::len).max().unwrap_or(0);
@@ -187,10 +196,9 @@ pub fn print_full(kind: Kind, objs: &[Value], attrs: Option<&[NodeAttributes]>) 
             }
         }
     }
-    let _ = kind;
 }
 
-/// Objects for `--json -L`: each node with an `effective_attributes` map.
+/// Objects for `--json -l`/`-L`: each node with an `effective_attributes` map.
 pub fn with_effective(objs: Vec<Value>, attrs: Vec<NodeAttributes>) -> Vec<Value> {
     let mut by_uid: std::collections::HashMap<String, NodeAttributes> =
         attrs.into_iter().map(|a| (a.uid.clone(), a)).collect();

@@ -19,7 +19,7 @@ fn quick_start_flow() {
     let out = h.ok(&["node", "create", "--count", "4"]);
     assert_eq!(out.trim(), "Created node n[0-3]");
     assert_eq!(h.ok(&["node", "ls"]), "Nodes\n  n0\n  n1\n  n2\n  n3\n");
-    let table = h.ok(&["node", "ls", "-l"]);
+    let table = h.ok(&["node", "ls", "-t"]);
     assert!(
         table.contains("NAME") && table.contains("INDEX") && table.lines().count() == 5,
         "{table}"
@@ -136,12 +136,22 @@ fn effective_attributes_and_their_layers() {
         eff["_status_secs"]["source"],
         json!({"from": "default", "name": "DefaultAttribs"})
     );
-    let text = h.ok(&["node", "-i", "n0", "ls", "-L"]);
+    let text = h.ok(&["node", "-i", "n0", "ls", "-l"]);
     assert!(
         text.contains("(group busy)")
             && text.contains("(node)")
             && text.contains("(default group DefaultAttribs)"),
         "{text}"
+    );
+    // -l shows the main fields, -L every field.
+    assert!(
+        text.contains("groups: r1,busy") && !text.contains("uid:"),
+        "{text}"
+    );
+    let full = h.ok(&["node", "-i", "n0", "ls", "-L"]);
+    assert!(
+        full.contains("uid:") && full.contains("last_modified:") && full.contains("(group busy)"),
+        "{full}"
     );
 
     // n1 only has the defaults; clear removes.
