@@ -30,6 +30,9 @@ pub struct App {
     pub tokens: Tokens,
     pub head: String,
     pub max_body: usize,
+    /// The settled configuration (service sections, API port).
+    pub cfg: crate::config::Config,
+    pub data_dir: std::path::PathBuf,
 }
 
 type AppState = State<Arc<App>>;

@@ -26,6 +26,100 @@ pub struct FileConfig {
     pub max_body_mib: Option<usize>,
     /// Revisions of history kept for watches before compaction.
     pub history_revisions: Option<i64>,
+    #[serde(default)]
+    pub boot: BootSection,
+    #[serde(default)]
+    pub dhcp: DhcpSection,
+    #[serde(default)]
+    pub tftp: TftpSection,
+    #[serde(default)]
+    pub dns: DnsSection,
+}
+
+/// `[boot]`: how nodes reach this head over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootSection {
+    /// Base URL nodes use for boot scripts and files, like "http://10.54.0.1:8740". Default:
+    /// the head's address on the interface the request came in on, and the API port.
+    pub url: Option<String>,
+    /// Seconds a node may take from its boot script to its first status report (default for
+    /// the `_boot_timeout` attribute).
+    pub timeout_secs: u64,
+}
+
+impl Default for BootSection {
+    fn default() -> Self {
+        BootSection {
+            url: None,
+            timeout_secs: 600,
+        }
+    }
+}
+
+/// `[dhcp]`: the DHCPv4 server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DhcpSection {
+    pub enabled: bool,
+    /// UDP port to serve (67; tests may move it).
+    pub port: u16,
+    /// Lease time handed to nodes and hosts, in seconds.
+    pub lease_secs: u32,
+    /// Serve only these interfaces (default: every interface whose address lies in a `net`).
+    pub interfaces: Vec<String>,
+}
+
+impl Default for DhcpSection {
+    fn default() -> Self {
+        DhcpSection {
+            enabled: true,
+            port: 67,
+            lease_secs: 86400,
+            interfaces: Vec::new(),
+        }
+    }
+}
+
+/// `[tftp]`: the read-only TFTP server for iPXE binaries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TftpSection {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Directory served (Debian's `ipxe` package puts undionly.kpxe and ipxe.efi here).
+    pub root: PathBuf,
+}
+
+impl Default for TftpSection {
+    fn default() -> Self {
+        TftpSection {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 69)),
+            root: PathBuf::from("/usr/lib/ipxe"),
+        }
+    }
+}
+
+/// `[dns]`: authoritative for the cluster domain, forwarding the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsSection {
+    pub enabled: bool,
+    /// Addresses to answer on (default: port 53 on every head address inside a `net`).
+    pub listen: Vec<SocketAddr>,
+    /// Servers other names are forwarded to (default: the nameservers in /etc/resolv.conf).
+    pub upstream: Vec<SocketAddr>,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            enabled: true,
+            listen: Vec::new(),
+            upstream: Vec::new(),
+        }
+    }
 }
 
 impl FileConfig {
@@ -45,6 +139,10 @@ pub struct Config {
     pub cluster_name: String,
     pub max_body_bytes: usize,
     pub history_revisions: i64,
+    pub boot: BootSection,
+    pub dhcp: DhcpSection,
+    pub tftp: TftpSection,
+    pub dns: DnsSection,
 }
 
 /// `/var/lib/wulf` as root, else `./wulf-data`.
@@ -73,6 +171,10 @@ impl Config {
             cluster_name: file.cluster_name.unwrap_or_else(|| "cluster".to_string()),
             max_body_bytes: file.max_body_mib.unwrap_or(256).saturating_mul(1 << 20),
             history_revisions: file.history_revisions.unwrap_or(10_000).max(100),
+            boot: file.boot,
+            dhcp: file.dhcp,
+            tftp: file.tftp,
+            dns: file.dns,
         }
     }
 }
@@ -88,6 +190,18 @@ mod tests {
         let c = Config::settle(file, None, Some("127.0.0.1:2".parse().unwrap()), None);
         assert_eq!(c.data_dir, PathBuf::from("/x"));
         assert_eq!(c.listen.port(), 2);
+    }
+
+    #[test]
+    fn sections() {
+        let file: FileConfig = toml::from_str("[dhcp]\nport = 6767\n[tftp]\nroot = \"/srv/tftp\"\n").unwrap();
+        let c = Config::settle(file, None, None, None);
+        assert_eq!(c.dhcp.port, 6767);
+        assert!(c.dhcp.enabled);
+        assert_eq!(c.tftp.root, PathBuf::from("/srv/tftp"));
+        assert_eq!(c.tftp.listen.port(), 69);
+        let e = toml::from_str::<FileConfig>("[dhcp]\nprot = 1\n").unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
     }
 
     #[test]

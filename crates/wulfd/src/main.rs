@@ -3,11 +3,16 @@
 mod api;
 mod auth;
 mod blobs;
+mod boot;
 mod cache;
 mod config;
 mod db;
+mod dhcp;
+mod dns;
 mod maint;
+mod netif;
 mod objects;
+mod tftp;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -141,12 +146,27 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         tokens: auth::Tokens::new(vec![token]),
         head: hostname(),
         max_body: cfg.max_body_bytes,
+        cfg: Config {
+            listen: local,
+            ..cfg.clone()
+        },
+        data_dir: data_dir.clone(),
     });
     let maint = tokio::spawn(maint::run(
         app.clone(),
         cfg.history_revisions,
         cancel.clone(),
     ));
+    let mut services = Vec::new();
+    if cfg.dhcp.enabled {
+        services.push(tokio::spawn(dhcp::run(app.clone(), cancel.clone())));
+    }
+    if cfg.tftp.enabled {
+        services.push(tokio::spawn(tftp::run(app.clone(), cancel.clone())));
+    }
+    if cfg.dns.enabled {
+        services.push(tokio::spawn(dns::run(app.clone(), cancel.clone())));
+    }
     tracing::info!(%url, "API ready");
 
     let router = api::router(app);
@@ -164,6 +184,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     cancel.cancel();
     let _ = follower.await;
     let _ = maint.await;
+    for s in services {
+        let _ = s.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -37,6 +37,20 @@ pub struct Head {
     pub port: u16,
     pub child: Option<Child>,
     pub extra_args: Vec<String>,
+    /// The network namespace wulfd (and the CLI and curl driving it) run in, if any.
+    pub ns: Option<String>,
+}
+
+/// `program`, run inside `ns` when given.
+pub fn in_ns(ns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 impl Head {
@@ -50,6 +64,24 @@ impl Head {
             port: free_port(),
             child: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            ns: None,
+        };
+        h.spawn();
+        h
+    }
+
+    /// Start wulfd inside network namespace `ns` with this config file text (data_dir and
+    /// listen are set by the harness).
+    pub fn start_in(ns: &str, config: &str) -> Head {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("wulfd.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut h = Head {
+            dir,
+            port: 8740,
+            child: None,
+            extra_args: vec!["--config".into(), cfg.display().to_string()],
+            ns: Some(ns.to_string()),
         };
         h.spawn();
         h
@@ -65,12 +97,12 @@ impl Head {
 
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("wulfd.log")).unwrap();
-        let child = Command::new(wulfd_bin())
+        let child = in_ns(self.ns.as_deref(), wulfd_bin())
             .arg("--data-dir")
             .arg(self.data())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .args(["--log", "info"])
+            .args(["--log", "info,wulfd=debug"])
             .args(&self.extra_args)
             .env_remove("WULFD_CONFIG")
             .stdin(Stdio::null())
@@ -135,7 +167,7 @@ impl Head {
 
     pub fn wulf_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write;
-        let mut cmd = Command::new(wulf_bin());
+        let mut cmd = in_ns(self.ns.as_deref(), wulf_bin());
         cmd.args(args)
             .env("WULF_DATA_DIR", self.data())
             .env("HOME", self.dir.path())
@@ -202,7 +234,7 @@ impl Head {
 
     /// `curl` (a real HTTP client we did not write) against the head; returns (status, body).
     pub fn curl(&self, args: &[&str]) -> (u16, Vec<u8>) {
-        let out = Command::new("curl")
+        let out = in_ns(self.ns.as_deref(), "curl")
             .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
             .args(args)
             .output()
