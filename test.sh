@@ -10,10 +10,25 @@ log() { printf '\n==> %s\n' "$*"; }
 declare -A NEED=(
   [curl]=curl
   [sha256sum]=coreutils
+  [ip]=iproute2
+  [dhclient]=isc-dhcp-client
+  [busybox]=busybox
+  [tftp]=tftp-hpa
+  [dig]=dnsutils
+  [perfdhcp]=kea-admin
+  [qemu-system-x86_64]=qemu-system-x86
+)
+# Debian packages the tests use, by a file that proves each is there.
+declare -A NEED_FILE=(
+  [/usr/lib/ipxe/undionly.kpxe]=ipxe
+  [/usr/lib/ipxe/qemu/pxe-e1000.rom]=ipxe-qemu
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+for f in "${!NEED_FILE[@]}"; do
+  [ -e "$f" ] || missing+=("${NEED_FILE[$f]}")
 done
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"

@@ -70,12 +70,16 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   (cd "$ROOT" && cargo build --release -q -p wulfd -p wulf-cli)
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-WULFD="$TARGET_DIR/release/wulfd"
-WULF="$TARGET_DIR/release/wulf"
-[[ -x "$WULFD" && -x "$WULF" ]] || die "binaries not found in $TARGET_DIR/release"
+[[ -x "$TARGET_DIR/release/wulfd" && -x "$TARGET_DIR/release/wulf" ]] ||
+  die "binaries not found in $TARGET_DIR/release"
 
 # ---------------------------------------------------------------- cleanup
 TMP=$(mktemp -d /tmp/wulf-bench-core.XXXXXX)
+# Private copies, so a concurrent rebuild of target/ cannot swap binaries mid-run.
+mkdir "$TMP/bin"
+cp "$TARGET_DIR/release/wulfd" "$TARGET_DIR/release/wulf" "$TMP/bin/"
+WULFD="$TMP/bin/wulfd"
+WULF="$TMP/bin/wulf"
 WULFD_PID=""
 stop_wulfd() {
   if [[ -n "$WULFD_PID" ]]; then
@@ -275,7 +279,12 @@ EOF
   ((R_ERR[$N] == 0)) || log "WARNING: wrk saw ${R_ERR[$N]} errors (non-2xx/socket): see $res"
 
   # 4. memory
-  kill -0 "$WULFD_PID" 2>/dev/null || die "wulfd died during the run"
+  if ! kill -0 "$WULFD_PID" 2>/dev/null; then
+    wrc=0; wait "$WULFD_PID" || wrc=$?
+    WULFD_PID=""
+    log "wulfd log tail:"; tail -n 30 "$DATA.log" >&2 || true
+    die "wulfd died during the run (exit status $wrc)"
+  fi
   hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$WULFD_PID/status")
   rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$WULFD_PID/status")
   R_HWM[$N]=$(kb_to_mib "$hwm")
