@@ -33,6 +33,8 @@ pub struct App {
     /// The settled configuration (service sections, API port).
     pub cfg: crate::config::Config,
     pub data_dir: std::path::PathBuf,
+    /// Secret the per-node boot credentials are derived from (shared by all heads).
+    pub node_secret: Vec<u8>,
 }
 
 type AppState = State<Arc<App>>;
@@ -123,7 +125,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(download).put(upload),
         )
         .layer(DefaultBodyLimit::disable());
-    Router::new()
+    let api = Router::new()
         .route("/api/v1/info", get(info))
         .route("/api/v1/node/attributes", get(node_attributes))
         .route(
@@ -135,7 +137,11 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             authenticate,
-        ))
+        ));
+    // Boot scripts and boot files are fetched by firmware, which has no token.
+    Router::new()
+        .merge(api)
+        .merge(crate::boot::routes())
         .fallback(|| async { ApiErr::new(StatusCode::NOT_FOUND, "no such API path") })
         .with_state(app)
 }

@@ -1,11 +1,29 @@
 //! HTTP boot: the URLs nodes are sent to, iPXE scripts rendered from boot configs and
-//! effective attributes, and the files they download.
+//! effective attributes, and the files they download. These routes need no token (firmware
+//! has none); they serve only what a booting node needs.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-use wulf_model::MacAddr;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use wulf_model::{effective_attributes, parse_bool, FileRef, Kind, MacAddr};
+use wulf_store::{Expect, Store, StoreError};
 
-use crate::api::App;
+use crate::api::{serve_blob, ApiErr, App};
+use crate::objects::AnyObj;
+
+/// Store key of the secret node credentials are derived from.
+const SECRET_KEY: &str = "/wulf/secret/node-credential";
+
+/// Seconds a node waits before asking again when it cannot boot yet.
+const RETRY_SECS: u32 = 20;
 
 /// The base URL nodes reach this head's HTTP server at, as seen from `local_ip` (the head's
 /// address on the interface the node's request came in on): `[boot] url` if configured.
@@ -19,4 +37,344 @@ pub fn base_url(app: &App, local_ip: Ipv4Addr) -> String {
 /// The URL of a node's iPXE boot script (what DHCP hands to iPXE as its boot file).
 pub fn script_url(app: &App, local_ip: Ipv4Addr, mac: MacAddr) -> String {
     format!("{}/boot/ipxe?mac={}", base_url(app, local_ip), mac)
+}
+
+/// The URL of the iPXE EFI binary over HTTP (for UEFI HTTP boot clients).
+pub fn efi_url(app: &App, local_ip: Ipv4Addr) -> String {
+    format!("{}/boot/ipxe.efi", base_url(app, local_ip))
+}
+
+/// Read the shared node-credential secret, creating it on a new cluster (safe to race).
+pub async fn node_secret(store: &dyn Store) -> Result<Vec<u8>, StoreError> {
+    if let Some(kv) = store.get(SECRET_KEY).await? {
+        return Ok(kv.value);
+    }
+    let fresh = rand::random::<[u8; 32]>().to_vec();
+    match store.put(SECRET_KEY, fresh.clone(), Expect::Absent).await {
+        Ok(_) => Ok(fresh),
+        Err(StoreError::Conflict { .. }) => store
+            .get(SECRET_KEY)
+            .await?
+            .map(|kv| kv.value)
+            .ok_or_else(|| StoreError::Backend("node credential secret vanished".into())),
+        Err(e) => Err(e),
+    }
+}
+
+/// The credential a node receives at boot and presents to the head: HMAC-SHA256 of its UID
+/// under the cluster's secret. Any head can check it; it reveals nothing about others'.
+pub fn node_credential(secret: &[u8], uid: &str) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(uid.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/boot/ipxe", get(script))
+        .route("/boot/ipxe.efi", get(ipxe_efi))
+        .route("/boot/file/{sha256}", get(file))
+}
+
+/// The URL base for answers: `[boot] url`, else the Host the node asked for.
+fn request_base(app: &App, headers: &HeaderMap) -> String {
+    if let Some(u) = &app.cfg.boot.url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("127.0.0.1:{}", app.cfg.listen.port()));
+    format!("http://{host}")
+}
+
+fn ipxe(text: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+/// A script that says why the node cannot boot yet and asks again after a pause.
+fn retry_script(base: &str, mac: &str, why: &str) -> String {
+    format!(
+        "#!ipxe\necho wulf: {why}\necho wulf: asking again in {RETRY_SECS} seconds\nsleep {RETRY_SECS}\nchain --autofree {base}/boot/ipxe?mac={mac}\n"
+    )
+}
+
+/// A script that hands the machine to its next boot device.
+fn next_script(why: &str) -> String {
+    format!("#!ipxe\necho wulf: {why}\nexit\n")
+}
+
+/// What a node's boot script is built from.
+struct Plan {
+    node_uid: String,
+    name: String,
+    style: String,
+    boot_uid: String,
+    boot_name: String,
+    kernel: FileRef,
+    initramfs: Option<FileRef>,
+    cmdline: String,
+    image: Option<FileRef>,
+    pxe_once: bool,
+}
+
+enum Decision {
+    Boot(Box<Plan>),
+    Next(String),
+    Retry(String),
+}
+
+fn decide(app: &App, mac: MacAddr) -> Decision {
+    let st = app.cache.read();
+    let Some((Kind::Node, uid)) = st.macs.get(&mac).cloned() else {
+        return Decision::Retry(format!(
+            "{mac} is not a node of this cluster (see 'wulf node unknown')"
+        ));
+    };
+    let Some(node) = st.get(Kind::Node, &uid).and_then(|e| e.obj.as_node()) else {
+        return Decision::Retry(format!("{mac} is not a node of this cluster"));
+    };
+    let default_name = st
+        .cluster()
+        .map(|c| c.default_group.clone())
+        .unwrap_or_default();
+    let default = st
+        .group(&default_name)
+        .map(|g| (default_name.as_str(), &g.attributes));
+    let groups = node
+        .groups
+        .iter()
+        .filter_map(|g| st.group(g).map(|grp| (g.as_str(), &grp.attributes)));
+    let attrs = effective_attributes(default, groups, &node.attributes);
+    let attr = |k: &str| attrs.get(k).map(|a| a.value.as_str());
+    if attr("_no_boot").and_then(parse_bool) == Some(true) {
+        return Decision::Next(format!(
+            "{} has _no_boot set; booting the next device",
+            node.name
+        ));
+    }
+    let pxe_once = node.boot_sequence == "pxe+local";
+    if node.boot_sequence == "local" || (pxe_once && node.boot_stage.as_deref() == Some("local")) {
+        return Decision::Next(format!("{} boots from its local disk", node.name));
+    }
+    let Some(boot_name) = attr("_boot_config") else {
+        return Decision::Retry(format!(
+            "{} has no _boot_config (wulf node -i {} set _boot_config=NAME)",
+            node.name, node.name
+        ));
+    };
+    let Some(AnyObj::Boot(bc)) = st.by_name(Kind::Boot, boot_name).map(|e| e.obj.as_ref()) else {
+        return Decision::Retry(format!("boot config '{boot_name}' does not exist"));
+    };
+    let style = attr("_boot_style").unwrap_or(&bc.boot_style).to_string();
+    if style == "next" {
+        return Decision::Next(format!(
+            "{} boots the next device (boot style next)",
+            node.name
+        ));
+    }
+    let Some(kernel) = bc.kernel.clone() else {
+        return Decision::Retry(format!("boot config '{}' has no kernel uploaded", bc.name));
+    };
+    let image = bc.image.as_deref().and_then(|i| {
+        match st.by_name(Kind::Image, i).map(|e| e.obj.as_ref()) {
+            Some(AnyObj::Image(img)) => img.content.clone(),
+            _ => None,
+        }
+    });
+    Decision::Boot(Box::new(Plan {
+        node_uid: node.uid.clone(),
+        name: attr("_hostname").unwrap_or(&node.name).to_string(),
+        style,
+        boot_uid: bc.uid.clone(),
+        boot_name: bc.name.clone(),
+        kernel,
+        initramfs: bc.initramfs.clone(),
+        cmdline: bc.cmdline.clone(),
+        image,
+        pxe_once,
+    }))
+}
+
+fn render(app: &App, base: &str, mac: MacAddr, p: &Plan) -> String {
+    let mut params = vec![
+        format!("wulf.head={base}"),
+        format!("wulf.node={}", p.node_uid),
+        format!("wulf.name={}", p.name),
+        format!("wulf.style={}", p.style),
+        format!(
+            "wulf.cred={}",
+            node_credential(&app.node_secret, &p.node_uid)
+        ),
+    ];
+    if let Some(img) = &p.image {
+        params.push(format!("wulf.image={base}/boot/file/{}", img.sha256));
+        params.push(format!("wulf.image_sha256={}", img.sha256));
+    }
+    let mut s = String::from("#!ipxe\n");
+    s += &format!(
+        "echo wulf: booting {} ({mac}) as {} using boot config {}\n",
+        p.name, p.style, p.boot_name
+    );
+    let initrd_arg = if p.initramfs.is_some() {
+        "initrd=initramfs "
+    } else {
+        ""
+    };
+    s += &format!(
+        "kernel --name vmlinuz {base}/boot/file/{} {initrd_arg}{} {}\n",
+        p.kernel.sha256,
+        p.cmdline.trim(),
+        params.join(" ")
+    );
+    if let Some(i) = &p.initramfs {
+        s += &format!("initrd --name initramfs {base}/boot/file/{}\n", i.sha256);
+    }
+    s += "boot || goto failed\n:failed\n";
+    s += &format!(
+        "echo wulf: boot failed; asking again in {RETRY_SECS} seconds\nsleep {RETRY_SECS}\nchain --autofree {base}/boot/ipxe?mac={mac}\n"
+    );
+    s
+}
+
+async fn script(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let base = request_base(&app, &headers);
+    let Some(raw) = q.get("mac") else {
+        // Firmware pointed here without a MAC: ask again with its own.
+        return ipxe(format!(
+            "#!ipxe\nchain --autofree {base}/boot/ipxe?mac=${{net0/mac}}\n"
+        ));
+    };
+    let Ok(mac) = raw.parse::<MacAddr>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("'{raw}' is not a MAC address\n"),
+        )
+            .into_response();
+    };
+    match decide(&app, mac) {
+        Decision::Retry(why) => {
+            tracing::info!(%mac, "boot script: {why}");
+            ipxe(retry_script(&base, &mac.to_string(), &why))
+        }
+        Decision::Next(why) => {
+            tracing::info!(%mac, "boot script: {why}");
+            ipxe(next_script(&why))
+        }
+        Decision::Boot(plan) => {
+            if plan.pxe_once {
+                // pxe+local: exactly one PXE boot, even if several requests race.
+                match app.db.claim_pxe_boot(&plan.node_uid).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return ipxe(next_script(&format!(
+                            "{} boots from its local disk",
+                            plan.name
+                        )))
+                    }
+                    Err(e) => {
+                        tracing::warn!(%mac, error = %e, "cannot record the PXE boot stage");
+                        return ipxe(retry_script(
+                            &base,
+                            &mac.to_string(),
+                            "the head could not record this boot",
+                        ));
+                    }
+                }
+            }
+            tracing::info!(
+                target: "audit",
+                "Booting node (MAC={mac}) as {} using boot config {}",
+                plan.style,
+                plan.boot_uid
+            );
+            ipxe(render(&app, &base, mac, &plan))
+        }
+    }
+}
+
+/// Files a booting node may fetch: kernels, initramfs files and images of boot configs.
+fn referenced(app: &App, sha256: &str) -> Option<FileRef> {
+    let st = app.cache.read();
+    let found = st
+        .objects(Kind::Boot)
+        .chain(st.objects(Kind::Image))
+        .find_map(|o| {
+            let files: Vec<&FileRef> = match o {
+                AnyObj::Boot(b) => b.kernel.iter().chain(b.initramfs.iter()).collect(),
+                AnyObj::Image(i) => i.content.iter().collect(),
+                _ => Vec::new(),
+            };
+            files.into_iter().find(|f| f.sha256 == sha256).cloned()
+        });
+    found
+}
+
+async fn file(
+    State(app): State<Arc<App>>,
+    Path(sha256): Path<String>,
+    req: Request,
+) -> Result<Response, ApiErr> {
+    let f = referenced(&app, &sha256)
+        .ok_or_else(|| ApiErr::new(StatusCode::NOT_FOUND, format!("no boot file {sha256}")))?;
+    serve_blob(&app.blobs, &f, req).await
+}
+
+/// iPXE's EFI binary from the TFTP root, for UEFI HTTP boot clients.
+async fn ipxe_efi(State(app): State<Arc<App>>, req: Request) -> Result<Response, ApiErr> {
+    use tower::ServiceExt;
+    let path = app.cfg.tftp.root.join("ipxe.efi");
+    if !path.is_file() {
+        return Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} is missing (install Debian's ipxe package)",
+                path.display()
+            ),
+        ));
+    }
+    tower_http::services::ServeFile::new(&path)
+        .oneshot(req)
+        .await
+        .map(|r| r.map(axum::body::Body::new))
+        .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_differ_per_node_and_secret() {
+        let a = node_credential(b"secret", "n0uid");
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, node_credential(b"secret", "n0uid"));
+        assert_ne!(a, node_credential(b"secret", "n1uid"));
+        assert_ne!(a, node_credential(b"other", "n0uid"));
+    }
+
+    #[test]
+    fn scripts_retry_or_exit() {
+        let s = retry_script("http://10.0.0.1:8740", "52:54:00:00:00:01", "why");
+        assert!(
+            s.starts_with("#!ipxe\n")
+                && s.contains(
+                    "chain --autofree http://10.0.0.1:8740/boot/ipxe?mac=52:54:00:00:00:01"
+                )
+        );
+        assert!(next_script("local").ends_with("exit\n"));
+    }
 }

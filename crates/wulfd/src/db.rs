@@ -212,6 +212,29 @@ impl Db {
             .ok_or_else(|| DbError::NotFound(format!("{} {uid} vanished", kind.title())))
     }
 
+    /// For a `pxe+local` node: move its boot stage to `local`, once. True if this call did it
+    /// (the caller serves the PXE boot), false if it was already local.
+    pub async fn claim_pxe_boot(&self, uid: &str) -> Result<bool, DbError> {
+        let ts = now();
+        let uids = [uid.to_string()];
+        let res = self
+            .commit(|st| {
+                prepare_modify(st, Kind::Node, &uids, ts, |json, _| {
+                    if json.get("boot_stage").and_then(Value::as_str) == Some("local") {
+                        return Err(DbError::Conflict("already local".into()));
+                    }
+                    json["boot_stage"] = Value::String("local".into());
+                    Ok(())
+                })
+            })
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(DbError::Conflict(m)) if m == "already local" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Delete objects, all or none. Refuses objects that others still refer to.
     pub async fn delete(&self, kind: Kind, uids: &[String]) -> Result<Vec<AnyObj>, DbError> {
         if kind == Kind::Cluster {

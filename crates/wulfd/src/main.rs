@@ -123,6 +123,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .context("cannot create the cluster")?;
 
     let token = auth::ensure_admin_token(&data_dir)?;
+    let node_secret = boot::node_secret(store.as_ref())
+        .await
+        .context("cannot read the node credential secret")?;
     let blobs = blobs::Blobs::open(&data_dir).context("cannot prepare the file store")?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -151,6 +154,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             ..cfg.clone()
         },
         data_dir: data_dir.clone(),
+        node_secret,
     });
     let maint = tokio::spawn(maint::run(
         app.clone(),
