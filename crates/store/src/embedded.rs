@@ -121,8 +121,20 @@ struct Inner {
     compacted: AtomicI64,
     /// Lease id → expiry (unix ms): a cache of the `leases` table for the expiry task.
     leases: Mutex<HashMap<LeaseId, i64>>,
-    events_tx: broadcast::Sender<Arc<WatchBatch>>,
+    events_tx: broadcast::Sender<Live>,
 }
+
+/// What the live channel carries. Large batches are not kept in the channel's ring buffer
+/// (it holds the last `broadcast_capacity` messages until they are overwritten): watchers read
+/// them back from the stored history instead, so a bulk write costs no lasting memory.
+#[derive(Clone, Debug)]
+enum Live {
+    Batch(Arc<WatchBatch>),
+    Large(Revision),
+}
+
+/// Batches with more events than this are announced as `Live::Large`.
+const LIVE_BATCH_MAX_EVENTS: usize = 256;
 
 /// Per-key metadata stored in front of the value.
 #[derive(Clone, Copy, Debug)]
@@ -422,7 +434,12 @@ impl Inner {
         if let Some(batch) = staged.batch {
             self.revision.store(batch.revision, Ordering::SeqCst);
             // No receivers is fine.
-            let _ = self.events_tx.send(Arc::new(batch));
+            let msg = if batch.events.len() > LIVE_BATCH_MAX_EVENTS {
+                Live::Large(batch.revision)
+            } else {
+                Live::Batch(Arc::new(batch))
+            };
+            let _ = self.events_tx.send(msg);
         }
         Ok(staged.result)
     }
@@ -1127,7 +1144,7 @@ async fn watch_task(
     prefix: String,
     mut next: Revision,
     replay_first: bool,
-    mut live: broadcast::Receiver<Arc<WatchBatch>>,
+    mut live: broadcast::Receiver<Live>,
     tx: mpsc::Sender<Result<WatchBatch, StoreError>>,
 ) {
     if replay_first && !replay(&weak, &prefix, &mut next, &tx).await {
@@ -1139,7 +1156,15 @@ async fn watch_task(
             r = live.recv() => r,
         };
         match received {
-            Ok(batch) => {
+            Ok(Live::Large(revision)) => {
+                if revision < next {
+                    continue;
+                }
+                if !replay(&weak, &prefix, &mut next, &tx).await {
+                    return;
+                }
+            }
+            Ok(Live::Batch(batch)) => {
                 if batch.revision < next {
                     continue;
                 }
