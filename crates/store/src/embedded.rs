@@ -99,7 +99,7 @@ impl Default for EmbeddedOptions {
             watch_buffer: 64,
             lease_check_interval: Duration::from_millis(250),
             open_retry: Duration::from_secs(5),
-            cache_bytes: 64 << 20,
+            cache_bytes: 32 << 20,
         }
     }
 }
