@@ -89,6 +89,10 @@ pub struct TftpSection {
     pub listen: SocketAddr,
     /// Directory served (Debian's `ipxe` package puts undionly.kpxe and ipxe.efi here).
     pub root: PathBuf,
+    /// Files (or directories) outside the root that symlinks inside it may lead to. Default:
+    /// /boot/ipxe.efi and /boot/ipxe.lkrn, where Debian's /usr/lib/ipxe/ipxe.efi and
+    /// ipxe.lkrn point.
+    pub allow_outside: Vec<PathBuf>,
 }
 
 impl Default for TftpSection {
@@ -97,6 +101,10 @@ impl Default for TftpSection {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 69)),
             root: PathBuf::from("/usr/lib/ipxe"),
+            allow_outside: vec![
+                PathBuf::from("/boot/ipxe.efi"),
+                PathBuf::from("/boot/ipxe.lkrn"),
+            ],
         }
     }
 }
@@ -194,13 +202,16 @@ mod tests {
 
     #[test]
     fn sections() {
-        let file: FileConfig = toml::from_str("[dhcp]\nport = 6767\n[tftp]\nroot = \"/srv/tftp\"\n").unwrap();
+        let file: FileConfig =
+            toml::from_str("[dhcp]\nport = 6767\n[tftp]\nroot = \"/srv/tftp\"\n").unwrap();
         let c = Config::settle(file, None, None, None);
         assert_eq!(c.dhcp.port, 6767);
         assert!(c.dhcp.enabled);
         assert_eq!(c.tftp.root, PathBuf::from("/srv/tftp"));
         assert_eq!(c.tftp.listen.port(), 69);
-        let e = toml::from_str::<FileConfig>("[dhcp]\nprot = 1\n").unwrap_err().to_string();
+        let e = toml::from_str::<FileConfig>("[dhcp]\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("prot"), "{e}");
     }
 
