@@ -87,6 +87,23 @@ fn boot_scripts_and_files() {
     let (code, body) = h.curl(&[&format!("{base}/boot/file/{ksha}")]);
     assert_eq!(code, 200);
     assert_eq!(body, kernel);
+    let (code, body) = h.curl(&["-r", "-10", &format!("{base}/boot/file/{ksha}")]);
+    assert_eq!((code, body.as_slice()), (206, &kernel[kernel.len() - 10..]));
+    let (code, _) = h.curl(&["-r", "5000000-", &format!("{base}/boot/file/{ksha}")]);
+    assert_eq!(code, 416);
+    let (code, _) = h.curl(&[
+        "-H",
+        &format!("If-None-Match: \"{ksha}\""),
+        &format!("{base}/boot/file/{ksha}"),
+    ]);
+    assert_eq!(code, 304);
+    let (code, body) = h.curl(&["-I", &format!("{base}/boot/file/{ksha}")]);
+    let head = String::from_utf8_lossy(&body).to_lowercase();
+    assert_eq!(code, 200);
+    assert!(
+        head.contains("content-length: 1000000") && head.contains(&format!("etag: \"{ksha}\"")),
+        "{head}"
+    );
     // Only boot files are served there.
     let (code, _) = h.curl(&[&format!("{base}/boot/file/{}", "0".repeat(64))]);
     assert_eq!(code, 404);

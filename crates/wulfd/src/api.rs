@@ -32,7 +32,6 @@ pub struct App {
     pub max_body: usize,
     /// The settled configuration (service sections, API port).
     pub cfg: crate::config::Config,
-    pub data_dir: std::path::PathBuf,
     /// Secret the per-node boot credentials are derived from (shared by all heads).
     pub node_secret: Vec<u8>,
 }
@@ -128,6 +127,8 @@ pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/api/v1/info", get(info))
         .route("/api/v1/node/attributes", get(node_attributes))
+        .route("/api/v1/node/unknown", get(node_unknown))
+        .route("/api/v1/cluster/hosts", get(crate::dns::cluster_hosts))
         .route(
             "/api/v1/{kind}",
             get(list).post(create).patch(update).delete(remove),
@@ -334,6 +335,12 @@ async fn remove(
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     tracing::info!(target: "audit", kind = %kind, count = objs.len(), "deleted {}", summarize(kind, &refs));
     Ok(axum::Json(Deleted { deleted: names }))
+}
+
+/// MACs the DHCP server saw that belong to no node (while new nodes are not accepted).
+async fn node_unknown(State(app): AppState) -> axum::Json<Vec<crate::dhcp::UnknownMac>> {
+    let st = app.cache.read();
+    axum::Json(crate::dhcp::unknown_macs(|m| st.macs.contains_key(m)))
 }
 
 async fn node_attributes(

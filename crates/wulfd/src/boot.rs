@@ -307,7 +307,7 @@ async fn script(
 }
 
 /// Files a booting node may fetch: kernels, initramfs files and images of boot configs.
-fn referenced(app: &App, sha256: &str) -> Option<FileRef> {
+pub(crate) fn referenced(app: &App, sha256: &str) -> Option<FileRef> {
     let st = app.cache.read();
     let found = st
         .objects(Kind::Boot)

@@ -12,6 +12,7 @@ mod dns;
 mod maint;
 mod netif;
 mod objects;
+mod sendfile;
 mod tftp;
 
 use std::path::PathBuf;
@@ -165,7 +166,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             listen: local,
             ..cfg.clone()
         },
-        data_dir: data_dir.clone(),
         node_secret,
     });
     let maint = tokio::spawn(maint::run(
@@ -185,7 +185,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!(%url, "API ready");
 
-    let router = api::router(app);
+    let router = api::router(app.clone());
     let shutdown = cancel.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -193,6 +193,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     let c = cancel.clone();
+    let listener = sendfile::split(listener, app.clone(), cancel.clone())?;
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { c.cancelled().await })
         .await
