@@ -24,7 +24,7 @@ pub fn sh(cmd: &str) -> Output {
 
 /// True when this process may create namespaces (root with `ip`).
 pub fn can_netns() -> bool {
-    unsafe { libc::geteuid() } == 0 && Command::new("ip").arg("-V").output().is_ok()
+    (unsafe { libc::geteuid() }) == 0 && Command::new("ip").arg("-V").output().is_ok()
 }
 
 pub struct Lab {
@@ -44,7 +44,11 @@ impl Lab {
             can_netns(),
             "network tests need root and iproute2 (CI runs ./test.sh as root)"
         );
-        let tag = format!("w{}x{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::SeqCst));
+        let tag = format!(
+            "w{}x{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
         let srv = format!("{tag}s");
         sh(&format!("ip netns add {srv}"));
         let lab = Lab {

@@ -1,0 +1,366 @@
+//! The head's DNS server, checked with the real `dig` inside network namespaces: names and
+//! addresses of nodes, hosts and the head in the cluster domain, reverse lookups, negative
+//! answers, changes seen at once, forwarding to an upstream (a second, real wulfd that is
+//! authoritative for another domain), REFUSED without upstreams, SERVFAIL when no upstream
+//! answers, malformed packets, and `wulf cluster hosts`.
+
+mod head;
+mod netns;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use head::Head;
+use netns::Lab;
+
+/// Config for a head in a lab: only the services this test needs.
+const QUIET: &str = "[dhcp]\nenabled = false\n[tftp]\nenabled = false\n";
+
+/// `/etc/netns/<ns>/resolv.conf` (what `ip netns exec` shows as /etc/resolv.conf), removed
+/// on drop (with /etc/netns if this made it and it is empty).
+struct NsResolvConf {
+    dir: PathBuf,
+    made_parent: bool,
+}
+
+impl NsResolvConf {
+    fn new(ns: &str, text: &str) -> NsResolvConf {
+        let parent = PathBuf::from("/etc/netns");
+        let made_parent = !parent.exists();
+        let dir = parent.join(ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), text).unwrap();
+        NsResolvConf { dir, made_parent }
+    }
+}
+
+impl Drop for NsResolvConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_parent {
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
+    }
+}
+
+/// Run dig in `ns` (one try, bounded wait).
+fn dig_out(ns: &str, args: &[&str], secs: u32) -> Output {
+    Lab::cmd(ns, "dig")
+        .arg(format!("+time={secs}"))
+        .arg("+tries=1")
+        .args(args)
+        .output()
+        .expect("dig must be installed (./test.sh installs dnsutils)")
+}
+
+/// `dig +short`: the answer lines.
+fn short(ns: &str, args: &[&str]) -> Vec<String> {
+    let mut a = args.to_vec();
+    a.push("+short");
+    let o = dig_out(ns, &a, 2);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .map(String::from)
+        .collect()
+}
+
+/// The full dig output (status, flags, sections).
+fn full(ns: &str, args: &[&str], secs: u32) -> String {
+    let o = dig_out(ns, args, secs);
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn status(out: &str) -> String {
+    out.split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("(no answer)")
+        .to_string()
+}
+
+fn flags(out: &str) -> Vec<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(";; flags:"))
+        .and_then(|l| l.split(';').next())
+        .map(|f| f.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// Poll `f` until it is true or `limit` passes; returns how long it took.
+fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn cluster_dns_with_dig() {
+    let mut lab = Lab::new("10.79.0");
+    let srv = lab.srv.clone();
+    let at = "@10.79.0.1";
+
+    // The upstream: a second wulfd in its own namespace on the bridge, authoritative for
+    // outside.test, with no upstream of its own (its resolv.conf names only itself). It is also
+    // told to listen on an address it does not have: a warning, and it keeps running.
+    let up = lab.client("52:54:00:79:00:53");
+    lab.with_addr(&up, "10.79.0.53/24");
+    let _resolv = NsResolvConf::new(&up, "nameserver 10.79.0.53\n");
+    let mut upstream = Head::start_in(
+        &up,
+        &format!("{QUIET}[dns]\nlisten = [\"10.79.0.53:53\", \"10.79.0.78:53\"]\n"),
+    );
+    upstream.ok(&[
+        "net",
+        "create",
+        "name=out",
+        "first_ip=10.79.0.60",
+        "ip_count=10",
+        "mask_bits=24",
+        "domain=outside.test",
+    ]);
+    upstream.ok(&["node", "create", "name=www"]);
+
+    // Our head: default listen addresses (port 53 on its addresses inside a net, found once
+    // the net exists), a dead upstream first, then the real one.
+    let h = Head::start_in(
+        &srv,
+        &format!("{QUIET}[dns]\nupstream = [\"10.79.0.99:53\", \"10.79.0.53:53\"]\n"),
+    );
+    h.ok(&[
+        "net",
+        "create",
+        "name=cluster",
+        "first_ip=10.79.0.10",
+        "ip_count=40",
+        "mask_bits=24",
+        "domain=cluster.local",
+        "host_ranges=10.79.0.200-10.79.0.250",
+    ]);
+    h.ok(&["node", "create", "mac=52:54:00:79:00:10"]);
+    h.ok(&["node", "create", "mac=52:54:00:79:00:11"]);
+    h.ok(&["node", "create"]);
+    h.ok(&[
+        "node",
+        "-i",
+        "n1",
+        "set",
+        "_hostname=compute-b",
+        "_ips=bmc=10.79.1.11",
+    ]);
+    h.ok(&[
+        "host",
+        "create",
+        "name=sw1",
+        "ip=10.79.0.200",
+        "mac=52:54:00:79:00:c8",
+        "hostnames=switch1,core.cluster.local",
+    ]);
+
+    within(
+        Duration::from_secs(5),
+        "DNS serving on 10.79.0.1:53",
+        || short(&srv, &[at, "n0.cluster.local", "A"]) == ["10.79.0.10"],
+    );
+
+    // Forward and reverse names of nodes, hosts and the head.
+    assert_eq!(short(&srv, &[at, "n1.cluster.local"]), ["10.79.0.11"]);
+    assert_eq!(
+        short(&srv, &[at, "compute-b.cluster.local"]),
+        ["10.79.0.11"]
+    );
+    assert_eq!(short(&srv, &[at, "n1-bmc.cluster.local"]), ["10.79.1.11"]);
+    assert_eq!(
+        short(&srv, &[at, "compute-b-bmc.cluster.local"]),
+        ["10.79.1.11"]
+    );
+    assert_eq!(
+        short(&srv, &[at, "-x", "10.79.0.10"]),
+        ["n0.cluster.local."]
+    );
+    assert_eq!(
+        short(&srv, &[at, "-x", "10.79.0.11"]),
+        ["compute-b.cluster.local."]
+    );
+    assert_eq!(
+        short(&srv, &[at, "-x", "10.79.0.200"]),
+        ["sw1.cluster.local."]
+    );
+    for alias in ["sw1", "switch1", "core", "SWITCH1"] {
+        assert_eq!(
+            short(&srv, &[at, &format!("{alias}.cluster.local")]),
+            ["10.79.0.200"],
+            "{alias}"
+        );
+    }
+    let head_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        short(&srv, &[at, &format!("{head_name}.cluster.local")]),
+        ["10.79.0.1"]
+    );
+    assert_eq!(
+        short(&srv, &[at, "-x", "10.79.0.1"]),
+        [format!("{head_name}.cluster.local.")]
+    );
+    // Case-insensitive; unqualified single labels; TCP.
+    assert_eq!(short(&srv, &[at, "N0.Cluster.LOCAL"]), ["10.79.0.10"]);
+    assert_eq!(short(&srv, &[at, "n0."]), ["10.79.0.10"]);
+    assert_eq!(
+        short(&srv, &[at, "+tcp", "n0.cluster.local"]),
+        ["10.79.0.10"]
+    );
+    assert_eq!(
+        short(&srv, &[at, "+tcp", "-x", "10.79.0.10"]),
+        ["n0.cluster.local."]
+    );
+
+    // Authoritative answers, and negative ones with the zone's SOA.
+    let out = full(&srv, &[at, "n0.cluster.local"], 2);
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert!(flags(&out).contains(&"aa".to_string()), "{out}");
+    let out = full(&srv, &[at, "nope.cluster.local"], 2);
+    assert_eq!(status(&out), "NXDOMAIN", "{out}");
+    assert!(flags(&out).contains(&"aa".to_string()), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cluster.local.") && l.contains("SOA")),
+        "{out}"
+    );
+    let out = full(&srv, &[at, "n0.cluster.local", "AAAA"], 2);
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert!(out.contains("ANSWER: 0"), "{out}");
+    let out = full(&srv, &[at, "-x", "10.79.0.39"], 2);
+    assert_eq!(status(&out), "NXDOMAIN", "{out}");
+    assert_eq!(
+        short(&srv, &[at, "cluster.local", "SOA"]).len(),
+        1,
+        "the zone has an SOA"
+    );
+
+    // Changes are seen at once: a new node within a second, a deleted one stops resolving.
+    h.ok(&["node", "create", "name=late", "index=30"]);
+    within(Duration::from_secs(1), "a new node resolves", || {
+        short(&srv, &[at, "late.cluster.local"]) == ["10.79.0.40"]
+    });
+    h.ok(&["node", "-i", "n2", "delete"]);
+    within(
+        Duration::from_secs(1),
+        "a deleted node stops resolving",
+        || status(&full(&srv, &[at, "n2.cluster.local"], 2)) == "NXDOMAIN",
+    );
+    assert!(short(&srv, &[at, "-x", "10.79.0.12"]).is_empty());
+
+    // Malformed packets (UDP and TCP) change nothing.
+    Lab::cmd(&srv, "bash")
+        .arg("-c")
+        .arg(
+            "printf '\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\xff\\xff' >/dev/udp/10.79.0.1/53; \
+             printf 'xy' >/dev/udp/10.79.0.1/53; \
+             printf '\\x00\\x05hello' >/dev/tcp/10.79.0.1/53; \
+             printf '\\xff\\xff\\x00' >/dev/tcp/10.79.0.1/53; true",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(short(&srv, &[at, "n0.cluster.local"]), ["10.79.0.10"]);
+
+    // Forwarding: the dead upstream times out, the next one answers.
+    let t = Instant::now();
+    let out = full(&srv, &[at, "www.outside.test"], 8);
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert!(out.contains("10.79.0.60"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    // Now the live upstream is asked first: quick, over UDP and TCP.
+    let t = Instant::now();
+    assert_eq!(short(&srv, &[at, "www.outside.test"]), ["10.79.0.60"]);
+    assert_eq!(
+        short(&srv, &[at, "+tcp", "www.outside.test"]),
+        ["10.79.0.60"]
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let out = full(&srv, &[at, "nothing.outside.test"], 4);
+    assert_eq!(status(&out), "NXDOMAIN", "{out}");
+    // The cluster domain is never forwarded, even for names the upstream would know.
+    assert!(short(&srv, &[at, "www.cluster.local"]).is_empty());
+
+    // The upstream has no upstream of its own: outside names are REFUSED there. It warned
+    // about the address it could not listen on and kept serving.
+    let out = full(&up, &["@10.79.0.53", "example.com"], 2);
+    assert_eq!(status(&out), "REFUSED", "{out}");
+    assert!(
+        upstream.log().contains("cannot listen on 10.79.0.78:53"),
+        "{}",
+        upstream.log()
+    );
+    upstream.ok(&["info"]);
+
+    // wulf cluster hosts.
+    let hosts = h.ok(&["cluster", "hosts"]);
+    assert_eq!(
+        lines(&hosts),
+        [
+            format!("10.79.0.1 {head_name}.cluster.local {head_name}"),
+            "10.79.0.10 n0.cluster.local n0".to_string(),
+            "10.79.0.11 compute-b.cluster.local compute-b n1.cluster.local n1".to_string(),
+            "10.79.1.11 compute-b-bmc.cluster.local compute-b-bmc n1-bmc.cluster.local n1-bmc"
+                .to_string(),
+            "10.79.0.40 late.cluster.local late".to_string(),
+            "10.79.0.200 sw1.cluster.local sw1 switch1.cluster.local switch1 core.cluster.local core"
+                .to_string(),
+        ],
+        "{hosts}"
+    );
+    assert_eq!(h.ok(&["cluster", "hosts", "--format", "hosts"]), hosts);
+    let ethers = h.ok(&["cluster", "hosts", "--format", "ethers"]);
+    assert_eq!(
+        lines(&ethers),
+        [
+            "52:54:00:79:00:10 n0",
+            "52:54:00:79:00:11 compute-b",
+            "52:54:00:79:00:c8 sw1",
+        ],
+        "{ethers}"
+    );
+    let err = h.fails(2, &["cluster", "hosts", "--format", "yaml"]);
+    assert!(err.contains("hosts or --format ethers"), "{err}");
+    h.fails(2, &["node", "hosts"]);
+    let (code, body) = h.curl(&[
+        "-H",
+        &h.auth(),
+        "http://127.0.0.1:8740/api/v1/cluster/hosts?format=ethers",
+    ]);
+    assert_eq!(code, 200);
+    assert_eq!(String::from_utf8_lossy(&body), ethers);
+    let (code, _) = h.curl(&["http://127.0.0.1:8740/api/v1/cluster/hosts"]);
+    assert_eq!(code, 401);
+
+    // SERVFAIL when no upstream answers (the live one is gone, the other never was).
+    upstream.stop();
+    let out = full(&srv, &[at, "www.outside.test"], 8);
+    assert_eq!(status(&out), "SERVFAIL", "{out}");
+
+    // The cluster's own names still work, and wulfd stops cleanly.
+    assert_eq!(short(&srv, &[at, "n0.cluster.local"]), ["10.79.0.10"]);
+    let mut h = h;
+    h.stop();
+    assert!(!h.log().contains("panicked"), "{}", h.log());
+}
