@@ -11,6 +11,7 @@
 //! | PATCH | `/{kind}?ids=SEL` or `?all=true` | apply an [`UpdateRequest`] to each object |
 //! | DELETE | `/{kind}?ids=SEL` or `?all=true` | delete objects |
 //! | GET | `/node/attributes?ids=SEL` | effective attributes and where each came from |
+//! | GET | `/node/unknown` | MACs the DHCP server saw that belong to no node |
 //! | PUT | `/{kind}/{id}/files/{field}?filename=F` | upload a file (raw body, streamed) |
 //! | GET | `/{kind}/{id}/files/{field}` | download it (Range supported) |
 //!

@@ -150,6 +150,16 @@ enum Action {
         #[arg(short = 'o', long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Nodes only: MAC addresses that asked the head's DHCP server for an address but belong
+    /// to no node (while the cluster does not accept new nodes). Create nodes from them with
+    /// `wulf node unknown --json | jq -r '.[].mac' | wulf node create --macs -`
+    Unknown,
+    /// Cluster only: print /etc/hosts lines (heads, nodes, hosts) or /etc/ethers lines
+    Hosts {
+        /// hosts or ethers
+        #[arg(long, default_value = "hosts")]
+        format: String,
+    },
 }
 
 /// A failure and its exit code.
@@ -446,7 +456,88 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
                 .ok_or_else(|| usage("download needs --ids naming one object"))?;
             download(&client(cli)?, kind, &ids, field, output)
         }
+        Action::Hosts { format } => cluster_hosts(cli, kind, format),
+        Action::Unknown => unknown_macs(cli, kind),
     }
+}
+
+/// `wulf node unknown`: MACs the head's DHCP server saw that belong to no node.
+fn unknown_macs(cli: &Cli, kind: Kind) -> Result<(), Fail> {
+    if kind != Kind::Node {
+        return Err(usage("unknown is a node action: wulf node unknown"));
+    }
+    let list: Vec<Value> = client(cli)?.get("/node/unknown")?;
+    if cli.json {
+        output::print_json(&list);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("No unknown MAC addresses have asked for an address.");
+        return Ok(());
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(["MAC", "INTERFACE", "FIRST SEEN", "LAST SEEN", "COUNT"]);
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let time = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .map(utc)
+            .unwrap_or_default()
+    };
+    for u in &list {
+        t.add_row([
+            text(u, "mac"),
+            text(u, "interface"),
+            time(u, "first_seen"),
+            time(u, "last_seen"),
+            u.get("count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
+fn utc(secs: f64) -> String {
+    let s = secs.max(0.0) as i64;
+    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `wulf cluster hosts --format hosts|ethers`: the head's text, as is.
+fn cluster_hosts(cli: &Cli, kind: Kind, format: &str) -> Result<(), Fail> {
+    if kind != Kind::Cluster {
+        return Err(usage("hosts is a cluster action: wulf cluster hosts"));
+    }
+    if format != "hosts" && format != "ethers" {
+        return Err(usage(format!(
+            "unknown format '{format}': use --format hosts or --format ethers"
+        )));
+    }
+    let (_, mut reader) = client(cli)?.download(&format!("/cluster/hosts?format={format}"))?;
+    std::io::copy(&mut reader, &mut std::io::stdout().lock())
+        .map_err(|e| Fail::Request(anyhow::anyhow!("cannot read the head's answer: {e}")))?;
+    Ok(())
 }
 
 fn split_list(v: &[String]) -> Vec<String> {
