@@ -101,7 +101,11 @@ impl Head {
             .arg("--data-dir")
             .arg(self.data())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            // In a lab namespace the head serves its private network too.
+            .arg(match self.ns {
+                Some(_) => format!("0.0.0.0:{}", self.port),
+                None => format!("127.0.0.1:{}", self.port),
+            })
             .args(["--log", "info,wulfd=debug"])
             .args(&self.extra_args)
             .env_remove("WULFD_CONFIG")
