@@ -112,9 +112,11 @@ fn qemu_ipxe_fetches_and_runs_its_boot_script() {
         "the script did not run:\n{seen}"
     );
     assert!(
-        unwrapped(&seen).contains(&format!("{want}... ok")),
+        unwrapped(&seen).contains(&format!("{want}... o")),
         "iPXE did not fetch the kernel:\n{seen}"
     );
+    // ("... o": the firmware may not get to print all of "ok" before it runs what it
+    // fetched; an error would read "... Connection reset" and the like.)
     assert!(
         h.log()
             .contains("Booting node (MAC=52:54:00:80:00:01) as rwram"),

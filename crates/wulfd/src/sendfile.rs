@@ -284,6 +284,7 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
     stream.write_all(head.as_bytes()).await?;
     if !req.method_head {
         send_file(&stream, &file, start, count).await?;
+        tracing::debug!(sha256 = %file_ref.sha256, bytes = count, "boot file sent");
     }
     stream.shutdown().await
 }
