@@ -357,7 +357,7 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
                     fields,
                     ..Default::default()
                 };
-                objs = c.send("PATCH", &format!("/{kind}{q}"), &req)?;
+                objs = c.send("PATCH", &format!("/{kind}{q}{}", brief(cli)), &req)?;
             }
             if !files.is_empty() {
                 let ids = ids_query(cmd, &[])
@@ -575,9 +575,19 @@ fn change(
     req: UpdateRequest,
 ) -> Result<(), Fail> {
     let q = target_query(kind, cmd, action)?;
-    let objs: Vec<Value> = client(cli)?.send("PATCH", &format!("/{kind}{q}"), &req)?;
+    let objs: Vec<Value> =
+        client(cli)?.send("PATCH", &format!("/{kind}{q}{}", brief(cli)), &req)?;
     report(cli, "Updated", kind, &objs);
     Ok(())
+}
+
+/// Without --json only names are printed, so ask the head for just those.
+fn brief(cli: &Cli) -> &'static str {
+    if cli.json {
+        "&"
+    } else {
+        "&fields=uid,name"
+    }
 }
 
 fn names_of(objs: &[Value]) -> Vec<String> {
@@ -692,7 +702,7 @@ fn create(
     } else {
         Value::Array(docs)
     };
-    let mut objs: Vec<Value> = c.send("POST", &format!("/{kind}"), &body)?;
+    let mut objs: Vec<Value> = c.send("POST", &format!("/{kind}?{}", &brief(cli)[1..]), &body)?;
     if let [obj] = objs.as_mut_slice() {
         let uid = obj
             .get("uid")

@@ -8,7 +8,7 @@ use wulf_api::NodeAttributes;
 use wulf_model::Kind;
 
 pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let _ = serde_json::to_writer_pretty(&mut out, v);
     let _ = writeln!(out);
 }

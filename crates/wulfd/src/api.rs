@@ -231,9 +231,42 @@ fn json_response(bytes: Vec<u8>, status: StatusCode) -> Response {
         .into_response()
 }
 
-fn objects_json(objs: &[AnyObj]) -> Vec<u8> {
-    let v: Vec<Value> = objs.iter().map(AnyObj::to_json).collect();
-    serde_json::to_vec(&v).unwrap_or_default()
+/// `fields=a,b` from a query: answer only those fields of each object.
+fn requested_fields(q: &HashMap<String, String>) -> Option<Vec<String>> {
+    q.get("fields").map(|f| {
+        f.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+/// An object's JSON, or only the named fields of it.
+fn object_bytes(obj: &AnyObj, fields: Option<&[String]>) -> Vec<u8> {
+    match fields {
+        None => obj.to_bytes(),
+        Some(fields) => {
+            let full = obj.to_json();
+            let picked: serde_json::Map<String, Value> = fields
+                .iter()
+                .filter_map(|f| full.get(f).map(|v| (f.clone(), v.clone())))
+                .collect();
+            serde_json::to_vec(&picked).unwrap_or_default()
+        }
+    }
+}
+
+fn objects_json(objs: &[AnyObj], fields: Option<&[String]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(objs.len() * 64 + 2);
+    out.push(b'[');
+    for (i, o) in objs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&object_bytes(o, fields));
+    }
+    out.push(b']');
+    out
 }
 
 async fn info(State(app): AppState) -> Result<axum::Json<Info>, ApiErr> {
@@ -251,12 +284,7 @@ async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiErr> {
     let kind = parse_kind(&kind)?;
-    let fields: Option<Vec<String>> = q.get("fields").map(|f| {
-        f.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
+    let fields = requested_fields(&q);
     let st = app.cache.read();
     let uids = selection(&st, kind, &q, true)?;
     let mut out = Vec::with_capacity(uids.len() * 256 + 2);
@@ -266,17 +294,7 @@ async fn list(
         if i > 0 {
             out.push(b',');
         }
-        match &fields {
-            None => out.extend_from_slice(&e.obj.to_bytes()),
-            Some(fields) => {
-                let full = e.obj.to_json();
-                let picked: serde_json::Map<String, Value> = fields
-                    .iter()
-                    .filter_map(|f| full.get(f).map(|v| (f.clone(), v.clone())))
-                    .collect();
-                out.extend_from_slice(&serde_json::to_vec(&picked).unwrap_or_default());
-            }
-        }
+        out.extend_from_slice(&object_bytes(&e.obj, fields.as_deref()));
     }
     out.push(b']');
     Ok(json_response(out, StatusCode::OK))
@@ -285,6 +303,7 @@ async fn list(
 async fn create(
     State(app): AppState,
     Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> Result<Response, ApiErr> {
     let kind = parse_kind(&kind)?;
@@ -296,7 +315,10 @@ async fn create(
     let objs = app.db.create(kind, docs).await?;
     let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
     tracing::info!(target: "audit", kind = %kind, count = objs.len(), "created {}", summarize(kind, &names));
-    Ok(json_response(objects_json(&objs), StatusCode::CREATED))
+    Ok(json_response(
+        objects_json(&objs, requested_fields(&q).as_deref()),
+        StatusCode::CREATED,
+    ))
 }
 
 fn summarize(kind: Kind, names: &[&str]) -> String {
@@ -320,7 +342,10 @@ async fn update(
     let objs = app.db.update(kind, &uids, &req).await?;
     let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
     tracing::info!(target: "audit", kind = %kind, count = objs.len(), "updated {}", summarize(kind, &names));
-    Ok(json_response(objects_json(&objs), StatusCode::OK))
+    Ok(json_response(
+        objects_json(&objs, requested_fields(&q).as_deref()),
+        StatusCode::OK,
+    ))
 }
 
 async fn remove(
@@ -446,7 +471,10 @@ async fn upload(
     let value = serde_json::to_value(&file).unwrap_or(Value::Null);
     let updated = app.db.set_field(kind, obj.uid(), &field, value).await?;
     tracing::info!(target: "audit", kind = %kind, sha256 = %file.sha256, size, "uploaded {field} of {}", obj.name());
-    Ok(json_response(objects_json(&[updated]), StatusCode::OK))
+    Ok(json_response(
+        objects_json(&[updated], None),
+        StatusCode::OK,
+    ))
 }
 
 async fn download(
