@@ -26,6 +26,14 @@ ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 RESULTS_FILE="$SCRIPT_DIR/RESULTS.md"
 HEADING="## Core: bulk create, listing, get by MAC (bench/core.sh)"
 
+# Exact command line, for RESULTS.md.
+CMD=""
+for v in QUICK SIZES RUNS WRK_THREADS WRK_CONNS WRK_DURATION LOOKUP_MACS SKIP_BUILD; do
+  if [[ -n "${!v:-}" ]]; then CMD+="$v=$(printf %q "${!v}") "; fi
+done
+CMD+="bash bench/core.sh"
+if (($#)); then CMD+=" $*"; fi
+
 if [[ -n "${SIZES:-}" ]]; then
   read -r -a SIZE_LIST <<<"$SIZES"
 elif [[ "${QUICK:-0}" == 1 ]]; then
@@ -38,14 +46,6 @@ WRK_THREADS=${WRK_THREADS:-2}
 WRK_CONNS=${WRK_CONNS:-32}
 WRK_DURATION=${WRK_DURATION:-10s}
 LOOKUP_MACS=${LOOKUP_MACS:-1000}
-
-# Exact command line, for RESULTS.md.
-CMD=""
-for v in QUICK SIZES RUNS WRK_THREADS WRK_CONNS WRK_DURATION LOOKUP_MACS SKIP_BUILD; do
-  if [[ -n "${!v:-}" ]]; then CMD+="$v=${!v} "; fi
-done
-CMD+="bash bench/core.sh"
-if (($#)); then CMD+=" $*"; fi
 
 log() { printf '[core.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -67,7 +67,13 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
 fi
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building release binaries (cargo build --release -p wulfd -p wulf-cli)"
-  (cd "$ROOT" && cargo build --release -q -p wulfd -p wulf-cli)
+  build_log=$(mktemp /tmp/wulf-bench-core-build.XXXXXX)
+  if ! (cd "$ROOT" && cargo build --release -p wulfd -p wulf-cli) >"$build_log" 2>&1; then
+    tail -n 40 "$build_log" >&2
+    rm -f "$build_log"
+    die "cargo build failed"
+  fi
+  rm -f "$build_log"
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 [[ -x "$TARGET_DIR/release/wulfd" && -x "$TARGET_DIR/release/wulf" ]] ||
@@ -94,8 +100,23 @@ stop_wulfd() {
     WULFD_PID=""
   fi
 }
+# Long-running children run in the background and are waited for, so a signal
+# is handled at once and cleanup can end them.
+CHILD_PID=""
+run_child() {
+  local rc=0
+  "$@" &
+  CHILD_PID=$!
+  wait "$CHILD_PID" || rc=$?
+  CHILD_PID=""
+  return "$rc"
+}
 cleanup() {
   local rc=$?
+  if [[ -n "$CHILD_PID" ]]; then
+    kill "$CHILD_PID" 2>/dev/null || true
+    wait "$CHILD_PID" 2>/dev/null || true
+  fi
   stop_wulfd
   rm -rf "$TMP"
   exit "$rc"
@@ -123,6 +144,17 @@ sample_interference() {
   if ((c > 0)); then COMPILE_SEEN=$((COMPILE_SEEN + 1)); log "note: $c compiler process(es) running (another build?) during '$1'"; fi
 }
 
+# CPU used by other processes while this benchmark ran: all busy CPU time on the
+# machine (/proc/stat) minus this script's own and its waited-for children's
+# (wulfd, wulf, hyperfine, wrk, curl), as a share of the machine's capacity.
+cpu_busy_total() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; print b, t }' /proc/stat; }
+cpu_self() { sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $12 + $13 + $14 + $15 }'; }
+other_cpu_pct() { # BUSY0 TOTAL0 SELF0 BUSY1 TOTAL1 SELF1
+  awk -v b0="$1" -v t0="$2" -v s0="$3" -v b1="$4" -v t1="$5" -v s1="$6" 'BEGIN {
+    o = (b1 - b0) - (s1 - s0); if (o < 0) o = 0
+    printf "%.0f", (t1 > t0 ? 100 * o / (t1 - t0) : 0) }'
+}
+
 gen_macs() { # N FILE: locally administered unicast MACs 02:b5:xx:xx:xx:xx
   awk -v n="$1" 'BEGIN {
     for (i = 0; i < n; i++)
@@ -130,12 +162,32 @@ gen_macs() { # N FILE: locally administered unicast MACs 02:b5:xx:xx:xx:xx
   }' >"$2"
 }
 
+# wulfd's network services (DHCP :67, TFTP 0.0.0.0:69, DNS :53) are off for this
+# benchmark: it measures the object database and API, and binds only 127.0.0.1.
+WULFD_CFG="$TMP/wulfd.toml"
+printf '[dhcp]\nenabled = false\n\n[tftp]\nenabled = false\n\n[dns]\nenabled = false\n' >"$WULFD_CFG"
+WULFD_CFG_ARGS=(--config "$WULFD_CFG")
+SERVICES_NOTE="CFG turns DHCP, TFTP and DNS off with enabled = false"
 start_wulfd() { # DATADIR PORT
   local dir=$1 port=$2 i
-  "$WULFD" --data-dir "$dir" --listen "127.0.0.1:$port" --log warn >"$dir.log" 2>&1 &
+  "$WULFD" "${WULFD_CFG_ARGS[@]}" --data-dir "$dir" --listen "127.0.0.1:$port" --log warn >"$dir.log" 2>&1 &
   WULFD_PID=$!
   for ((i = 0; i < 150; i++)); do
-    kill -0 "$WULFD_PID" 2>/dev/null || { cat "$dir.log" >&2; die "wulfd exited at start"; }
+    if ! kill -0 "$WULFD_PID" 2>/dev/null; then
+      wait "$WULFD_PID" 2>/dev/null || true
+      WULFD_PID=""
+      if ((${#WULFD_CFG_ARGS[@]})) && grep -q 'unknown field' "$dir.log"; then
+        # An older wulfd without these config sections: run it without the file.
+        log "wulfd rejects the service config ($(head -c 200 "$dir.log")); starting it without --config"
+        WULFD_CFG_ARGS=()
+        SERVICES_NOTE="wulfd default services (its config has no dhcp/tftp/dns sections)"
+        rm -rf "$dir" "$dir.log"
+        start_wulfd "$dir" "$port"
+        return
+      fi
+      cat "$dir.log" >&2
+      die "wulfd exited at start"
+    fi
     if [[ -s "$dir/admin.token" && -s "$dir/wulfd.url" ]] &&
       curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
       return 0
@@ -162,15 +214,23 @@ DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 log "machine: $NPROC cores, $CPU_MODEL, $MEM_TOTAL; loadavg at start $LOAD_START"
 sample_interference "start"
 
-declare -A R_SRVNAMES R_SRVFULL R_CREATE R_LS R_LSSD R_JSON R_JSONSD R_RPS R_P50 R_P99 R_AVG R_HWM R_RSS R_BPR R_ERR R_NODES
+declare -A R_HWMC R_RSSC R_OTHER R_SRVNAMES R_SRVFULL R_CREATE R_LS R_LSSD R_JSON R_JSONSD R_RPS R_P50 R_P99 R_AVG R_HWM R_RSS R_BPR R_ERR R_NODES
 
 # ---------------------------------------------------------------- run
 for N in "${SIZE_LIST[@]}"; do
   [[ "$N" =~ ^[0-9]+$ && "$N" -gt 0 ]] || die "bad size '$N'"
   log "=== N=$N ==="
+  read -r cpu_b0 cpu_t0 < <(cpu_busy_total); cpu_s0=$(cpu_self)
   DATA="$TMP/data-$N"
   PORT=$(pick_port)
   start_wulfd "$DATA" "$PORT"
+  if command -v ss >/dev/null 2>&1; then
+    socks=$(ss -lntupH 2>/dev/null | grep "pid=$WULFD_PID," | awk '{ print $1 " " $5 }' | tr '\n' ' ' || true)
+    log "wulfd listens on: ${socks:-?}"
+    if grep -qvE '^(tcp|udp) 127\.0\.0\.1:[0-9]+$' < <(tr -s ' ' '\n' <<<"$socks" | paste -d' ' - - | sed '/^ *$/d'); then
+      log "WARNING: wulfd listens beyond 127.0.0.1: $socks"
+    fi
+  fi
   export WULF_DATA_DIR="$DATA"
   unset WULF_URL WULF_TOKEN || true
   TOKEN=$(cat "$DATA/admin.token")
@@ -184,10 +244,12 @@ for N in "${SIZE_LIST[@]}"; do
   # 1. bulk create
   sample_interference "create N=$N"
   t0=$(now_ns)
-  timeout 600 "$WULF" node create --macs "$MACS" >"$TMP/create-$N.out"
+  run_child timeout 600 "$WULF" node create --macs "$MACS" >"$TMP/create-$N.out"
   t1=$(now_ns)
   R_CREATE[$N]=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.3f", d / 1e9 }')
-  log "create: ${R_CREATE[$N]} s ($(head -c 200 "$TMP/create-$N.out"))"
+  R_HWMC[$N]=$(kb_to_mib "$(awk '/^VmHWM/ { print $2 }' "/proc/$WULFD_PID/status")")
+  R_RSSC[$N]=$(kb_to_mib "$(awk '/^VmRSS/ { print $2 }' "/proc/$WULFD_PID/status")")
+  log "create: ${R_CREATE[$N]} s ($(head -c 200 "$TMP/create-$N.out")); wulfd VmHWM ${R_HWMC[$N]} MiB, VmRSS ${R_RSSC[$N]} MiB right after it"
 
   # verify the nodes exist before timing listings
   got=$("$WULF" node ls | grep -c '^ ' || true)
@@ -199,7 +261,7 @@ for N in "${SIZE_LIST[@]}"; do
 
   # 2. listing, end to end
   sample_interference "ls N=$N"
-  hyperfine -w 1 -r "$RUNS" --style basic --export-csv "$TMP/hf-$N.csv" \
+  run_child hyperfine -w 1 -r "$RUNS" --style basic --export-csv "$TMP/hf-$N.csv" \
     -n ls "$WULF node ls" \
     -n ls_json "$WULF node ls --json > /dev/null" >"$TMP/hf-$N.txt" 2>&1 ||
     { cat "$TMP/hf-$N.txt" >&2; die "hyperfine failed"; }
@@ -264,7 +326,7 @@ end
 EOF
   } >"$LUA"
   sample_interference "wrk N=$N"
-  timeout 120 wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" --latency -s "$LUA" "$BASE/" >"$TMP/wrk-$N.txt" 2>&1 ||
+  run_child timeout 120 wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" --latency -s "$LUA" "$BASE/" >"$TMP/wrk-$N.txt" 2>&1 ||
     { cat "$TMP/wrk-$N.txt" >&2; die "wrk failed"; }
   res=$(grep '^RESULT ' "$TMP/wrk-$N.txt") || { cat "$TMP/wrk-$N.txt" >&2; die "wrk printed no RESULT"; }
   kv() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$res"; }
@@ -293,6 +355,9 @@ EOF
   if [[ -s "$DATA.log" ]]; then log "wulfd log (warn+): $(head -c 500 "$DATA.log")"; fi
 
   stop_wulfd
+  read -r cpu_b1 cpu_t1 < <(cpu_busy_total); cpu_s1=$(cpu_self)
+  R_OTHER[$N]=$(other_cpu_pct "$cpu_b0" "$cpu_t0" "$cpu_s0" "$cpu_b1" "$cpu_t1" "$cpu_s1")
+  log "other processes used ${R_OTHER[$N]}% of the machine's CPU during N=$N"
   rm -rf "$DATA" "$DATA.log"
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -312,10 +377,10 @@ TABLE=$(
 )
 
 DIAG=$(
-  printf '| N nodes | server only: `GET /api/v1/node?fields=name` (ms) | server only: `GET /api/v1/node` (ms) | get by MAC: mean latency (ms) | bytes/response | wrk errors |\n'
-  printf '|---:|---:|---:|---:|---:|---:|\n'
+  printf '| N nodes | server only: `GET /api/v1/node?fields=name` (ms) | server only: `GET /api/v1/node` (ms) | get by MAC: mean latency (ms) | bytes/response | wrk errors | wulfd VmHWM / VmRSS right after create (MiB) | CPU used by other processes |\n'
+  printf '|---:|---:|---:|---:|---:|---:|---:|---:|\n'
   for N in "${SIZE_LIST[@]}"; do
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$N" "${R_SRVNAMES[$N]}" "${R_SRVFULL[$N]}" "${R_AVG[$N]}" "${R_BPR[$N]}" "${R_ERR[$N]}"
+    printf '| %s | %s | %s | %s | %s | %s | %s / %s | %s%% |\n' "$N" "${R_SRVNAMES[$N]}" "${R_SRVFULL[$N]}" "${R_AVG[$N]}" "${R_BPR[$N]}" "${R_ERR[$N]}" "${R_HWMC[$N]}" "${R_RSSC[$N]}" "${R_OTHER[$N]}"
   done
 )
 
@@ -363,7 +428,7 @@ if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
     echo "- Machine: $NPROC cores (\`nproc\`), $CPU_MODEL, $MEM_TOTAL RAM"
     echo "- Command: \`$CMD\` (from the repository root)"
     echo "- Binaries: \`cargo build --release -p wulfd -p wulf-cli\`, $WULF_VERSION"
-    echo "- Load: loadavg $LOAD_START at start, $LOAD_END at end; concurrent compile: $INTERFERENCE"
+    echo "- Load: loadavg $LOAD_START at start, $LOAD_END at end (on this VM loadavg sits near 2 even with idle CPUs, so the compiler check is the better signal); concurrent compile: $INTERFERENCE"
     echo
     echo "$TABLE"
     echo
@@ -377,10 +442,11 @@ if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
     echo
     echo "Method:"
     echo
-    echo "- Each N gets a fresh \`wulfd --data-dir NEW --listen 127.0.0.1:PORT --log warn\` and \`wulf net create name=cluster first_ip=10.128.0.1 ip_count=200000 mask_bits=9\`."
+    echo "- Each N gets a fresh \`wulfd --config CFG --data-dir NEW --listen 127.0.0.1:PORT --log warn\` ($SERVICES_NOTE) and \`wulf net create name=cluster first_ip=10.128.0.1 ip_count=200000 mask_bits=9\`."
     echo "- Create: wall time of one \`wulf node create --macs FILE\` with N generated MACs (\`02:b5:..\`), one API call. The script then checks that \`wulf node ls\` and \`wulf node ls --json\` both list N nodes."
     echo "- Listing: hyperfine, 1 warm-up + $RUNS runs, mean ± σ, end to end (CLI start, HTTP, decode, print); \`wulf node ls\` output goes to hyperfine's /dev/null."
     echo "- Get by MAC: \`wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION --latency\` with a Lua script rotating through $LOOKUP_MACS MACs spread over the N nodes, \`GET /api/v1/node?ids=<MAC>\` with the bearer token; p50/p99 from wrk's latency histogram. wrk and wulfd share the $NPROC cores. Before the load, the first and last MACs are fetched with curl and checked to return exactly their node; bytes/response (headers + body) shows every request returned one node."
+    echo "- Interference: \"CPU used by other processes\" is the machine's busy CPU time (/proc/stat) minus this script's and its children's (wulfd, wulf, hyperfine, wrk, curl) during that N, as a share of all $NPROC cores; 0% means the figures are undisturbed. Compiler processes are also sampled before each phase."
     echo "- Memory: VmHWM (peak) and VmRSS of wulfd from /proc/<pid>/status after all of the above for that N; MiB = 1024 KiB (the 150 MB target is compared as 150 MiB)."
     echo
   } >"$SEC"
