@@ -13,7 +13,7 @@ use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt;
 use wulf_api::{Deleted, ErrorBody, Info, NodeAttributes, UpdateRequest};
-use wulf_model::{effective_attributes, FileRef, Kind};
+use wulf_model::{FileRef, Kind};
 use wulf_store::{Store, StoreError};
 
 use crate::auth::Tokens;
@@ -374,26 +374,13 @@ async fn node_attributes(
 ) -> Result<axum::Json<Vec<NodeAttributes>>, ApiErr> {
     let st = app.cache.read();
     let uids = selection(&st, Kind::Node, &q, true)?;
-    let default_name = st
-        .cluster()
-        .map(|c| c.default_group.clone())
-        .unwrap_or_default();
-    let default = st
-        .group(&default_name)
-        .map(|g| (default_name.as_str(), &g.attributes));
     let out = uids
         .iter()
         .filter_map(|u| st.get(Kind::Node, u)?.obj.as_node())
-        .map(|n| {
-            let groups = n
-                .groups
-                .iter()
-                .filter_map(|g| st.group(g).map(|grp| (g.as_str(), &grp.attributes)));
-            NodeAttributes {
-                uid: n.uid.clone(),
-                name: n.name.clone(),
-                attributes: effective_attributes(default, groups, &n.attributes),
-            }
+        .map(|n| NodeAttributes {
+            uid: n.uid.clone(),
+            name: n.name.clone(),
+            attributes: st.effective_attributes(n),
         })
         .collect();
     Ok(axum::Json(out))

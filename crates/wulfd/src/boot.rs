@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use wulf_model::{effective_attributes, parse_bool, FileRef, Kind, MacAddr};
+use wulf_model::{parse_bool, FileRef, Kind, MacAddr};
 use wulf_store::{Expect, Store, StoreError};
 
 use crate::api::{serve_blob, ApiErr, App};
@@ -143,18 +143,7 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
     let Some(node) = st.get(Kind::Node, &uid).and_then(|e| e.obj.as_node()) else {
         return Decision::Retry(format!("{mac} is not a node of this cluster"));
     };
-    let default_name = st
-        .cluster()
-        .map(|c| c.default_group.clone())
-        .unwrap_or_default();
-    let default = st
-        .group(&default_name)
-        .map(|g| (default_name.as_str(), &g.attributes));
-    let groups = node
-        .groups
-        .iter()
-        .filter_map(|g| st.group(g).map(|grp| (g.as_str(), &grp.attributes)));
-    let attrs = effective_attributes(default, groups, &node.attributes);
+    let attrs = st.effective_attributes(node);
     let attr = |k: &str| attrs.get(k).map(|a| a.value.as_str());
     if attr("_no_boot").and_then(parse_bool) == Some(true) {
         return Decision::Next(format!(

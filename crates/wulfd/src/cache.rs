@@ -106,6 +106,43 @@ impl State {
             .collect()
     }
 
+    /// A node's effective attribute `name` (its own, then its groups last to first, then the
+    /// default group), without building the whole map — for hot paths.
+    pub fn attr<'a>(&'a self, node: &'a wulf_model::Node, name: &str) -> Option<&'a str> {
+        if let Some(v) = node.attributes.get(name) {
+            return Some(v);
+        }
+        for g in node.groups.iter().rev() {
+            if let Some(v) = self.group(g).and_then(|g| g.attributes.get(name)) {
+                return Some(v);
+            }
+        }
+        let default = &self.cluster()?.default_group;
+        self.group(default)?
+            .attributes
+            .get(name)
+            .map(String::as_str)
+    }
+
+    /// Every effective attribute of a node and the layer it came from.
+    pub fn effective_attributes(
+        &self,
+        node: &wulf_model::Node,
+    ) -> BTreeMap<String, wulf_model::EffectiveAttr> {
+        let default_name = self
+            .cluster()
+            .map(|c| c.default_group.as_str())
+            .unwrap_or("");
+        let default = self
+            .group(default_name)
+            .map(|g| (default_name, &g.attributes));
+        let groups = node
+            .groups
+            .iter()
+            .filter_map(|g| self.group(g).map(|grp| (g.as_str(), &grp.attributes)));
+        wulf_model::effective_attributes(default, groups, &node.attributes)
+    }
+
     pub fn group(&self, name: &str) -> Option<&wulf_model::AttribGroup> {
         match self.by_name(Kind::Attrib, name)?.obj.as_ref() {
             AnyObj::Attrib(g) => Some(g),

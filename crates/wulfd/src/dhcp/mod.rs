@@ -115,24 +115,9 @@ enum Outcome {
     Nothing,
 }
 
-/// A node's effective attribute `name` (own, then its groups last to first, then the default
-/// group), without building the whole map.
-fn attr<'a>(st: &'a State, node: &'a Node, name: &str) -> Option<&'a str> {
-    if let Some(v) = node.attributes.get(name) {
-        return Some(v);
-    }
-    for g in node.groups.iter().rev() {
-        if let Some(v) = st.group(g).and_then(|g| g.attributes.get(name)) {
-            return Some(v);
-        }
-    }
-    let default = &st.cluster()?.default_group;
-    st.group(default)?.attributes.get(name).map(String::as_str)
-}
-
 /// The `bmc=` entry of a `name=value,…` attribute.
 fn bmc_entry<'a>(st: &'a State, node: &'a Node, name: &str) -> Option<&'a str> {
-    parse_assignments(attr(st, node, name)?)?
+    parse_assignments(st.attr(node, name)?)?
         .into_iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("bmc"))
         .map(|(_, v)| v)
@@ -377,14 +362,14 @@ impl Server {
                 let Some(node) = st.get(Kind::Node, uid).and_then(|e| e.obj.as_node()) else {
                     return Outcome::Nothing;
                 };
-                if attr(&st, node, "_no_boot").and_then(parse_bool) == Some(true) {
+                if st.attr(node, "_no_boot").and_then(parse_bool) == Some(true) {
                     if self.once(st.revision, mac, "no_boot") {
                         tracing::info!(%mac, node = %node.name, "DHCP: ignoring node {} (_no_boot is set)", node.name);
                     }
                     return Outcome::Nothing;
                 }
                 node_for_boot = Some(node);
-                let host = attr(&st, node, "_hostname").unwrap_or(&node.name);
+                let host = st.attr(node, "_hostname").unwrap_or(&node.name);
                 (Who::Node, node.name.as_str(), node.ip, Cow::Borrowed(host))
             }
             Some((Kind::Host, uid)) => match st.get(Kind::Host, uid).map(|e| e.obj.as_ref()) {
@@ -405,7 +390,7 @@ impl Server {
                 let Some(node) = st.get(Kind::Node, uid).and_then(|e| e.obj.as_node()) else {
                     return Outcome::Nothing;
                 };
-                let host = attr(&st, node, "_hostname").unwrap_or(&node.name);
+                let host = st.attr(node, "_hostname").unwrap_or(&node.name);
                 bmc_host = format!("{host}-bmc");
                 (
                     Who::Bmc,

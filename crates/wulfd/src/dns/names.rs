@@ -252,18 +252,7 @@ impl Snapshot {
 
     /// Build from the object cache and this head's addresses.
     pub fn from_state(st: &State, head: &str, head_addrs: &[Ipv4Addr]) -> Snapshot {
-        let default_group = st.cluster().and_then(|c| st.group(&c.default_group));
-        let effective = |node: &'_ Node, key: &str| -> Option<String> {
-            if let Some(v) = node.attributes.get(key) {
-                return Some(v.clone());
-            }
-            for g in node.groups.iter().rev() {
-                if let Some(v) = st.group(g).and_then(|g| g.attributes.get(key)) {
-                    return Some(v.clone());
-                }
-            }
-            default_group.and_then(|g| g.attributes.get(key)).cloned()
-        };
+        let effective = |node: &'_ Node, key: &str| st.attr(node, key).map(str::to_string);
         let nodes: Vec<&Node> = st
             .list(Kind::Node)
             .into_iter()
