@@ -71,6 +71,16 @@ impl Client {
         }
     }
 
+    /// A client on an existing HTTP agent (to share its connections), e.g. one per node
+    /// token over a few connections.
+    pub fn with_agent(base: &str, token: Option<String>, agent: ureq::Agent) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        }
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

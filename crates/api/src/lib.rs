@@ -12,6 +12,8 @@
 //! | DELETE | `/{kind}?ids=SEL` or `?all=true` | delete objects |
 //! | GET | `/node/attributes?ids=SEL` | effective attributes and where each came from |
 //! | GET | `/node/unknown` | MACs the DHCP server saw that belong to no node |
+//! | GET | `/node/status?ids=SEL` | node status derived by this head ([`status::NodeStatus`]) |
+//! | POST | `/node/status` | a node's status report (bearer `node:<uid>:<cred>`, [`status::StatusReport`]) |
 //! | PUT | `/{kind}/{id}/files/{field}?filename=F` | upload a file (raw body, streamed) |
 //! | GET | `/{kind}/{id}/files/{field}` | download it (Range supported) |
 //!
@@ -23,6 +25,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod client;
+pub mod status;
 
 pub use client::{ApiError, Client};
 pub use wulf_model as model;

@@ -8,8 +8,10 @@ pub mod ids;
 pub mod naming;
 pub mod net;
 pub mod objects;
+pub mod status;
 
 pub use attributes::{effective_attributes, parse_bool, AttrSource, EffectiveAttr};
 pub use error::ModelError;
 pub use ids::{is_uid, Kind, MacAddr};
 pub use objects::*;
+pub use status::{derive_state, DownReason, NodeState, StatusTimes};

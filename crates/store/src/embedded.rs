@@ -130,7 +130,33 @@ struct Inner {
 #[derive(Clone, Debug)]
 enum Live {
     Batch(Arc<WatchBatch>),
-    Large(Revision),
+    /// A large batch at this revision, every key of which starts with `common` (so a watcher
+    /// whose prefix cannot match skips it without reading it back).
+    Large {
+        revision: Revision,
+        common: Arc<str>,
+    },
+}
+
+/// The longest prefix shared by every key of a batch.
+fn common_prefix(batch: &WatchBatch) -> Arc<str> {
+    let mut keys = batch.events.iter().map(|e| e.kv.key.as_str());
+    let Some(first) = keys.next() else {
+        return Arc::from("");
+    };
+    let mut len = first.len();
+    for k in keys {
+        len = first
+            .bytes()
+            .zip(k.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    Arc::from(&first[..len])
 }
 
 /// Batches with more events than this are announced as `Live::Large`.
@@ -435,7 +461,10 @@ impl Inner {
             self.revision.store(batch.revision, Ordering::SeqCst);
             // No receivers is fine.
             let msg = if batch.events.len() > LIVE_BATCH_MAX_EVENTS {
-                Live::Large(batch.revision)
+                Live::Large {
+                    revision: batch.revision,
+                    common: common_prefix(&batch),
+                }
             } else {
                 Live::Batch(Arc::new(batch))
             };
@@ -1156,8 +1185,16 @@ async fn watch_task(
             r = live.recv() => r,
         };
         match received {
-            Ok(Live::Large(revision)) => {
+            Ok(Live::Large { revision, common }) => {
                 if revision < next {
+                    continue;
+                }
+                if revision == next
+                    && !common.starts_with(prefix.as_str())
+                    && !prefix.starts_with(&*common)
+                {
+                    // Nothing in it for this watcher.
+                    next = revision + 1;
                     continue;
                 }
                 if !replay(&weak, &prefix, &mut next, &tx).await {

@@ -437,6 +437,47 @@ async fn bulk_txn_of_50000_puts() {
         .all(|kv| kv.version == 2 && kv.mod_revision == res2.revision));
 }
 
+/// A watcher sees every event of its prefix in order when large batches under other
+/// prefixes (skipped without replay) and under its own prefix (replayed) are interleaved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_across_large_batches_of_other_prefixes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let mut w = store.watch("/a/", 0).await.expect("watch");
+    let big = |prefix: &str, round: usize| {
+        let mut t = Txn::new();
+        for i in 0..1000 {
+            t = t.put(format!("{prefix}{i}"), format!("{round}").into_bytes());
+        }
+        t
+    };
+    let mut expected = Vec::new();
+    for round in 0..5 {
+        store.txn(big("/b/", round)).await.expect("other prefix");
+        store
+            .put(&format!("/a/small{round}"), b"x".to_vec(), Expect::Any)
+            .await
+            .expect("put");
+        expected.push(format!("/a/small{round}"));
+        store.txn(big("/a/big", round)).await.expect("own prefix");
+        expected.extend((0..1000).map(|i| format!("/a/big{i}")));
+    }
+    let mut seen = Vec::new();
+    let mut last_rev = 0;
+    while seen.len() < expected.len() {
+        let b = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("watch stalled")
+            .expect("watch open")
+            .expect("no error");
+        assert!(b.revision > last_rev, "revisions in order");
+        last_rev = b.revision;
+        assert!(b.events.iter().all(|e| e.kv.key.starts_with("/a/")));
+        seen.extend(b.events.into_iter().map(|e| e.kv.key));
+    }
+    assert_eq!(seen, expected);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crash durability: a child process acknowledges puts on stdout and is SIGKILLed mid-stream.
 

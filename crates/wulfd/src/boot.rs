@@ -79,7 +79,7 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 /// The URL base for answers: `[boot] url`, else the Host the node asked for.
-fn request_base(app: &App, headers: &HeaderMap) -> String {
+pub(crate) fn request_base(app: &App, headers: &HeaderMap) -> String {
     if let Some(u) = &app.cfg.boot.url {
         return u.trim_end_matches('/').to_string();
     }
@@ -129,6 +129,12 @@ struct Plan {
 
 enum Decision {
     Boot(Box<Plan>),
+    /// A simulated node (`type=simulated`) without a boot config: no kernel to load, only the
+    /// parameters a real kernel would get, for `wulf sim`.
+    Simulated {
+        node_uid: String,
+        name: String,
+    },
     Next(String),
     Retry(String),
 }
@@ -156,6 +162,12 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
         return Decision::Next(format!("{} boots from its local disk", node.name));
     }
     let Some(boot_name) = attr("_boot_config") else {
+        if node.node_type == "simulated" {
+            return Decision::Simulated {
+                node_uid: node.uid.clone(),
+                name: attr("_hostname").unwrap_or(&node.name).to_string(),
+            };
+        }
         return Decision::Retry(format!(
             "{} has no _boot_config (wulf node -i {} set _boot_config=NAME)",
             node.name, node.name
@@ -263,6 +275,18 @@ async fn script(
             tracing::info!(%mac, "boot script: {why}");
             ipxe(next_script(&why))
         }
+        Decision::Simulated { node_uid, name } => {
+            tracing::info!(
+                target: "audit",
+                "Booting node (MAC={mac}) as simulated"
+            );
+            app.status.booted(&node_uid);
+            let cred = node_credential(&app.node_secret, &node_uid);
+            ipxe(format!(
+                "#!ipxe\necho wulf: {name} is a simulated node; nothing to load\n\
+                 echo wulf.head={base} wulf.node={node_uid} wulf.name={name} wulf.style=simulated wulf.cred={cred}\nexit\n"
+            ))
+        }
         Decision::Boot(plan) => {
             if plan.pxe_once {
                 // pxe+local: exactly one PXE boot, even if several requests race.
@@ -290,6 +314,7 @@ async fn script(
                 plan.style,
                 plan.boot_uid
             );
+            app.status.booted(&plan.node_uid);
             ipxe(render(&app, &base, mac, &plan))
         }
     }

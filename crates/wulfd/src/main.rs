@@ -13,6 +13,7 @@ mod maint;
 mod netif;
 mod objects;
 mod sendfile;
+mod status;
 mod tftp;
 
 use std::path::PathBuf;
@@ -154,6 +155,15 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     std::fs::write(data_dir.join("wulfd.url"), format!("{url}\n"))
         .with_context(|| format!("cannot write {}", data_dir.join("wulfd.url").display()))?;
 
+    let status = status::Status::new(
+        hostname(),
+        u32::try_from(cfg.boot.timeout_secs).unwrap_or(u32::MAX),
+    );
+    let loaded = status
+        .load(store.as_ref())
+        .await
+        .context("cannot read node status")?;
+    tracing::debug!(nodes = loaded, "node status loaded");
     let app = Arc::new(api::App {
         db,
         cache: cache.clone(),
@@ -167,7 +177,15 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             ..cfg.clone()
         },
         node_secret,
+        status: status.clone(),
     });
+    let flusher = tokio::spawn(status::run_flusher(
+        status.clone(),
+        store.clone(),
+        cache.clone(),
+        std::time::Duration::from_secs(1),
+        cancel.clone(),
+    ));
     let maint = tokio::spawn(maint::run(
         app.clone(),
         cfg.history_revisions,
@@ -201,6 +219,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     cancel.cancel();
     let _ = follower.await;
     let _ = maint.await;
+    let _ = flusher.await;
     for s in services {
         let _ = s.await;
     }

@@ -1,0 +1,584 @@
+//! Node status intake: reports from `wulf-agent` (and `wulf sim`), boot times from the boot
+//! script handler, and the state derived from them when someone asks.
+//!
+//! Status is not configuration. It lives in memory here, keyed by node UID, and is written to
+//! its own key space in the store by a background flusher in batches (one transaction per
+//! flush, not one per report), so that 10,000 reports a second do not make the database the
+//! bottleneck. Two keys per node:
+//!
+//! - `/wulf/status/hb/<uid>`: the heartbeat (receive times, uptime, load, RAM, busy, agent
+//!   cost): small, rewritten at every flush that saw a report from the node;
+//! - `/wulf/status/info/<uid>`: hostname, kernel, cmdline, modules, SELinux, hardware:
+//!   rewritten only when one of them changed.
+//!
+//! A report is answered before it is flushed: a head that dies loses at most the last flush
+//! interval of heartbeats, which the nodes' next reports replace. State ("down" above all) is
+//! never written: it is derived from the receiving head's clock at read time
+//! ([`wulf_model::derive_state`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use wulf_api::status::{AgentCost, Hardware, NodeStatus, ReportState, StatusReport};
+use wulf_model::{derive_state, DownReason, NodeState, StatusTimes};
+use wulf_store::{Op, Store, StoreError, Txn};
+
+use crate::cache::State as CacheState;
+
+pub const STATUS_PREFIX: &str = "/wulf/status/";
+const HB_PREFIX: &str = "/wulf/status/hb/";
+const INFO_PREFIX: &str = "/wulf/status/info/";
+
+/// Default `_status_secs`.
+pub const DEFAULT_STATUS_SECS: u32 = 10;
+
+/// Writes per store transaction when flushing.
+const FLUSH_CHUNK: usize = 20_000;
+
+/// The frequently changing part of a node's status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The head that received the last report or boot.
+    #[serde(default)]
+    pub head: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booted_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_ms: Option<i64>,
+    #[serde(default)]
+    pub interval_secs: u32,
+    #[serde(default)]
+    pub shutdown: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<f64>,
+    #[serde(default)]
+    pub busy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<[f32; 3]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram_free: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentCost>,
+}
+
+/// The rarely changing part of a node's status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<Hardware>,
+}
+
+#[derive(Default)]
+struct Entry {
+    hb: Heartbeat,
+    info: Arc<Info>,
+    hb_dirty: bool,
+    info_dirty: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    nodes: HashMap<String, Entry>,
+    /// UIDs with something to flush.
+    dirty: Vec<String>,
+}
+
+/// How much of a node's status to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Detail {
+    /// State, reason, times.
+    State,
+    /// + heartbeat fields (load, RAM, busy, head, agent cost).
+    Heartbeat,
+    /// + hostname, kernel, cmdline, modules, SELinux, hardware.
+    Full,
+}
+
+/// This head's view of node status.
+pub struct Status {
+    head: String,
+    /// `_boot_timeout` of nodes that do not set it (`[boot] timeout_secs`).
+    boot_timeout: u32,
+    inner: Mutex<Inner>,
+    /// Counts changes (reports, boots); `wulf node status --refresh` waits on it.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Status {
+    pub fn new(head: String, boot_timeout: u32) -> Arc<Status> {
+        Arc::new(Status {
+            head,
+            boot_timeout,
+            inner: Mutex::new(Inner::default()),
+            changes: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// The change counter and a receiver to wait for the next change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Read what the store holds (at start).
+    pub async fn load(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        let (kvs, _) = store.list(STATUS_PREFIX).await?;
+        let mut inner = self.lock();
+        let mut n = 0;
+        for kv in kvs {
+            if let Some(uid) = kv.key.strip_prefix(HB_PREFIX) {
+                match serde_json::from_slice::<Heartbeat>(&kv.value) {
+                    Ok(hb) => {
+                        inner.nodes.entry(uid.to_string()).or_default().hb = hb;
+                        n += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = %kv.key, error = %e, "unreadable status record ignored")
+                    }
+                }
+            } else if let Some(uid) = kv.key.strip_prefix(INFO_PREFIX) {
+                match serde_json::from_slice::<Info>(&kv.value) {
+                    Ok(info) => {
+                        inner.nodes.entry(uid.to_string()).or_default().info = Arc::new(info)
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = %kv.key, error = %e, "unreadable status record ignored")
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// The node was served its boot script now.
+    pub fn booted(&self, uid: &str) {
+        let now = now_ms();
+        {
+            let mut inner = self.lock();
+            let e = inner.nodes.entry(uid.to_string()).or_default();
+            e.hb.booted_ms = Some(now);
+            e.hb.head.clone_from(&self.head);
+            let was_dirty = e.hb_dirty || e.info_dirty;
+            e.hb_dirty = true;
+            if !was_dirty {
+                inner.dirty.push(uid.to_string());
+            }
+        }
+        self.changed();
+    }
+
+    /// Take in a report from node `uid` (already authenticated).
+    pub fn report(&self, uid: &str, r: StatusReport) {
+        let now = now_ms();
+        {
+            let mut inner = self.lock();
+            let e = inner.nodes.entry(uid.to_string()).or_default();
+            let hb = &mut e.hb;
+            hb.head.clone_from(&self.head);
+            hb.report_ms = Some(now);
+            hb.interval_secs = r.interval_secs;
+            hb.shutdown = r.state == ReportState::Shutdown;
+            if r.boot_id.is_some() {
+                hb.boot_id = r.boot_id;
+            }
+            hb.uptime = Some(r.uptime_secs);
+            hb.busy = r.busy;
+            hb.load = Some(r.load);
+            hb.ram_total = Some(r.ram_total);
+            hb.ram_free = Some(r.ram_free);
+            if r.agent.is_some() {
+                hb.agent = r.agent;
+            }
+            let info_changed = (r.hostname.is_some() && r.hostname != e.info.hostname)
+                || (r.kernel.is_some() && r.kernel != e.info.kernel)
+                || (r.cmdline.is_some() && r.cmdline != e.info.cmdline)
+                || (r.modules.is_some() && r.modules != e.info.modules)
+                || (r.selinux.is_some() && r.selinux != e.info.selinux)
+                || (r.hardware.is_some() && r.hardware != e.info.hardware);
+            if info_changed {
+                let old = &e.info;
+                e.info = Arc::new(Info {
+                    hostname: r.hostname.or_else(|| old.hostname.clone()),
+                    kernel: r.kernel.or_else(|| old.kernel.clone()),
+                    cmdline: r.cmdline.or_else(|| old.cmdline.clone()),
+                    modules: r.modules.or_else(|| old.modules.clone()),
+                    selinux: r.selinux.or_else(|| old.selinux.clone()),
+                    hardware: r.hardware.or_else(|| old.hardware.clone()),
+                });
+            }
+            let was_dirty = e.hb_dirty || e.info_dirty;
+            e.hb_dirty = true;
+            e.info_dirty |= info_changed;
+            if !was_dirty {
+                inner.dirty.push(uid.to_string());
+            }
+        }
+        self.changed();
+    }
+
+    /// The receive times a node's state derives from.
+    #[cfg(test)]
+    pub fn times(&self, uid: &str) -> StatusTimes {
+        let inner = self.lock();
+        inner
+            .nodes
+            .get(uid)
+            .map(|e| times(&e.hb))
+            .unwrap_or_default()
+    }
+
+    /// Status of the given nodes (in that order), derived now.
+    pub fn view(&self, st: &CacheState, uids: &[String], detail: Detail) -> Vec<NodeStatus> {
+        let now = now_ms();
+        let inner = self.lock();
+        let mut out = Vec::with_capacity(uids.len());
+        for uid in uids {
+            let Some(node) = st
+                .get(wulf_model::Kind::Node, uid)
+                .and_then(|e| e.obj.as_node())
+            else {
+                continue;
+            };
+            let entry = inner.nodes.get(uid);
+            let hb = entry.map(|e| &e.hb);
+            let t = hb.map(times).unwrap_or_default();
+            let (state, reason) = derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
+            let mut s = NodeStatus {
+                uid: uid.clone(),
+                name: node.name.clone(),
+                index: node.index.unwrap_or_default(),
+                state: state.as_str().to_string(),
+                down_reason: reason.map(|r| r.as_str().to_string()),
+                last_modified_secs: last_change(&t).map(|m| (now - m).max(0) as f64 / 1000.0),
+                last_report_ms: t.report_ms,
+                booted_ms: t.booted_ms,
+                ..Default::default()
+            };
+            if let Some(hb) = hb {
+                s.last_uptime = hb.uptime;
+                s.interval_secs = (hb.interval_secs > 0).then_some(hb.interval_secs);
+                if detail >= Detail::Heartbeat {
+                    s.head = (!hb.head.is_empty()).then(|| hb.head.clone());
+                    s.busy = hb.busy;
+                    s.load = hb.load;
+                    s.ram_total = hb.ram_total;
+                    s.ram_free = hb.ram_free;
+                    s.agent.clone_from(&hb.agent);
+                }
+            }
+            if let (Some(e), Detail::Full) = (entry, detail) {
+                let i = &e.info;
+                s.hostname.clone_from(&i.hostname);
+                s.kernel.clone_from(&i.kernel);
+                s.cmdline.clone_from(&i.cmdline);
+                s.modules.clone_from(&i.modules);
+                s.selinux.clone_from(&i.selinux);
+                s.hardware.clone_from(&i.hardware);
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    /// (state, down reason, node name) of the given nodes, derived now — for summaries.
+    pub fn states(
+        &self,
+        st: &CacheState,
+        uids: &[String],
+    ) -> Vec<(NodeState, Option<DownReason>, String)> {
+        let now = now_ms();
+        let inner = self.lock();
+        uids.iter()
+            .filter_map(|uid| {
+                let node = st
+                    .get(wulf_model::Kind::Node, uid)
+                    .and_then(|e| e.obj.as_node())?;
+                let t = inner
+                    .nodes
+                    .get(uid)
+                    .map(|e| times(&e.hb))
+                    .unwrap_or_default();
+                let (s, r) = derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
+                Some((s, r, node.name.clone()))
+            })
+            .collect()
+    }
+
+    /// Take what needs writing: (key, value) pairs.
+    fn take_dirty(&self) -> Vec<(String, Vec<u8>)> {
+        let mut inner = self.lock();
+        let dirty = std::mem::take(&mut inner.dirty);
+        let mut hbs = Vec::with_capacity(dirty.len());
+        let mut infos = Vec::new();
+        for uid in dirty {
+            let Some(e) = inner.nodes.get_mut(&uid) else {
+                continue;
+            };
+            if e.hb_dirty {
+                hbs.push((uid.clone(), e.hb.clone()));
+            }
+            if e.info_dirty {
+                infos.push((uid.clone(), e.info.clone()));
+            }
+            e.hb_dirty = false;
+            e.info_dirty = false;
+        }
+        drop(inner);
+        let mut out = Vec::with_capacity(hbs.len() + infos.len());
+        for (uid, hb) in hbs {
+            if let Ok(v) = serde_json::to_vec(&hb) {
+                out.push((format!("{HB_PREFIX}{uid}"), v));
+            }
+        }
+        for (uid, info) in infos {
+            if let Ok(v) = serde_json::to_vec(&*info) {
+                out.push((format!("{INFO_PREFIX}{uid}"), v));
+            }
+        }
+        out
+    }
+
+    /// Mark nodes dirty again after a failed flush.
+    fn redirty(&self, keys: &[(String, Vec<u8>)]) {
+        let mut inner = self.lock();
+        for (key, _) in keys {
+            let (uid, info) = match (key.strip_prefix(HB_PREFIX), key.strip_prefix(INFO_PREFIX)) {
+                (Some(u), _) => (u, false),
+                (_, Some(u)) => (u, true),
+                _ => continue,
+            };
+            let Some(e) = inner.nodes.get_mut(uid) else {
+                continue;
+            };
+            let was = e.hb_dirty || e.info_dirty;
+            if info {
+                e.info_dirty = true;
+            } else {
+                e.hb_dirty = true;
+            }
+            if !was {
+                inner.dirty.push(uid.to_string());
+            }
+        }
+    }
+
+    /// Forget nodes that no longer exist; returns the store keys to delete.
+    fn forget_missing(&self, exists: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut inner = self.lock();
+        let gone: Vec<String> = inner.nodes.keys().filter(|u| !exists(u)).cloned().collect();
+        for uid in &gone {
+            inner.nodes.remove(uid);
+        }
+        inner.dirty.retain(|u| exists(u));
+        gone.iter()
+            .flat_map(|u| [format!("{HB_PREFIX}{u}"), format!("{INFO_PREFIX}{u}")])
+            .collect()
+    }
+
+    /// Write what changed since the last flush.
+    pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        let batch = self.take_dirty();
+        let n = batch.len();
+        for (i, chunk) in batch.chunks(FLUSH_CHUNK).enumerate() {
+            let txn = Txn {
+                compares: Vec::new(),
+                ops: chunk
+                    .iter()
+                    .map(|(k, v)| Op::Put {
+                        key: k.clone(),
+                        value: v.clone(),
+                        lease: None,
+                    })
+                    .collect(),
+            };
+            if let Err(e) = store.txn(txn).await {
+                self.redirty(&batch[i * FLUSH_CHUNK..]);
+                return Err(e);
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn times(hb: &Heartbeat) -> StatusTimes {
+    StatusTimes {
+        booted_ms: hb.booted_ms,
+        report_ms: hb.report_ms,
+        interval_secs: if hb.interval_secs == 0 {
+            DEFAULT_STATUS_SECS
+        } else {
+            hb.interval_secs
+        },
+        shutdown: hb.shutdown,
+    }
+}
+
+fn last_change(t: &StatusTimes) -> Option<i64> {
+    match (t.booted_ms, t.report_ms) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn boot_timeout(st: &CacheState, node: &wulf_model::Node, default: u32) -> u32 {
+    st.attr(node, "_boot_timeout")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The flusher: writes batched status every `every`, and once more on shutdown. Every minute
+/// it also drops the status of deleted nodes.
+pub async fn run_flusher(
+    status: Arc<Status>,
+    store: Arc<dyn Store>,
+    cache: Arc<crate::cache::Cache>,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
+    loop {
+        let stop = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        match status.flush(store.as_ref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::trace!(records = n, "status flushed"),
+            Err(e) => tracing::warn!(error = %e, "cannot write node status; will retry"),
+        }
+        if stop {
+            return;
+        }
+        ticks += 1;
+        if ticks % 60 == 0 {
+            let gone = {
+                let st = cache.read();
+                status.forget_missing(|uid| st.get(wulf_model::Kind::Node, uid).is_some())
+            };
+            if !gone.is_empty() {
+                let txn = Txn {
+                    compares: Vec::new(),
+                    ops: gone.into_iter().map(|key| Op::Delete { key }).collect(),
+                };
+                if let Err(e) = store.txn(txn).await {
+                    tracing::warn!(error = %e, "cannot remove the status of deleted nodes");
+                }
+            }
+        }
+    }
+}
+
+/// The reply to a report: the node's name and effective attribute values.
+pub fn reply_attributes(st: &CacheState, node: &wulf_model::Node) -> BTreeMap<String, String> {
+    st.effective_attributes(node)
+        .into_iter()
+        .map(|(k, a)| (k, a.value))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(uid: &str) -> StatusReport {
+        StatusReport {
+            node: uid.into(),
+            uptime_secs: 12.0,
+            interval_secs: 10,
+            hostname: Some("n0".into()),
+            modules: Some(vec!["e1000".into()]),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_flush_once_and_info_only_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+        let s = Status::new("h1".into(), 600);
+        s.booted("u1");
+        s.report("u1", report("u1"));
+        assert_eq!(s.flush(store.as_ref()).await.unwrap(), 2, "hb + info");
+        assert_eq!(s.flush(store.as_ref()).await.unwrap(), 0, "nothing new");
+        // Same info again, busy (no info fields): only the heartbeat is rewritten.
+        s.report("u1", report("u1"));
+        s.report(
+            "u1",
+            StatusReport {
+                busy: true,
+                ..report("u1")
+            },
+        );
+        assert_eq!(s.flush(store.as_ref()).await.unwrap(), 1);
+        // A restarted head reads it back.
+        let s2 = Status::new("h1".into(), 600);
+        assert_eq!(s2.load(store.as_ref()).await.unwrap(), 1);
+        let t = s2.times("u1");
+        assert!(t.booted_ms.is_some() && t.report_ms.is_some());
+        let inner = s2.lock();
+        assert_eq!(inner.nodes["u1"].info.hostname.as_deref(), Some("n0"));
+        assert!(inner.nodes["u1"].hb.busy);
+    }
+
+    #[tokio::test]
+    async fn shutdown_report_is_remembered() {
+        let s = Status::new("h1".into(), 600);
+        s.report(
+            "u1",
+            StatusReport {
+                state: ReportState::Shutdown,
+                ..report("u1")
+            },
+        );
+        let t = s.times("u1");
+        assert!(t.shutdown);
+        assert_eq!(
+            derive_state(&t, now_ms(), 600),
+            (NodeState::Down, Some(DownReason::CleanShutdown))
+        );
+    }
+
+    #[tokio::test]
+    async fn deleted_nodes_are_forgotten() {
+        let s = Status::new("h1".into(), 600);
+        s.report("keep", report("keep"));
+        s.report("gone", report("gone"));
+        let keys = s.forget_missing(|u| u == "keep");
+        assert_eq!(keys.len(), 2);
+        assert!(keys.iter().all(|k| k.ends_with("/gone")));
+        assert_eq!(s.take_dirty().len(), 2, "keep's hb and info only");
+    }
+}
