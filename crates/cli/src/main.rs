@@ -2,7 +2,11 @@
 //! `wulf <object> [-i IDS]... [--all] <action> [key=value | key=@file]...`
 
 mod conn;
+mod image;
+mod initramfs;
 mod output;
+mod sim;
+mod status;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
@@ -74,6 +78,49 @@ enum Top {
     },
     /// Show the head's version, store backend and revision
     Info,
+    /// Build the initramfs nodes boot into (busybox, NIC drivers, wulf-agent, an init that
+    /// fetches the node's image into RAM)
+    Initramfs {
+        #[command(subcommand)]
+        action: initramfs::InitramfsCmd,
+    },
+    /// Run simulated nodes (type simulated) that boot and report status like real ones
+    ///
+    /// Each simulated node fetches its boot script from the head (the head sees it boot),
+    /// takes the node credential from it, and reports status every _status_secs with that
+    /// credential, as wulf-agent does. Missing simulated nodes are created (MACs
+    /// 02:57:xx:xx:xx:xx). When the simulator stops (Ctrl-C, SIGTERM or --duration) its nodes
+    /// report a clean shutdown, or with --crash simply go silent.
+    Sim(SimArgs),
+}
+
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// How many simulated nodes to run
+    #[arg(long, short = 'n', default_value_t = 8)]
+    nodes: usize,
+    /// Stop after this many seconds (default: run until Ctrl-C)
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Simulated boot time: each node first reports after a random delay up to this
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    boot_secs: f64,
+    /// Parallel connections to the head
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Stop without clean-shutdown reports (the head sees the nodes stop sending status)
+    #[arg(long)]
+    crash: bool,
+    /// Print reports/s and latency every this many seconds (0: only at the end)
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    stats: f64,
+    /// Do not create missing simulated nodes
+    #[arg(long)]
+    no_create: bool,
+    /// Start a head (wulfd beside this wulf binary, on embedded defaults) for the simulation
+    /// and stop it afterwards; print the node status once the nodes are up
+    #[arg(long)]
+    local_head: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,6 +161,14 @@ enum Action {
         /// Nodes: one node per MAC in this file (one MAC a line, '#' comments; '-' = stdin)
         #[arg(long, value_name = "FILE")]
         macs: Option<PathBuf>,
+        /// Images: pack this root filesystem directory (tar.gz, modes, owners, links and
+        /// device nodes kept) and upload it as the content; the image is created if absent
+        #[arg(long, value_name = "DIR", conflicts_with = "from_tar")]
+        from_dir: Option<PathBuf>,
+        /// Images: upload this .tar or .tar.gz root filesystem as the content (a .tar is
+        /// gzip'd first); the image is created if absent
+        #[arg(long, value_name = "FILE")]
+        from_tar: Option<PathBuf>,
     },
     /// Change fields of the selected objects
     Update {
@@ -159,6 +214,21 @@ enum Action {
         /// hosts or ethers
         #[arg(long, default_value = "hosts")]
         format: String,
+    },
+    /// Nodes only: node status as the head sees it now
+    ///
+    /// Without options: one row per state (up, booting, down with its reason, new) listing
+    /// the nodes as hostlist ranges, pasteable into --ids. -l: one row per node (state, last
+    /// change, uptime, load, RAM, busy). -L: everything each node reported (hostname,
+    /// kernel, cmdline, modules, SELinux, hardware, agent cost). --json: the same as JSON.
+    Status {
+        /// A live full-screen view that updates as reports arrive (q quits); without a
+        /// terminal, prints the summary again each time it changes
+        #[arg(long, short = 'r')]
+        refresh: bool,
+        /// With --refresh: stop after this many seconds
+        #[arg(long, value_name = "SECS", requires = "refresh")]
+        refresh_for: Option<f64>,
     },
 }
 
@@ -219,6 +289,8 @@ fn client(cli: &Cli) -> Result<Client, Fail> {
 fn run(cli: Cli) -> Result<(), Fail> {
     match &cli.command {
         Top::Hostlist { action } => hostlist_cmd(action),
+        Top::Sim(a) => sim_cmd(&cli, a),
+        Top::Initramfs { action } => initramfs::run(&cli, action),
         Top::Info => {
             let info: wulf_api::Info = client(&cli)?.get("/info")?;
             if cli.json {
@@ -346,7 +418,19 @@ fn parse_fields(kind: Kind, pairs: &[String]) -> Result<Fields, Fail> {
 fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
     match &cmd.action {
         Action::Ls { names } => ls(cli, kind, cmd, names),
-        Action::Create { pairs, count, macs } => create(cli, kind, pairs, *count, macs.as_deref()),
+        Action::Create {
+            from_dir: None,
+            from_tar: None,
+            pairs,
+            count,
+            macs,
+        } => create(cli, kind, pairs, *count, macs.as_deref()),
+        Action::Create {
+            pairs,
+            from_dir,
+            from_tar,
+            ..
+        } => image::create(cli, kind, pairs, from_dir.as_deref(), from_tar.as_deref()),
         Action::Update { pairs } => {
             let (fields, files) = parse_fields(kind, pairs)?;
             let q = target_query(kind, cmd, "update")?;
@@ -458,7 +542,88 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
         }
         Action::Hosts { format } => cluster_hosts(cli, kind, format),
         Action::Unknown => unknown_macs(cli, kind),
+        Action::Status {
+            refresh,
+            refresh_for,
+        } => node_status(cli, kind, cmd, *refresh, *refresh_for),
     }
+}
+
+/// `wulf node status`.
+fn node_status(
+    cli: &Cli,
+    kind: Kind,
+    cmd: &ObjectCmd,
+    refresh: bool,
+    refresh_for: Option<f64>,
+) -> Result<(), Fail> {
+    if kind != Kind::Node {
+        return Err(usage("status is a node action: wulf node status"));
+    }
+    let c = client(cli)?;
+    let ids = ids_query(cmd, &[]);
+    let ids = ids.as_deref();
+    if refresh {
+        let until =
+            refresh_for.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+        return status::refresh_tui(&c, ids, until).map_err(Fail::Request);
+    }
+    if cli.json {
+        output::print_json(&status::nodes(&c, ids, 2)?);
+    } else if cli.full {
+        status::print_full(&status::nodes(&c, ids, 2)?);
+    } else if cli.long || cli.table {
+        status::print_long(&status::nodes(&c, ids, 1)?);
+    } else {
+        status::print_summary(&status::summary(&c, ids, None)?);
+    }
+    Ok(())
+}
+
+/// `wulf sim`.
+fn sim_cmd(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| Fail::Request(anyhow::anyhow!("cannot catch signals: {e}")))?;
+    }
+    let opts = sim::SimOptions {
+        nodes: a.nodes,
+        duration: a.duration,
+        boot_secs: a.boot_secs,
+        connections: a.connections,
+        crash: a.crash,
+        stats_every: a.stats,
+        create: !a.no_create,
+    };
+    if a.nodes == 0 {
+        return Err(usage("--nodes must be at least 1"));
+    }
+    if !a.local_head {
+        let c = client(cli)?;
+        return sim::run(&c, opts, stop).map(|_| ()).map_err(Fail::Request);
+    }
+    let head = sim::LocalHead::start().map_err(Fail::Request)?;
+    let c = Client::new(&head.url, Some(head.token.clone()));
+    let watcher = {
+        let c = c.clone();
+        let stop = stop.clone();
+        let n = a.nodes;
+        std::thread::spawn(move || sim::show_when_up(&c, n, &stop))
+    };
+    let result = sim::run(&c, opts, stop.clone());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.join();
+    if result.is_ok() {
+        println!();
+        if let Ok(s) = status::summary(&c, None, None) {
+            status::print_summary(&s);
+        }
+    }
+    drop(head);
+    result.map(|_| ()).map_err(Fail::Request)
 }
 
 /// `wulf node unknown`: MACs the head's DHCP server saw that belong to no node.

@@ -1,0 +1,353 @@
+//! The report cycle and the loop around it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use wulf_api::status::{Hardware, ReportReply, ReportState, StatusReport};
+
+use crate::attrfile::AttrFile;
+use crate::busy::{self, Reason};
+use crate::config::Settings;
+use crate::cost::{Cost, Cycle};
+use crate::cpuset::Pinner;
+use crate::gather::{CpuSample, Full, Gatherer, Paths};
+use crate::send::{SendError, Sender};
+use crate::signals::Stop;
+use crate::{hardware, DEFAULT_STATUS_SECS};
+
+/// Gathering that takes longer than this is logged as a warning.
+pub const SLOW_GATHER: Duration = Duration::from_millis(100);
+
+/// `_status_secs` from the attributes: the default when unset, `Err(value)` when invalid.
+pub fn status_secs(attrs: &BTreeMap<String, String>) -> Result<u32, String> {
+    match attrs.get("_status_secs") {
+        None => Ok(DEFAULT_STATUS_SECS),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| v.clone()),
+    }
+}
+
+/// The agent's state between reports.
+pub struct Agent {
+    node: String,
+    sender: Sender,
+    gatherer: Gatherer,
+    state_dir: PathBuf,
+    attr_file: AttrFile,
+    attrs: BTreeMap<String, String>,
+    interval: u32,
+    pinner: Pinner,
+    /// The inventory, once gathered, until a report carrying it succeeds.
+    hardware: Option<Hardware>,
+    hardware_sent: bool,
+    prev_cpu: Option<CpuSample>,
+    busy: Option<(bool, Reason)>,
+    cost: Cost,
+    failures: u32,
+    /// Bad attribute values already warned about: (_status_secs, _busy).
+    warned: (Option<String>, Option<String>),
+}
+
+impl Agent {
+    /// Attributes left in `<state_dir>/attributes.ini` by an earlier run apply until the head
+    /// answers (so `_status_secs`, `_busy` and `_status_cpuset` hold from the first report).
+    pub fn new(settings: Settings, state_dir: PathBuf, paths: Paths) -> Agent {
+        let attr_file = AttrFile::open(&state_dir);
+        let mut agent = Agent {
+            sender: Sender::new(settings.heads, &settings.node, &settings.cred),
+            node: settings.node,
+            gatherer: Gatherer::new(paths),
+            state_dir,
+            attrs: attr_file.attributes(),
+            attr_file,
+            interval: DEFAULT_STATUS_SECS,
+            pinner: Pinner::new(),
+            hardware: None,
+            hardware_sent: false,
+            prev_cpu: None,
+            busy: None,
+            cost: Cost::default(),
+            failures: 0,
+            warned: (None, None),
+        };
+        agent.apply_attributes();
+        agent
+    }
+
+    /// Seconds between reports (`_status_secs`).
+    pub fn interval(&self) -> u32 {
+        self.interval
+    }
+
+    /// Act on the current attributes: interval and CPU pinning.
+    fn apply_attributes(&mut self) {
+        let interval = match status_secs(&self.attrs) {
+            Ok(n) => n,
+            Err(bad) => {
+                if self.warned.0.as_ref() != Some(&bad) {
+                    warn!("_status_secs={bad:?} is not a positive number of seconds; reporting every {DEFAULT_STATUS_SECS} s");
+                    self.warned.0 = Some(bad);
+                }
+                DEFAULT_STATUS_SECS
+            }
+        };
+        if interval != self.interval {
+            info!("reporting every {interval} s");
+            self.interval = interval;
+        }
+        let cpuset = self.attrs.get("_status_cpuset").map(String::as_str);
+        let _ = self.pinner.update(cpuset, &self.gatherer.paths().sys_dir);
+    }
+
+    /// Gather a report. `full` is false for the shutdown report (cheap fields only).
+    pub fn build_report(&mut self, state: ReportState, full: bool) -> StatusReport {
+        let cheap = self.gatherer.cheap();
+        let busy_attr = self.attrs.get("_busy").map(String::as_str);
+        let flag = self.state_dir.join(busy::FLAG_FILE);
+        let (gatherer, prev_cpu) = (&self.gatherer, &mut self.prev_cpu);
+        let decision = busy::decide(
+            busy_attr,
+            || flag.exists(),
+            || {
+                let now = gatherer.cpu_sample();
+                let busy = busy::heuristic(*prev_cpu, now, cheap.load[0], gatherer.cpus());
+                *prev_cpu = now;
+                busy
+            },
+        );
+        if decision.bad_attribute {
+            let v = busy_attr.unwrap_or_default().to_string();
+            if self.warned.1.as_ref() != Some(&v) {
+                warn!("_busy={v:?} is not a boolean; ignoring it");
+                self.warned.1 = Some(v);
+            }
+        }
+        let now = (decision.busy, decision.reason);
+        if self.busy.map(|b| b.0) != Some(decision.busy) {
+            match (decision.busy, self.busy.is_some()) {
+                (true, _) => info!("busy mode on ({}): cheap fields only", decision.reason),
+                (false, true) => info!("busy mode off ({})", decision.reason),
+                (false, false) => {}
+            }
+        }
+        self.busy = Some(now);
+        let f = if full && !decision.busy {
+            self.gatherer.full()
+        } else {
+            Full::default()
+        };
+        let hardware = if full && !self.hardware_sent {
+            let paths = self.gatherer.paths();
+            Some(
+                self.hardware
+                    .get_or_insert_with(|| hardware::gather(paths, cheap.ram_total))
+                    .clone(),
+            )
+        } else {
+            None
+        };
+        StatusReport {
+            node: self.node.clone(),
+            state,
+            boot_id: self.gatherer.boot_id().map(str::to_string),
+            uptime_secs: cheap.uptime_secs,
+            interval_secs: self.interval,
+            busy: decision.busy,
+            load: cheap.load,
+            ram_total: cheap.ram_total,
+            ram_free: cheap.ram_free,
+            hostname: f.hostname,
+            kernel: f.kernel,
+            cmdline: f.cmdline,
+            modules: f.modules,
+            selinux: f.selinux,
+            hardware,
+            agent: Some(self.cost.snapshot()),
+        }
+    }
+
+    /// One report: gather, send, act on the answer; its cost is recorded for the next one.
+    pub fn cycle(&mut self) -> Result<ReportReply, SendError> {
+        let c = Cycle::start();
+        let report = self.build_report(ReportState::Up, true);
+        let gathering = c.elapsed();
+        if gathering > SLOW_GATHER {
+            warn!(
+                "gathering the report took {} ms (busy: {})",
+                gathering.as_millis(),
+                report.busy
+            );
+        }
+        let result = self.sender.send(&report, false);
+        match &result {
+            Ok((reply, head)) => self.accept(reply, head, report.hardware.is_some()),
+            Err(_) => self.failures += 1,
+        }
+        let (cpu, wall) = c.finish();
+        self.cost.record(cpu, wall);
+        result.map(|(reply, _)| reply)
+    }
+
+    fn accept(&mut self, reply: &ReportReply, head: &str, had_hardware: bool) {
+        if had_hardware {
+            self.hardware_sent = true;
+            self.hardware = None;
+        }
+        if self.failures > 0 || self.cost.reports == 0 || self.attrs != reply.attributes {
+            info!("reported to {head} as {}", reply.name);
+        }
+        self.failures = 0;
+        if self.attrs != reply.attributes {
+            self.attrs = reply.attributes.clone();
+        }
+        match self.attr_file.update(&self.attrs) {
+            Ok(true) => info!("wrote {}", self.attr_file.path().display()),
+            Ok(false) => {}
+            Err(e) => warn!("cannot write {}: {e}", self.attr_file.path().display()),
+        }
+        self.apply_attributes();
+        self.sender.learn(&reply.heads);
+    }
+
+    /// Report every interval until SIGTERM/SIGINT, then send the shutdown report.
+    pub fn run(&mut self, stop: &Stop) {
+        info!(
+            "wulf-agent {} for node {} reporting to {}",
+            crate::VERSION,
+            self.node,
+            self.sender.heads().join(",")
+        );
+        loop {
+            let started = Instant::now();
+            if let Err(e) = self.cycle() {
+                warn!(
+                    "report failed ({} in a row): {e}; trying again in {} s",
+                    self.failures, self.interval
+                );
+            }
+            let next = started + Duration::from_secs(u64::from(self.interval));
+            if stop.sleep(next.saturating_duration_since(Instant::now())) {
+                break;
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Send the last report, `state: shutdown`, with the short timeout.
+    pub fn shutdown(&mut self) {
+        let report = self.build_report(ReportState::Shutdown, false);
+        match self.sender.send(&report, true) {
+            Ok((_, head)) => info!("sent the shutdown report to {head}"),
+            Err(e) => warn!("shutdown report failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn status_secs_from_attributes() {
+        assert_eq!(status_secs(&attrs(&[])), Ok(10));
+        assert_eq!(status_secs(&attrs(&[("_status_secs", "30")])), Ok(30));
+        assert_eq!(status_secs(&attrs(&[("_status_secs", " 1 ")])), Ok(1));
+        assert_eq!(
+            status_secs(&attrs(&[("_status_secs", "0")])),
+            Err("0".into())
+        );
+        assert_eq!(
+            status_secs(&attrs(&[("_status_secs", "ten")])),
+            Err("ten".into())
+        );
+    }
+
+    fn agent(dir: &std::path::Path) -> Agent {
+        Agent::new(
+            Settings {
+                heads: vec!["http://127.0.0.1:1".into()],
+                node: "uid".into(),
+                cred: "cred".into(),
+            },
+            dir.to_path_buf(),
+            Paths::default(),
+        )
+    }
+
+    #[test]
+    fn reports_follow_busy_mode_and_hardware_is_kept_until_sent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::attrfile::write_atomic(
+            dir.path(),
+            crate::attrfile::FILE_NAME,
+            b"[attributes]\n_status_secs=3\n_busy=no\n",
+        )
+        .expect("write");
+        let mut a = agent(dir.path());
+        // attributes.ini from an earlier run applies at once.
+        assert_eq!(a.interval(), 3);
+        let r = a.build_report(ReportState::Up, true);
+        assert_eq!(r.node, "uid");
+        assert_eq!(r.interval_secs, 3);
+        assert!(!r.busy);
+        assert!(r.hostname.is_some() && r.kernel.is_some() && r.cmdline.is_some());
+        assert!(r.modules.is_some() && r.selinux.is_some());
+        assert!(r.hardware.is_some());
+        assert!(r.uptime_secs > 0.0 && r.ram_total > 0);
+        assert_eq!(r.agent.as_ref().map(|c| c.reports), Some(0));
+        // Not sent yet: the next report carries the same inventory.
+        let r2 = a.build_report(ReportState::Up, true);
+        assert_eq!(r2.hardware, r.hardware);
+        // The flag file does not matter while _busy says no.
+        std::fs::write(dir.path().join(busy::FLAG_FILE), "").expect("flag");
+        assert!(!a.build_report(ReportState::Up, true).busy);
+        // Without _busy, the flag file makes the node busy: cheap fields only.
+        a.attrs.remove("_busy");
+        let r = a.build_report(ReportState::Up, true);
+        assert!(r.busy);
+        assert!(r.hostname.is_none() && r.kernel.is_none() && r.cmdline.is_none());
+        assert!(r.modules.is_none() && r.selinux.is_none());
+        assert!(r.uptime_secs > 0.0 && r.ram_total > 0 && r.ram_free > 0);
+        assert!(r.boot_id.is_some());
+        // _busy=yes without a flag file.
+        std::fs::remove_file(dir.path().join(busy::FLAG_FILE)).expect("rm");
+        a.attrs.insert("_busy".into(), "YES".into());
+        assert!(a.build_report(ReportState::Up, true).busy);
+        // The shutdown report: cheap fields, no inventory.
+        a.attrs.insert("_busy".into(), "false".into());
+        let s = a.build_report(ReportState::Shutdown, false);
+        assert_eq!(s.state, ReportState::Shutdown);
+        assert!(s.hardware.is_none() && s.hostname.is_none());
+    }
+
+    #[test]
+    fn a_failed_cycle_keeps_the_inventory_and_counts_its_cost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = agent(dir.path());
+        assert!(a.cycle().is_err());
+        assert!(!a.hardware_sent && a.hardware.is_some());
+        assert_eq!(a.failures, 1);
+        assert_eq!(a.cost.reports, 1);
+        assert!(a.cost.last_wall_us > 0);
+        let r = a.build_report(ReportState::Up, true);
+        assert!(r.hardware.is_some());
+        let cost = r.agent.expect("cost");
+        assert_eq!(cost.reports, 1);
+        assert!(cost.worst_wall_us >= cost.wall_us && cost.wall_us > 0);
+        // Nothing was written: no answer.
+        assert!(!dir.path().join(crate::attrfile::FILE_NAME).exists());
+    }
+}

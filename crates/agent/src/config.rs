@@ -1,0 +1,283 @@
+//! Where the agent finds its head URLs, node UID and credential.
+//!
+//! Each setting comes from the first source that has it: command-line flags, then the kernel
+//! command line (`wulf.head=URL wulf.node=UID wulf.cred=CRED`, put there by the head's iPXE
+//! script), then `<state-dir>/agent.conf` (`head=`, `node=`, `cred=` lines, written by the
+//! initramfs).
+
+/// The agent's configuration file's name in the state directory.
+pub const CONF_FILE: &str = "agent.conf";
+
+/// Settings from one source; any may be missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Partial {
+    pub heads: Vec<String>,
+    pub node: Option<String>,
+    pub cred: Option<String>,
+}
+
+/// Everything the agent needs to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Head base URLs, in the order to try them.
+    pub heads: Vec<String>,
+    pub node: String,
+    pub cred: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing {missing}: give {flags}, or {cmdline} on the kernel command line, or {conf} in {conf_path}")]
+    Missing {
+        missing: String,
+        flags: String,
+        cmdline: String,
+        conf: String,
+        conf_path: String,
+    },
+    #[error("bad head URL '{0}': only http:// URLs are supported")]
+    BadUrl(String),
+}
+
+/// Split a comma-separated list of head URLs, dropping empty items.
+pub fn split_heads(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Normalise a head URL: `http://` is added when there is no scheme, trailing `/` removed.
+pub fn normalize_head(h: &str) -> Result<String, ConfigError> {
+    let h = h.trim();
+    let rest = match h.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(_) => return Err(ConfigError::BadUrl(h.to_string())),
+        None => h,
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(ConfigError::BadUrl(h.to_string()));
+    }
+    Ok(format!("http://{rest}"))
+}
+
+fn unquote(v: &str) -> &str {
+    let v = v.trim();
+    for q in ['"', '\''] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|s| s.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    v
+}
+
+fn set(p: &mut Partial, key: &str, value: &str) {
+    let value = unquote(value);
+    if value.is_empty() {
+        return;
+    }
+    match key {
+        "head" => p.heads.extend(split_heads(value)),
+        "node" => p.node = Some(value.to_string()),
+        "cred" => p.cred = Some(value.to_string()),
+        _ => {}
+    }
+}
+
+/// The `wulf.head=`, `wulf.node=` and `wulf.cred=` parameters of a kernel command line.
+/// Parameters after a lone `--` belong to init and are ignored.
+pub fn from_cmdline(cmdline: &str) -> Partial {
+    let mut p = Partial::default();
+    for param in cmdline.split_whitespace() {
+        if param == "--" {
+            break;
+        }
+        let param = param.trim_matches('"');
+        if let Some((k, v)) = param.split_once('=') {
+            if let Some(key) = k.strip_prefix("wulf.") {
+                set(&mut p, key, v);
+            }
+        }
+    }
+    p
+}
+
+/// `key=value` lines of `agent.conf`; `#` starts a comment, unknown keys are ignored.
+pub fn from_conf(text: &str) -> Partial {
+    let mut p = Partial::default();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some((k, v)) = t.split_once('=') {
+            set(&mut p, k.trim(), v);
+        }
+    }
+    p
+}
+
+/// Take each setting from the first source that has it. `conf_path` is only used in the
+/// error message.
+pub fn resolve(sources: &[Partial], conf_path: &str) -> Result<Settings, ConfigError> {
+    let heads = sources
+        .iter()
+        .map(|s| &s.heads)
+        .find(|h| !h.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    let node = sources.iter().find_map(|s| s.node.clone());
+    let cred = sources.iter().find_map(|s| s.cred.clone());
+    let mut missing = Vec::new();
+    if heads.is_empty() {
+        missing.push(("head URL", "--head", "wulf.head=", "head="));
+    }
+    if node.is_none() {
+        missing.push(("node UID", "--node", "wulf.node=", "node="));
+    }
+    if cred.is_none() {
+        missing.push(("credential", "--cred", "wulf.cred=", "cred="));
+    }
+    if let (Some(node), Some(cred), false) = (node, cred, heads.is_empty()) {
+        let mut normalized: Vec<String> = Vec::with_capacity(heads.len());
+        for h in &heads {
+            let n = normalize_head(h)?;
+            if !normalized.contains(&n) {
+                normalized.push(n);
+            }
+        }
+        return Ok(Settings {
+            heads: normalized,
+            node,
+            cred,
+        });
+    }
+    type Names = (&'static str, &'static str, &'static str, &'static str);
+    let join = |f: fn(&Names) -> &'static str, sep: &str| {
+        missing.iter().map(f).collect::<Vec<_>>().join(sep)
+    };
+    Err(ConfigError::Missing {
+        missing: join(|m| m.0, " and "),
+        flags: join(|m| m.1, " "),
+        cmdline: join(|m| m.2, " "),
+        conf: join(|m| m.3, " "),
+        conf_path: conf_path.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_command_line() {
+        let p = from_cmdline(
+            "console=ttyS0 wulf.head=http://10.0.0.1:8740 wulf.node=abc wulf.name=n0 \
+             wulf.style=rwram wulf.cred=s3cret quiet -- wulf.node=init",
+        );
+        assert_eq!(
+            p,
+            Partial {
+                heads: vec!["http://10.0.0.1:8740".into()],
+                node: Some("abc".into()),
+                cred: Some("s3cret".into()),
+            }
+        );
+        let p = from_cmdline("wulf.head=http://a:1,http://b:2 \"wulf.node=x\"");
+        assert_eq!(p.heads, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(p.node.as_deref(), Some("x"));
+        assert_eq!(
+            from_cmdline("quiet wulf.cred= notwulf.node=x"),
+            Partial::default()
+        );
+    }
+
+    #[test]
+    fn agent_conf() {
+        let p = from_conf(
+            "# written by the initramfs\n head = http://h1:8740 \nnode=\"u1\"\ncred='c1'\nother=x\nbad line\n",
+        );
+        assert_eq!(
+            p,
+            Partial {
+                heads: vec!["http://h1:8740".into()],
+                node: Some("u1".into()),
+                cred: Some("c1".into()),
+            }
+        );
+        let p = from_conf("head=http://a\nhead=http://b,http://c\n");
+        assert_eq!(p.heads, vec!["http://a", "http://b", "http://c"]);
+    }
+
+    #[test]
+    fn first_source_wins_per_setting() {
+        let flags = Partial {
+            heads: vec![],
+            node: Some("flag-node".into()),
+            cred: None,
+        };
+        let cmdline = from_cmdline("wulf.head=10.0.0.1:8740/ wulf.cred=cmd-cred");
+        let conf = from_conf("head=http://conf\nnode=conf-node\ncred=conf-cred\n");
+        let s = resolve(&[flags, cmdline, conf], "/etc/wulf/agent.conf").expect("resolve");
+        assert_eq!(
+            s,
+            Settings {
+                heads: vec!["http://10.0.0.1:8740".into()],
+                node: "flag-node".into(),
+                cred: "cmd-cred".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        let e = resolve(&[Partial::default()], "/etc/wulf/agent.conf").expect_err("missing");
+        assert_eq!(
+            e.to_string(),
+            "missing head URL and node UID and credential: give --head --node --cred, or \
+             wulf.head= wulf.node= wulf.cred= on the kernel command line, or head= node= cred= \
+             in /etc/wulf/agent.conf"
+        );
+        let only_cred = Partial {
+            heads: vec!["http://h".into()],
+            node: Some("n".into()),
+            cred: None,
+        };
+        let e = resolve(&[only_cred], "/x/agent.conf").expect_err("missing");
+        assert_eq!(
+            e.to_string(),
+            "missing credential: give --cred, or wulf.cred= on the kernel command line, or \
+             cred= in /x/agent.conf"
+        );
+    }
+
+    #[test]
+    fn head_urls() {
+        assert_eq!(
+            normalize_head("http://h:8740/").as_deref(),
+            Ok("http://h:8740")
+        );
+        assert_eq!(
+            normalize_head("10.0.0.1:8740").as_deref(),
+            Ok("http://10.0.0.1:8740")
+        );
+        assert!(normalize_head("https://h").is_err());
+        assert!(normalize_head("ftp://h").is_err());
+        assert!(normalize_head("http://").is_err());
+        assert!(normalize_head("http:///x").is_err());
+        assert!(normalize_head("").is_err());
+        assert_eq!(normalize_head(" http://h/api/ ").as_deref(), Ok("http://h/api"));
+        let s = resolve(
+            &[Partial {
+                heads: split_heads("http://a, http://a/ ,,http://b"),
+                node: Some("n".into()),
+                cred: Some("c".into()),
+            }],
+            "",
+        )
+        .expect("resolve");
+        assert_eq!(s.heads, vec!["http://a", "http://b"]);
+    }
+}

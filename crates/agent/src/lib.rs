@@ -1,0 +1,34 @@
+//! wulf-agent: runs on every compute node and reports the node's status to its head.
+//!
+//! The binary (`src/main.rs`) parses flags and runs [`agent::Agent`]; the modules here are
+//! the pieces it is made of, each testable on its own:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`config`] | head URLs, node UID and credential from flags, `/proc/cmdline`, `agent.conf` |
+//! | [`gather`] | the per-report fields, read from `/proc` and a few syscalls |
+//! | [`hardware`] | the one-off hardware inventory from `/proc/cpuinfo` and `/sys` |
+//! | [`busy`] | busy mode: the `_busy` attribute, the flag file, the agent's own heuristic |
+//! | [`cpuset`] | `_status_cpuset`: CPU lists and `sched_setaffinity` |
+//! | [`attrfile`] | `attributes.ini`: rendering, parsing, atomic rewrite when changed |
+//! | [`cost`] | the agent's own CPU and wall time |
+//! | [`send`] | posting a report to the heads, in order, with short timeouts |
+//! | [`signals`] | SIGTERM/SIGINT as a flag and a pipe the sleep between reports wakes on |
+//! | [`agent`] | the report cycle and the loop around it |
+
+pub mod agent;
+pub mod attrfile;
+pub mod busy;
+pub mod config;
+pub mod cost;
+pub mod cpuset;
+pub mod gather;
+pub mod hardware;
+pub mod send;
+pub mod signals;
+
+/// The agent's version, sent in every report.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `_status_secs` when the node has none (or an invalid one).
+pub const DEFAULT_STATUS_SECS: u32 = 10;

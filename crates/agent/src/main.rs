@@ -1,0 +1,131 @@
+//! wulf-agent: reports this node's status to its head.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use wulf_agent::agent::Agent;
+use wulf_agent::config::{self, Partial};
+use wulf_agent::gather::Paths;
+use wulf_agent::signals::Stop;
+
+/// Report this node's status to its head every `_status_secs` seconds.
+///
+/// Each report carries uptime, load, RAM, busy flag and boot id; when the node is not busy
+/// also host name, kernel release, kernel command line, loaded modules and SELinux status;
+/// the first one after the agent starts also the hardware inventory. The head answers with
+/// the node's effective attributes, which the agent writes to STATE_DIR/attributes.ini.
+///
+/// Head URLs, node UID and credential come from the flags, else from the kernel command line
+/// (wulf.head= wulf.node= wulf.cred=), else from STATE_DIR/agent.conf (head= node= cred=).
+///
+/// On SIGTERM or SIGINT the agent sends a last report saying the node is shutting down and
+/// exits 0. Exit codes: 0 ok, 1 the report failed (--once), 2 bad usage or configuration.
+#[derive(Debug, Parser)]
+#[command(name = "wulf-agent", version)]
+struct Cli {
+    /// Head base URL, like http://10.54.0.1:8740. Repeat or separate with commas to give
+    /// several: they are tried in order, moving to the next when one fails.
+    #[arg(long = "head", value_name = "URL", value_delimiter = ',')]
+    heads: Vec<String>,
+
+    /// This node's UID (wulf.node= on the kernel command line).
+    #[arg(long, value_name = "UID")]
+    node: Option<String>,
+
+    /// The node's credential (wulf.cred= on the kernel command line). A flag is visible to
+    /// every user in `ps`; prefer agent.conf (mode 0600) or the kernel command line.
+    #[arg(long, value_name = "CREDENTIAL")]
+    cred: Option<String>,
+
+    /// Where agent.conf, busy.flag and attributes.ini live.
+    #[arg(long, value_name = "DIR", default_value = "/etc/wulf")]
+    state_dir: PathBuf,
+
+    /// Send one report (with the hardware inventory), print the head's answer as JSON and
+    /// exit.
+    #[arg(long)]
+    once: bool,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter like
+    /// `wulf_agent=debug`. Logs go to stderr.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("wulf-agent: bad --log '{}': {e}", cli.log);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let settings = match settings(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wulf-agent: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli, settings) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wulf-agent: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Flags, then the kernel command line, then agent.conf.
+fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
+    let flags = Partial {
+        heads: cli
+            .heads
+            .iter()
+            .flat_map(|h| config::split_heads(h))
+            .collect(),
+        node: cli.node.clone(),
+        cred: cli.cred.clone(),
+    };
+    let cmdline = std::fs::read_to_string("/proc/cmdline")
+        .map(|t| config::from_cmdline(&t))
+        .unwrap_or_default();
+    let conf_path = cli.state_dir.join(config::CONF_FILE);
+    let conf = match std::fs::read_to_string(&conf_path) {
+        Ok(t) => config::from_conf(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Partial::default(),
+        Err(e) => {
+            tracing::warn!("cannot read {}: {e}", conf_path.display());
+            Partial::default()
+        }
+    };
+    Ok(config::resolve(
+        &[flags, cmdline, conf],
+        &conf_path.display().to_string(),
+    )?)
+}
+
+fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
+    if cli.once {
+        let mut agent = Agent::new(settings, cli.state_dir, Paths::default());
+        let reply = agent.cycle()?;
+        let json = serde_json::to_string_pretty(&reply).context("encoding the answer")?;
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = Stop::install().context("installing the signal handlers")?;
+    let mut agent = Agent::new(settings, cli.state_dir, Paths::default());
+    agent.run(&stop);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,292 @@
+#!/bin/sh
+# wulf-init: /init of an initramfs made by `wulf initramfs build`.
+#
+# Brings up the network, downloads the node's image (wulf.image), checks its sha256
+# (wulf.image_sha256), unpacks it into RAM, puts wulf-agent in it, and switches root to it.
+# Every failure prints "wulf-init: ERROR: <what>" on the console, waits and reboots (the
+# node boots again and retries); with wulf.debug on the kernel command line it gives a
+# shell instead. See docs/admin/initramfs.md.
+
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+umask 022
+
+DEBUG=
+RETRY_SECS=20
+DHCP_ROUNDS=10
+INIT=/sbin/init
+HEAD= NODE= NAME= STYLE=rwram CRED= IMAGE= SHA= ROOTSIZE=
+
+log() { echo "wulf-init: $*"; }
+warn() { echo "wulf-init: WARNING: $*"; }
+
+fail() {
+    echo "wulf-init: ERROR: $*"
+    if [ -n "$DEBUG" ]; then
+        log "wulf.debug is set: here is a shell (leave it to reboot)"
+        setsid cttyhack sh || sh
+    else
+        log "rebooting in $RETRY_SECS seconds to try again (boot with wulf.debug for a shell instead)"
+        sleep "$RETRY_SECS"
+    fi
+    log "rebooting"
+    reboot -f
+    echo b > /proc/sysrq-trigger
+    while :; do sleep 60; done
+}
+
+mkdir -p /proc /sys /dev /run /tmp /newroot
+mount -t proc proc /proc || fail "cannot mount /proc"
+mount -t sysfs sysfs /sys || fail "cannot mount /sys"
+mount -t devtmpfs devtmpfs /dev || fail "cannot mount /dev (the kernel needs CONFIG_DEVTMPFS)"
+
+set -f # no globbing of kernel command line words
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+    wulf.head=*) HEAD=${arg#*=} ;;
+    wulf.node=*) NODE=${arg#*=} ;;
+    wulf.name=*) NAME=${arg#*=} ;;
+    wulf.style=*) STYLE=${arg#*=} ;;
+    wulf.cred=*) CRED=${arg#*=} ;;
+    wulf.image=*) IMAGE=${arg#*=} ;;
+    wulf.image_sha256=*) SHA=${arg#*=} ;;
+    wulf.rootsize=*) ROOTSIZE=${arg#*=} ;;
+    wulf.retry=*) RETRY_SECS=${arg#*=} ;;
+    wulf.debug | wulf.debug=1 | wulf.debug=yes | wulf.debug=true) DEBUG=1 ;;
+    init=* | wulf.init=*) INIT=${arg#*=} ;;
+    esac
+done
+set +f
+case "$RETRY_SECS" in '' | *[!0-9]*) RETRY_SECS=20 ;; esac
+
+log "$(cat /etc/wulf/initramfs.info 2>/dev/null)"
+log "node ${NAME:-?} (${NODE:-?}), boot style $STYLE, head ${HEAD:-?}"
+
+[ -n "$HEAD" ] || fail "no wulf.head on the kernel command line (boot the node through its head's iPXE script)"
+[ -n "$NODE" ] || fail "no wulf.node on the kernel command line (boot the node through its head's iPXE script)"
+[ -n "$CRED" ] || fail "no wulf.cred on the kernel command line (boot the node through its head's iPXE script)"
+[ -n "$IMAGE" ] || fail "no wulf.image on the kernel command line: the boot config names no image, or the image has no content (wulf boot -i NAME update image=IMAGE; wulf image create name=IMAGE --from-dir DIR)"
+[ -n "$SHA" ] || fail "no wulf.image_sha256 on the kernel command line"
+case "$STYLE" in
+rwram | roram) ;;
+*) fail "boot style '$STYLE' is not one this initramfs boots (rwram, roram)" ;;
+esac
+[ -n "$NAME" ] || NAME=node-$NODE
+
+# --- drivers -------------------------------------------------------------------------------
+KVER=$(uname -r)
+if [ -d "/lib/modules/$KVER" ]; then
+    loaded=0
+    for m in $(cat /etc/wulf/drivers 2>/dev/null); do
+        if modprobe "$m" 2>/tmp/modprobe.err; then
+            loaded=$((loaded + 1))
+        else
+            warn "cannot load driver $m: $(cat /tmp/modprobe.err)"
+        fi
+    done
+    log "loaded $loaded driver(s) for kernel $KVER"
+else
+    warn "this initramfs holds modules for kernel $(cat /etc/wulf/kernel-version 2>/dev/null), not $KVER: no drivers loaded (build one with wulf initramfs build --kernel-version $KVER)"
+fi
+
+# --- network -------------------------------------------------------------------------------
+nics() {
+    for d in /sys/class/net/*; do
+        [ -e "$d/device" ] && echo "${d##*/}"
+    done
+}
+
+LEASE=
+round=0
+while [ -z "$LEASE" ]; do
+    round=$((round + 1))
+    list=$(nics)
+    for i in $list; do ifconfig "$i" up 2>/dev/null; done
+    for i in $list; do
+        log "asking for an address by DHCP on $i"
+        if udhcpc -i "$i" -f -q -n -t 4 -T 3 -s /etc/wulf/udhcpc.script; then
+            LEASE=$i
+            break
+        fi
+    done
+    [ -n "$LEASE" ] && break
+    if [ "$round" -ge "$DHCP_ROUNDS" ]; then
+        if [ -z "$list" ]; then
+            fail "no network interface: none of the drivers in this initramfs found a NIC (add yours with wulf initramfs build --drivers NAME)"
+        fi
+        fail "no DHCP lease on any interface ($(echo $list)) after $round rounds"
+    fi
+    sleep 2
+done
+. /run/wulf/lease
+log "$interface has address $ip (from DHCP server $serverid)"
+
+# --- image ---------------------------------------------------------------------------------
+case "$IMAGE" in
+http://*) ;;
+*) fail "image URL '$IMAGE' is not http:// (the initramfs's wget speaks plain HTTP)" ;;
+esac
+tries=0
+until wget -q -O /image.tar.gz "$IMAGE"; do
+    tries=$((tries + 1))
+    [ "$tries" -ge 5 ] && fail "cannot download the image from $IMAGE"
+    warn "image download failed; trying again ($tries/5)"
+    rm -f /image.tar.gz
+    sleep 3
+done
+log "downloaded the image ($(wc -c </image.tar.gz) bytes); checking its sha256"
+got=$(sha256sum /image.tar.gz | cut -d' ' -f1)
+[ "$got" = "$SHA" ] || fail "image checksum mismatch: expected $SHA, got $got (from $IMAGE)"
+
+opts=mode=0755
+[ -n "$ROOTSIZE" ] && opts=$opts,size=$ROOTSIZE
+mount -t tmpfs -o "$opts" rootfs /newroot || fail "cannot mount a tmpfs for the root (wulf.rootsize=$ROOTSIZE)"
+tar -xzf /image.tar.gz -C /newroot ||
+    fail "cannot unpack the image into RAM (out of memory? the root tmpfs is ${ROOTSIZE:-half the RAM}: see wulf.rootsize)"
+rm -f /image.tar.gz
+log "image verified and unpacked into RAM ($(df -k /newroot | awk 'NR==2 {print $3}') KiB)"
+
+# The image's path $1, with its symlinks resolved inside the image.
+resolve() {
+    p=$1
+    n=0
+    while [ -L "/newroot$p" ] && [ "$n" -lt 20 ]; do
+        t=$(readlink "/newroot$p")
+        case "$t" in
+        /*) p=$t ;;
+        *) p=${p%/*}/$t ;;
+        esac
+        n=$((n + 1))
+    done
+    echo "$p"
+}
+
+INIT_REAL=$(resolve "$INIT")
+[ -f "/newroot$INIT_REAL" ] || fail "the image has no $INIT (is it a root filesystem? boot with init=PATH for another init)"
+
+# --- the node's own files ------------------------------------------------------------------
+mkdir -p /newroot/etc/wulf /newroot/tmp /newroot/var /newroot/run /newroot/usr/sbin
+chmod 1777 /newroot/tmp
+(
+    umask 077
+    {
+        echo "# written by wulf-init at boot"
+        echo "head=$HEAD"
+        echo "node=$NODE"
+        echo "name=$NAME"
+        echo "cred=$CRED"
+    } >/newroot/etc/wulf/agent.conf
+)
+echo "$NAME" >/newroot/etc/hostname
+hostname "$NAME"
+if [ -s /etc/resolv.conf ]; then
+    rm -f /newroot/etc/resolv.conf
+    cp /etc/resolv.conf /newroot/etc/resolv.conf
+fi
+grep -q "^127.0.0.1" /newroot/etc/hosts 2>/dev/null || echo "127.0.0.1 localhost" >>/newroot/etc/hosts
+grep -q "[[:space:]]$NAME\$" /newroot/etc/hosts 2>/dev/null ||
+    echo "$ip ${domain:+$NAME.$domain }$NAME" >>/newroot/etc/hosts
+
+# --- wulf-agent ----------------------------------------------------------------------------
+agent_runs() { chroot /newroot /usr/sbin/wulf-agent --version >/dev/null 2>&1; }
+
+AGENT=
+if [ -x /usr/sbin/wulf-agent ]; then
+    # A private copy of the agent and the libraries it was built with, and the libraries
+    # at their usual paths where the image has none of its own (never replacing the image's).
+    mkdir -p /newroot/usr/lib/wulf
+    cp /usr/sbin/wulf-agent /newroot/usr/lib/wulf/wulf-agent
+    cp /usr/sbin/wulf-agent /newroot/usr/sbin/wulf-agent
+    for f in $(cat /etc/wulf/agent-libs 2>/dev/null); do
+        cp "$f" "/newroot/usr/lib/wulf/${f##*/}"
+        if [ ! -e "/newroot$f" ] && [ ! -L "/newroot$f" ]; then
+            mkdir -p "/newroot${f%/*}" && cp "$f" "/newroot$f"
+        fi
+    done
+    if agent_runs; then
+        AGENT=/usr/sbin/wulf-agent
+    else
+        interp=$(cat /etc/wulf/agent-interp 2>/dev/null)
+        if [ -n "$interp" ] && [ -x /newroot/bin/sh ]; then
+            # The image's own libraries do not suit the agent: run it with the ones it came with.
+            {
+                echo "#!/bin/sh"
+                echo "exec /usr/lib/wulf/${interp##*/} --library-path /usr/lib/wulf /usr/lib/wulf/wulf-agent \"\$@\""
+            } >/newroot/usr/sbin/wulf-agent
+            chmod 755 /newroot/usr/sbin/wulf-agent
+        fi
+        if agent_runs; then
+            AGENT=/usr/sbin/wulf-agent
+        else
+            warn "wulf-agent does not run in this image: $(chroot /newroot /usr/sbin/wulf-agent --version 2>&1 | head -n 1)"
+        fi
+    fi
+else
+    warn "this initramfs has no wulf-agent"
+fi
+
+is_busybox() {
+    [ "${1##*/}" = busybox ] || grep -q "BusyBox v" "/newroot$1" 2>/dev/null
+}
+
+if [ -n "$AGENT" ]; then
+    if [ "${INIT_REAL##*/}" = systemd ]; then
+        mkdir -p /newroot/etc/systemd/system/multi-user.target.wants
+        cat >/newroot/etc/systemd/system/wulf-agent.service <<UNIT
+[Unit]
+Description=wulf node agent (status reports to the head)
+After=network.target
+
+[Service]
+ExecStart=/usr/sbin/wulf-agent
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+        ln -sf ../wulf-agent.service /newroot/etc/systemd/system/multi-user.target.wants/wulf-agent.service
+        log "wulf-agent will start as a systemd service (wulf-agent.service)"
+    elif is_busybox "$INIT_REAL"; then
+        if [ ! -e /newroot/etc/inittab ]; then
+            # busybox init's built-in default, plus the agent
+            cat >/newroot/etc/inittab <<TAB
+::sysinit:/etc/init.d/rcS
+::askfirst:-/bin/sh
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/umount -a -r
+::restart:/sbin/init
+TAB
+        fi
+        grep -q wulf-agent /newroot/etc/inittab || echo "::respawn:/usr/sbin/wulf-agent" >>/newroot/etc/inittab
+        log "wulf-agent will start from /etc/inittab (busybox init)"
+    elif [ -f /newroot/etc/inittab ]; then
+        grep -q wulf-agent /newroot/etc/inittab || echo "wa:2345:respawn:/usr/sbin/wulf-agent" >>/newroot/etc/inittab
+        log "wulf-agent will start from /etc/inittab (sysvinit)"
+    else
+        warn "cannot tell how the image's init ($INIT) starts services: wulf-agent will NOT start; start /usr/sbin/wulf-agent from the image's own startup"
+    fi
+fi
+
+# --- roram: a read-only root with writable /tmp /var /run /etc/wulf ---------------------------
+if [ "$STYLE" = roram ]; then
+    n=0
+    for d in tmp var run etc/wulf; do
+        n=$((n + 1))
+        mkdir -p "/run/ro$n"
+        mount -t tmpfs -o mode=0755 tmpfs "/run/ro$n" || fail "cannot mount a tmpfs for /$d"
+        cp -a "/newroot/$d/." "/run/ro$n/" || fail "cannot copy /$d into its tmpfs"
+        mount --move "/run/ro$n" "/newroot/$d" || fail "cannot mount /$d"
+    done
+    chmod 1777 /newroot/tmp
+fi
+
+mkdir -p /newroot/dev /newroot/proc /newroot/sys
+if [ "$STYLE" = roram ]; then
+    mount -o remount,ro /newroot || fail "cannot make the root read-only"
+fi
+for m in dev proc sys; do
+    mount --move "/$m" "/newroot/$m" || fail "cannot move /$m into the image"
+done
+
+log "switching root to the image ($STYLE); its init is $INIT"
+exec switch_root -c /dev/console /newroot "$INIT"

@@ -1,0 +1,312 @@
+//! Node status end to end on one head: simulated nodes (`wulf sim`, which fetches boot
+//! scripts and reports like the agent) and `curl` send reports; `wulf node status` shows
+//! new, booting, up and down with each reason.
+
+mod head;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use head::{wulf_bin, Head};
+use serde_json::{json, Value};
+
+/// `wulf sim` against `h` in the background.
+fn sim(h: &Head, args: &[&str]) -> Child {
+    Command::new(wulf_bin())
+        .arg("sim")
+        .args(args)
+        .env("WULF_DATA_DIR", h.data())
+        .env("HOME", h.dir.path())
+        .env_remove("WULF_URL")
+        .env_remove("WULF_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(c: &Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+fn finish(c: Child) -> String {
+    let out = c.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "wulf sim failed: {text}");
+    text
+}
+
+/// Poll `wulf node status` until `want` holds (at most `secs`).
+fn wait_summary(h: &Head, secs: u64, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let out = h.ok(&["node", "status"]);
+        if out.lines().any(|l| squash(l) == want) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed '{want}'; last:\n{out}\nhead log:\n{}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A summary line with runs of spaces collapsed.
+fn squash(l: &str) -> String {
+    l.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn by_name<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {list}"))
+}
+
+#[test]
+fn simulated_nodes_boot_report_and_shut_down() {
+    let h = Head::start();
+    // Reports every second so the test is quick.
+    h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=1"]);
+    h.ok(&["node", "create", "--count", "2"]);
+    assert_eq!(squash(h.ok(&["node", "status"]).trim()), "new 2 n[0-1]");
+
+    let s = sim(&h, &["--nodes", "6", "--boot-secs", "0.5"]);
+    let out = wait_summary(&h, 30, "up 6 n[2-7]");
+    assert!(out.lines().any(|l| squash(l) == "new 2 n[0-1]"), "{out}");
+
+    // -l: a row per node with its state and when it last changed.
+    let long = h.ok(&["node", "-i", "n[2-7]", "status", "-l"]);
+    assert!(
+        long.contains("LAST CHANGE") && long.contains("RAM FREE / TOTAL"),
+        "{long}"
+    );
+    assert_eq!(
+        long.lines().filter(|l| l.contains(" up ")).count(),
+        6,
+        "{long}"
+    );
+    assert!(
+        long.contains("seconds ago") || long.contains("second ago"),
+        "{long}"
+    );
+
+    // --json and -L carry what the node reported, hardware included. (The first report
+    // still announces the default interval: the node learns _status_secs from its reply.)
+    std::thread::sleep(Duration::from_millis(1500));
+    let list = h.json(&["node", "status"]);
+    let n2 = by_name(&list, "n2");
+    assert_eq!(n2["state"], "up");
+    assert_eq!(n2["hostname"], "n2");
+    assert_eq!(n2["kernel"], "6.1.0-simulated");
+    assert_eq!(n2["interval_secs"], 1);
+    assert_eq!(n2["hardware"]["cpus"], 64);
+    assert_eq!(n2["modules"], json!(["e1000", "ext4"]));
+    assert!(n2["cmdline"].as_str().unwrap().contains("wulf.cred=***"));
+    assert_eq!(by_name(&list, "n0")["state"], "new");
+    let full = h.ok(&["node", "-i", "n3", "status", "-L"]);
+    for want in [
+        "hostname     n3",
+        "kernel       6.1.0-simulated",
+        "cpu          64 × Simulated CPU",
+        "modules      (2) e1000 ext4",
+        "selinux      disabled",
+    ] {
+        assert!(full.contains(want), "missing '{want}' in:\n{full}");
+    }
+
+    // The head logged each boot.
+    assert!(h
+        .log()
+        .contains("Booting node (MAC=02:57:00:00:00:00) as simulated"));
+
+    // Stopping the simulator: every node says it is shutting down.
+    sigterm(&s);
+    let text = finish(s);
+    assert!(text.contains("clean shutdown"), "{text}");
+    let out = wait_summary(&h, 10, "down (clean shutdown) 6 n[2-7]");
+    assert!(out.lines().any(|l| squash(l) == "new 2 n[0-1]"), "{out}");
+    let n4 = by_name(&h.json(&["node", "status"]), "n4").clone();
+    assert_eq!(n4["down_reason"], "clean shutdown");
+    assert!(n4["last_uptime"].as_f64().unwrap() > 0.0, "{n4}");
+}
+
+#[test]
+fn silent_nodes_and_boot_timeouts_go_down_with_their_reason() {
+    let h = Head::start();
+    h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=1"]);
+    // --crash: the nodes stop without a word.
+    let s = sim(
+        &h,
+        &[
+            "--nodes",
+            "3",
+            "--boot-secs",
+            "0",
+            "--duration",
+            "3",
+            "--crash",
+        ],
+    );
+    wait_summary(&h, 20, "up 3 n[0-2]");
+    let text = finish(s);
+    assert!(text.contains("without shutdown reports"), "{text}");
+    // A 1 s interval gives a window of 6 s.
+    let out = wait_summary(&h, 20, "down (node stopped sending status) 3 n[0-2]");
+    assert!(!out.contains("up"), "{out}");
+
+    // A node that fetches its boot script but never reports: booting, then down.
+    h.ok(&["node", "create", "mac=02:57:00:00:10:00", "type=simulated"]);
+    h.ok(&["node", "-i", "n3", "set", "_boot_timeout=3"]);
+    let (code, script) = h.curl(&[&format!("{}/boot/ipxe?mac=02:57:00:00:10:00", h.url())]);
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&script).contains("wulf.cred="));
+    wait_summary(&h, 5, "booting 1 n3");
+    wait_summary(&h, 10, "down (boot timeout) 1 n3");
+    let n3 = by_name(&h.json(&["node", "status"]), "n3").clone();
+    assert_eq!(n3["down_reason"], "boot timeout");
+
+    // Status survives a head restart (it is in the store, not only in memory).
+    std::thread::sleep(Duration::from_millis(1500)); // past one flush
+    let mut h = h;
+    h.stop();
+    h.spawn();
+    let out = h.ok(&["node", "status"]);
+    assert!(
+        out.lines()
+            .any(|l| squash(l) == "down (node stopped sending status) 3 n[0-2]"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| squash(l) == "down (boot timeout) 1 n3"),
+        "{out}"
+    );
+    // Deleting a node removes its status.
+    h.ok(&["node", "-i", "n3", "delete"]);
+    assert!(!h.ok(&["node", "status"]).contains("n3"));
+}
+
+/// Reports are checked against the node credential from the boot script: curl, a client we
+/// did not write, plays a node.
+#[test]
+fn reports_need_the_nodes_own_credential() {
+    let h = Head::start();
+    h.ok(&["node", "create", "mac=02:57:00:00:00:01", "type=simulated"]);
+    h.ok(&["node", "create", "mac=02:57:00:00:00:02", "type=simulated"]);
+    let list = h.json(&["node", "ls"]);
+    let uid = |i: usize| list[i]["uid"].as_str().unwrap().to_string();
+    let (_, script) = h.curl(&[&format!("{}/boot/ipxe?mac=02:57:00:00:00:01", h.url())]);
+    let script = String::from_utf8(script).unwrap();
+    let cred = script
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("wulf.cred="))
+        .unwrap()
+        .to_string();
+    let url = format!("{}/api/v1/node/status", h.url());
+    let post = |token: &str, body: &str| -> (u16, String) {
+        let (code, b) = h.curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+            &url,
+        ]);
+        (code, String::from_utf8_lossy(&b).into_owned())
+    };
+    let report = |node: &str| {
+        json!({"node": node, "uptime_secs": 5.0, "interval_secs": 10, "hostname": "real-n0"})
+            .to_string()
+    };
+    let before = h.ok(&["node", "status"]);
+    // No token, a wrong credential, the admin token, another node's identity, bad JSON.
+    let (code, _) = h.curl(&["-X", "POST", "--data-binary", &report(&uid(0)), &url]);
+    assert_eq!(code, 401);
+    let (code, body) = post(
+        &format!("node:{}:{}", uid(0), "0".repeat(64)),
+        &report(&uid(0)),
+    );
+    assert_eq!(code, 401, "{body}");
+    let (code, _) = post(&h.token(), &report(&uid(0)));
+    assert_eq!(code, 401);
+    let (code, body) = post(&format!("node:{}:{cred}", uid(1)), &report(&uid(1)));
+    assert_eq!(code, 401, "n0's credential is not n1's: {body}");
+    let (code, body) = post(&format!("node:{}:{cred}", uid(0)), &report(&uid(1)));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("belongs to node"), "{body}");
+    let (code, body) = post(&format!("node:{}:{cred}", uid(0)), "{\"node\": ");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("malformed status report"), "{body}");
+    assert_eq!(
+        h.ok(&["node", "status"]),
+        before,
+        "refused reports change nothing"
+    );
+
+    // The right one: the node is up and gets its effective attributes back.
+    h.ok(&["node", "-i", "n0", "set", "_busy=yes", "rack=r7"]);
+    let (code, body) = post(&format!("node:{}:{cred}", uid(0)), &report(&uid(0)));
+    assert_eq!(code, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["name"], "n0");
+    assert_eq!(reply["attributes"]["rack"], "r7");
+    assert_eq!(reply["attributes"]["_busy"], "yes");
+    let n0 = by_name(&h.json(&["node", "status"]), "n0").clone();
+    assert_eq!(n0["state"], "up");
+    assert_eq!(n0["hostname"], "real-n0");
+    // Bad detail level: a clear 400.
+    let (code, body) = h.curl(&["-H", &h.auth(), &format!("{url}?detail=9")]);
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+}
+
+/// `--refresh` without a terminal prints the summary each time it changes.
+#[test]
+fn refresh_follows_changes() {
+    let h = Head::start();
+    h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=1"]);
+    h.ok(&["node", "create", "mac=02:57:00:00:00:00", "type=simulated"]);
+    let watcher = Command::new(wulf_bin())
+        .args(["node", "status", "--refresh", "--refresh-for", "8"])
+        .env("WULF_DATA_DIR", h.data())
+        .env("HOME", h.dir.path())
+        .env_remove("WULF_URL")
+        .env_remove("WULF_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let s = sim(&h, &["--nodes", "1", "--boot-secs", "0", "--duration", "2"]);
+    finish(s);
+    let out = watcher.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = text.lines().map(squash).collect();
+    let pos = |want: &str| {
+        lines
+            .iter()
+            .position(|l| l == want)
+            .unwrap_or_else(|| panic!("'{want}' not in:\n{text}"))
+    };
+    assert!(pos("new 1 n0") < pos("up 1 n0"));
+    assert!(pos("up 1 n0") < pos("down (clean shutdown) 1 n0"));
+}
