@@ -35,6 +35,9 @@ const INFO_PREFIX: &str = "/wulf/status/info/";
 /// Default `_status_secs`.
 pub const DEFAULT_STATUS_SECS: u32 = 10;
 
+/// Nodes read per hold of the status lock when answering a status request.
+const VIEW_CHUNK: usize = 2048;
+
 /// Writes per store transaction when flushing.
 const FLUSH_CHUNK: usize = 20_000;
 
@@ -261,52 +264,56 @@ impl Status {
     /// Status of the given nodes (in that order), derived now.
     pub fn view(&self, st: &CacheState, uids: &[String], detail: Detail) -> Vec<NodeStatus> {
         let now = now_ms();
-        let inner = self.lock();
         let mut out = Vec::with_capacity(uids.len());
-        for uid in uids {
-            let Some(node) = st
-                .get(wulf_model::Kind::Node, uid)
-                .and_then(|e| e.obj.as_node())
-            else {
-                continue;
-            };
-            let entry = inner.nodes.get(uid);
-            let hb = entry.map(|e| &e.hb);
-            let t = hb.map(times).unwrap_or_default();
-            let (state, reason) = derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
-            let mut s = NodeStatus {
-                uid: uid.clone(),
-                name: node.name.clone(),
-                index: node.index.unwrap_or_default(),
-                state: state.as_str().to_string(),
-                down_reason: reason.map(|r| r.as_str().to_string()),
-                last_modified_secs: last_change(&t).map(|m| (now - m).max(0) as f64 / 1000.0),
-                last_report_ms: t.report_ms,
-                booted_ms: t.booted_ms,
-                ..Default::default()
-            };
-            if let Some(hb) = hb {
-                s.last_uptime = hb.uptime;
-                s.interval_secs = (hb.interval_secs > 0).then_some(hb.interval_secs);
-                if detail >= Detail::Heartbeat {
-                    s.head = (!hb.head.is_empty()).then(|| hb.head.clone());
-                    s.busy = hb.busy;
-                    s.load = hb.load;
-                    s.ram_total = hb.ram_total;
-                    s.ram_free = hb.ram_free;
-                    s.agent.clone_from(&hb.agent);
+        // In chunks, so reports are not held up behind a view of 100,000 nodes.
+        for chunk in uids.chunks(VIEW_CHUNK) {
+            let inner = self.lock();
+            for uid in chunk {
+                let Some(node) = st
+                    .get(wulf_model::Kind::Node, uid)
+                    .and_then(|e| e.obj.as_node())
+                else {
+                    continue;
+                };
+                let entry = inner.nodes.get(uid);
+                let hb = entry.map(|e| &e.hb);
+                let t = hb.map(times).unwrap_or_default();
+                let (state, reason) =
+                    derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
+                let mut s = NodeStatus {
+                    uid: uid.clone(),
+                    name: node.name.clone(),
+                    index: node.index.unwrap_or_default(),
+                    state: state.as_str().to_string(),
+                    down_reason: reason.map(|r| r.as_str().to_string()),
+                    last_modified_secs: last_change(&t).map(|m| (now - m).max(0) as f64 / 1000.0),
+                    last_report_ms: t.report_ms,
+                    booted_ms: t.booted_ms,
+                    ..Default::default()
+                };
+                if let Some(hb) = hb {
+                    s.last_uptime = hb.uptime;
+                    s.interval_secs = (hb.interval_secs > 0).then_some(hb.interval_secs);
+                    if detail >= Detail::Heartbeat {
+                        s.head = (!hb.head.is_empty()).then(|| hb.head.clone());
+                        s.busy = hb.busy;
+                        s.load = hb.load;
+                        s.ram_total = hb.ram_total;
+                        s.ram_free = hb.ram_free;
+                        s.agent.clone_from(&hb.agent);
+                    }
                 }
+                if let (Some(e), Detail::Full) = (entry, detail) {
+                    let i = &e.info;
+                    s.hostname.clone_from(&i.hostname);
+                    s.kernel.clone_from(&i.kernel);
+                    s.cmdline.clone_from(&i.cmdline);
+                    s.modules.clone_from(&i.modules);
+                    s.selinux.clone_from(&i.selinux);
+                    s.hardware.clone_from(&i.hardware);
+                }
+                out.push(s);
             }
-            if let (Some(e), Detail::Full) = (entry, detail) {
-                let i = &e.info;
-                s.hostname.clone_from(&i.hostname);
-                s.kernel.clone_from(&i.kernel);
-                s.cmdline.clone_from(&i.cmdline);
-                s.modules.clone_from(&i.modules);
-                s.selinux.clone_from(&i.selinux);
-                s.hardware.clone_from(&i.hardware);
-            }
-            out.push(s);
         }
         out
     }
@@ -318,9 +325,10 @@ impl Status {
         uids: &[String],
     ) -> Vec<(NodeState, Option<DownReason>, String)> {
         let now = now_ms();
-        let inner = self.lock();
-        uids.iter()
-            .filter_map(|uid| {
+        let mut out = Vec::with_capacity(uids.len());
+        for chunk in uids.chunks(VIEW_CHUNK) {
+            let inner = self.lock();
+            out.extend(chunk.iter().filter_map(|uid| {
                 let node = st
                     .get(wulf_model::Kind::Node, uid)
                     .and_then(|e| e.obj.as_node())?;
@@ -331,8 +339,9 @@ impl Status {
                     .unwrap_or_default();
                 let (s, r) = derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
                 Some((s, r, node.name.clone()))
-            })
-            .collect()
+            }));
+        }
+        out
     }
 
     /// Take what needs writing: (key, value) pairs.
