@@ -12,7 +12,10 @@ declare -A NEED=(
   [sha256sum]=coreutils
   [ip]=iproute2
   [dhclient]=isc-dhcp-client
-  [busybox]=busybox
+  [busybox]=busybox-static
+  [cpio]=cpio
+  [apt-get]=apt
+  [dpkg]=dpkg
   [tftp]=tftp-hpa
   [dig]=dnsutils
   [perfdhcp]=kea-admin
@@ -30,6 +33,12 @@ done
 for f in "${!NEED_FILE[@]}"; do
   [ -e "$f" ] || missing+=("${NEED_FILE[$f]}")
 done
+# An initramfs needs a static busybox: Debian's busybox-static (it replaces busybox, and
+# still gives the tests `busybox udhcpc` and the rest).
+bb_ldd=$(ldd /bin/busybox 2>&1 || true)
+if [[ $bb_ldd != *"not a dynamic executable"* ]]; then
+  [[ " ${missing[*]} " == *" busybox-static "* ]] || missing+=(busybox-static)
+fi
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -38,6 +38,7 @@ mkdir -p /proc /sys /dev /run /tmp /newroot
 mount -t proc proc /proc || fail "cannot mount /proc"
 mount -t sysfs sysfs /sys || fail "cannot mount /sys"
 mount -t devtmpfs devtmpfs /dev || fail "cannot mount /dev (the kernel needs CONFIG_DEVTMPFS)"
+ln -sf /proc/mounts /etc/mtab
 
 set -f # no globbing of kernel command line words
 for arg in $(cat /proc/cmdline); do

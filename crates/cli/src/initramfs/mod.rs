@@ -295,7 +295,9 @@ impl Modules {
             return Ok(list);
         }
         let mut i = 0;
-        let mut owners: Vec<String> = std::iter::once(rel.to_string()).chain(list.clone()).collect();
+        let mut owners: Vec<String> = std::iter::once(rel.to_string())
+            .chain(list.clone())
+            .collect();
         while i < owners.len() {
             let soft: Vec<String> = info
                 .get(self, &owners[i])?
@@ -323,8 +325,17 @@ impl Modules {
         Ok(list)
     }
 
-    /// Modules that provide `name`: the module of that name, else those with that alias.
+    /// Modules that provide `name`: the module of that name, else those with that alias (just
+    /// the generic one when there is one: crc32c_generic loads on any CPU, crc32c-intel not).
     fn resolve_name(&self, name: &str, info: &mut InfoCache) -> Result<Vec<String>> {
+        let all = self.providers(name, info)?;
+        match all.iter().find(|r| module_name(r).ends_with("_generic")) {
+            Some(g) => Ok(vec![g.clone()]),
+            None => Ok(all),
+        }
+    }
+
+    fn providers(&self, name: &str, info: &mut InfoCache) -> Result<Vec<String>> {
         let name = name.replace('-', "_");
         if let Some(rel) = self.paths.get(&name) {
             return Ok(vec![rel.clone()]);
