@@ -44,6 +44,10 @@ fn run(cmd: &mut Command) -> String {
 
 /// Debian's current kernel package, unpacked: (its root, the kernel release).
 fn debian_kernel() -> (PathBuf, String) {
+    fetch_kernel(false)
+}
+
+fn fetch_kernel(updated: bool) -> (PathBuf, String) {
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-kernel");
     std::fs::create_dir_all(&cache).unwrap();
     let depends = || {
@@ -77,9 +81,17 @@ fn debian_kernel() -> (PathBuf, String) {
             let _ = std::fs::remove_dir_all(e.path());
             let _ = std::fs::remove_file(e.path());
         }
-        run(Command::new("apt-get")
+        let downloaded = Command::new("apt-get")
             .args(["download", "-q", &pkg])
-            .current_dir(&cache));
+            .current_dir(&cache)
+            .status()
+            .is_ok_and(|st| st.success());
+        if !downloaded {
+            // Package lists older than the archive name a kernel it no longer has.
+            assert!(!updated, "apt-get download {pkg} failed");
+            run(Command::new("apt-get").args(["update", "-qq"]));
+            return fetch_kernel(true);
+        }
         let deb = std::fs::read_dir(&cache)
             .unwrap()
             .flatten()
