@@ -268,7 +268,10 @@ mod tests {
         assert!(normalize_head("http://").is_err());
         assert!(normalize_head("http:///x").is_err());
         assert!(normalize_head("").is_err());
-        assert_eq!(normalize_head(" http://h/api/ ").as_deref(), Ok("http://h/api"));
+        assert_eq!(
+            normalize_head(" http://h/api/ ").as_deref(),
+            Ok("http://h/api")
+        );
         let s = resolve(
             &[Partial {
                 heads: split_heads("http://a, http://a/ ,,http://b"),

@@ -80,7 +80,7 @@ impl Sender {
 
     /// The head tried first.
     pub fn current(&self) -> &str {
-        &self.heads[self.current]
+        self.heads.get(self.current).map_or("", String::as_str)
     }
 
     /// Send a report; `short` uses the shutdown timeout. Returns the answer and the head

@@ -111,18 +111,17 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
 }
 
 fn reply(attrs: Value) -> (u16, Value) {
-    (
-        200,
-        json!({"name": "n0", "attributes": attrs, "heads": []}),
-    )
+    (200, json!({"name": "n0", "attributes": attrs, "heads": []}))
 }
 
 fn agent_cmd(head: &str, state: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wulf-agent"));
-    c.args(["--head", head, "--node", UID, "--cred", CRED, "--log", "debug"])
-        .arg("--state-dir")
-        .arg(state)
-        .stdin(Stdio::null());
+    c.args([
+        "--head", head, "--node", UID, "--cred", CRED, "--log", "debug",
+    ])
+    .arg("--state-dir")
+    .arg(state)
+    .stdin(Stdio::null());
     c
 }
 
@@ -222,7 +221,9 @@ fn reports_to_the_head_and_shuts_down_cleanly() {
         .map(|m| m.as_str().expect("module name"))
         .collect();
     assert!(modules.windows(2).all(|w| w[0] <= w[1]));
-    assert!(["enforcing", "permissive", "disabled"].contains(&b["selinux"].as_str().expect("selinux")));
+    assert!(
+        ["enforcing", "permissive", "disabled"].contains(&b["selinux"].as_str().expect("selinux"))
+    );
     // The first report carries the inventory.
     let hw = &b["hardware"];
     assert_eq!(hw["ram_total"], mem_total());
@@ -240,9 +241,15 @@ fn reports_to_the_head_and_shuts_down_cleanly() {
     // The answer set _status_secs=1: the next report comes a second later, not ten.
     let r2 = head.next(Duration::from_secs(5));
     let gap = r2.at - r1.at;
-    assert!(gap >= Duration::from_millis(800) && gap < Duration::from_secs(3), "{gap:?}");
+    assert!(
+        gap >= Duration::from_millis(800) && gap < Duration::from_secs(3),
+        "{gap:?}"
+    );
     assert_eq!(r2.body["interval_secs"], 1);
-    assert!(r2.body.get("hardware").is_none(), "hardware only in the first report");
+    assert!(
+        r2.body.get("hardware").is_none(),
+        "hardware only in the first report"
+    );
     assert!(r2.body["hostname"].is_string());
     let cost = &r2.body["agent"];
     assert_eq!(cost["reports"], 1);
@@ -256,7 +263,10 @@ fn reports_to_the_head_and_shuts_down_cleanly() {
 
     let r3 = head.next(Duration::from_secs(5));
     let gap = r3.at - r2.at;
-    assert!(gap >= Duration::from_millis(800) && gap < Duration::from_secs(3), "{gap:?}");
+    assert!(
+        gap >= Duration::from_millis(800) && gap < Duration::from_secs(3),
+        "{gap:?}"
+    );
     assert!(r3.body.get("hardware").is_none());
     assert_eq!(r3.body["agent"]["reports"], 2);
 
@@ -275,7 +285,10 @@ fn reports_to_the_head_and_shuts_down_cleanly() {
     assert_eq!(status.code(), Some(0), "log:\n{}", log_of(&state));
     let log = log_of(&state);
     assert!(log.contains("sent the shutdown report"), "{log}");
-    assert!(!log.contains(CRED), "the credential must not be logged:\n{log}");
+    assert!(
+        !log.contains(CRED),
+        "the credential must not be logged:\n{log}"
+    );
 }
 
 #[test]
@@ -345,7 +358,10 @@ fn hardware_is_resent_until_a_report_with_it_succeeds() {
         Some(0)
     );
     let log = log_of(&state);
-    assert!(log.contains("HTTP 500") && log.contains("the store is down"), "{log}");
+    assert!(
+        log.contains("HTTP 500") && log.contains("the store is down"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -406,7 +422,10 @@ fn settings_from_agent_conf() {
     let head = Head::start(|_| reply(json!({})));
     std::fs::write(
         state.join("agent.conf"),
-        format!("# written by the initramfs\nhead={}\nnode={UID}\ncred={CRED}\n", head.url),
+        format!(
+            "# written by the initramfs\nhead={}\nnode={UID}\ncred={CRED}\n",
+            head.url
+        ),
     )
     .expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_wulf-agent"))
