@@ -10,31 +10,47 @@ use std::time::{Duration, Instant};
 use head::{wulf_bin, Head};
 use serde_json::{json, Value};
 
-/// `wulf sim` against `h` in the background.
-fn sim(h: &Head, args: &[&str]) -> Child {
-    Command::new(wulf_bin())
-        .arg("sim")
-        .args(args)
-        .env("WULF_DATA_DIR", h.data())
-        .env("HOME", h.dir.path())
-        .env_remove("WULF_URL")
-        .env_remove("WULF_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
+/// A background `wulf sim`, killed if the test fails before it ends.
+struct Sim(Option<Child>);
 
-fn sigterm(c: &Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
-fn finish(c: Child) -> String {
-    let out = c.wait_with_output().unwrap();
+/// `wulf sim` against `h` in the background.
+fn sim(h: &Head, args: &[&str]) -> Sim {
+    Sim(Some(
+        Command::new(wulf_bin())
+            .arg("sim")
+            .args(args)
+            .env("WULF_DATA_DIR", h.data())
+            .env("HOME", h.dir.path())
+            .env_remove("WULF_URL")
+            .env_remove("WULF_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+fn sigterm(s: &Sim) {
+    if let Some(c) = &s.0 {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+}
+
+fn finish(mut s: Sim) -> String {
+    let out = s.0.take().unwrap().wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -309,4 +325,100 @@ fn refresh_follows_changes() {
     };
     assert!(pos("new 1 n0") < pos("up 1 n0"));
     assert!(pos("up 1 n0") < pos("down (clean shutdown) 1 n0"));
+}
+
+/// The real `wulf-agent` against the real head: its credential comes from the node's boot
+/// script, its report shows this machine's kernel and hardware, its attributes file comes
+/// from the head's answer, and SIGTERM ends in a clean shutdown.
+#[test]
+fn the_agent_reports_to_the_head() {
+    let agent = wulf_bin().with_file_name("wulf-agent");
+    assert!(
+        agent.exists(),
+        "{} missing: cargo build --workspace",
+        agent.display()
+    );
+    let h = Head::start();
+    h.ok(&["node", "create", "mac=02:57:00:00:00:09", "type=simulated"]);
+    h.ok(&["node", "-i", "n0", "set", "rack=r7", "_status_secs=1"]);
+    let (_, script) = h.curl(&[&format!("{}/boot/ipxe?mac=02:57:00:00:00:09", h.url())]);
+    let script = String::from_utf8(script).unwrap();
+    let param = |k: &str| {
+        script
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix(&format!("wulf.{k}=")))
+            .unwrap_or_else(|| panic!("no wulf.{k} in {script}"))
+            .to_string()
+    };
+    let (head, node, cred) = (param("head"), param("node"), param("cred"));
+    let state = tempfile::tempdir().unwrap();
+    let run = |cred: &str, once: bool| {
+        let mut c = Command::new(&agent);
+        c.args(["--head", &head, "--node", &node, "--cred", cred])
+            .arg("--state-dir")
+            .arg(state.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if once {
+            c.arg("--once");
+        }
+        c
+    };
+
+    // A wrong credential is refused and changes nothing.
+    let out = run(&"0".repeat(64), true).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(squash(h.ok(&["node", "status"]).trim()), "booting 1 n0");
+
+    let out = run(&cred, true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["attributes"]["rack"], "r7");
+    let ini = std::fs::read_to_string(state.path().join("attributes.ini")).unwrap();
+    assert!(
+        ini.contains("rack=r7") && ini.contains("_status_secs=1"),
+        "{ini}"
+    );
+
+    let n0 = by_name(&h.json(&["node", "status"]), "n0").clone();
+    assert_eq!(n0["state"], "up", "{n0}");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(n0["kernel"], release.trim());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(n0["hostname"], hostname.trim());
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    assert!(n0["hardware"]["cpus"].as_u64().unwrap() >= cpus, "{n0}");
+    assert!(n0["ram_total"].as_u64().unwrap() > 0);
+    assert!(n0["agent"]["version"].as_str().is_some(), "{n0}");
+
+    // Running for a while: it reports each second, then says goodbye on SIGTERM.
+    let child = run(&cred, false).spawn().unwrap();
+    let s = Sim(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n0 = by_name(&h.json(&["node", "status"]), "n0").clone();
+        if n0["agent"]["reports"].as_u64().unwrap_or(0) >= 2 && n0["interval_secs"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not keep reporting: {n0}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    sigterm(&s);
+    let mut s = s;
+    let status = s.0.take().unwrap().wait().unwrap();
+    assert!(status.success());
+    wait_summary(&h, 5, "down (clean shutdown) 1 n0");
 }
