@@ -457,7 +457,8 @@ async fn node_status_summary(
         app.status.states(&st, &uids)
     };
     let total = states.len();
-    let mut groups: Vec<((NodeState, Option<&'static str>), Vec<String>)> = Vec::new();
+    type Group = ((NodeState, Option<&'static str>), Vec<String>);
+    let mut groups: Vec<Group> = Vec::new();
     for (state, reason, name) in states {
         let key = (state, reason.map(|r| r.as_str()));
         match groups.iter_mut().find(|(k, _)| *k == key) {

@@ -492,7 +492,7 @@ pub async fn run_flusher(
             return;
         }
         ticks += 1;
-        if ticks % 60 == 0 {
+        if ticks.is_multiple_of(60) {
             let gone = {
                 let st = cache.read();
                 status.forget_missing(|uid| st.get(wulf_model::Kind::Node, uid).is_some())
