@@ -827,6 +827,11 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
     drop(buf);
     tmp.as_file().sync_all().ok();
     let bytes = tmp.as_file().metadata()?.len();
+    // A temporary file is created 0600; an initramfs is no secret (TFTP serves them).
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
     tmp.persist(&a.output)
         .map_err(|e| anyhow!("cannot write {}: {}", a.output.display(), e.error))?;
     let mut libs_out: Vec<String> = interp.into_iter().collect();
