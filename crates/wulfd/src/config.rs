@@ -26,6 +26,9 @@ pub struct FileConfig {
     pub max_body_mib: Option<usize>,
     /// Revisions of history kept for watches before compaction.
     pub history_revisions: Option<i64>,
+    /// Seconds of history kept for watches before compaction (whichever of the two limits
+    /// keeps less wins).
+    pub history_secs: Option<u64>,
     #[serde(default)]
     pub boot: BootSection,
     #[serde(default)]
@@ -34,6 +37,29 @@ pub struct FileConfig {
     pub tftp: TftpSection,
     #[serde(default)]
     pub dns: DnsSection,
+    #[serde(default)]
+    pub status: StatusSection,
+}
+
+/// `[status]`: how node status is written to the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusSection {
+    /// Milliseconds between status writes (each one transaction).
+    pub flush_ms: u64,
+    /// A node's routine heartbeat (a later receive time, new load figures) is written at most
+    /// this often; boots, first reports, shutdowns and busy or interval changes are written at
+    /// the next flush, and everything when the head stops.
+    pub persist_secs: u64,
+}
+
+impl Default for StatusSection {
+    fn default() -> Self {
+        StatusSection {
+            flush_ms: 1000,
+            persist_secs: 60,
+        }
+    }
 }
 
 /// `[boot]`: how nodes reach this head over HTTP.
@@ -147,10 +173,12 @@ pub struct Config {
     pub cluster_name: String,
     pub max_body_bytes: usize,
     pub history_revisions: i64,
+    pub history_secs: u64,
     pub boot: BootSection,
     pub dhcp: DhcpSection,
     pub tftp: TftpSection,
     pub dns: DnsSection,
+    pub status: StatusSection,
 }
 
 /// `/var/lib/wulf` as root, else `./wulf-data`.
@@ -179,10 +207,15 @@ impl Config {
             cluster_name: file.cluster_name.unwrap_or_else(|| "cluster".to_string()),
             max_body_bytes: file.max_body_mib.unwrap_or(256).saturating_mul(1 << 20),
             history_revisions: file.history_revisions.unwrap_or(10_000).max(100),
+            history_secs: file.history_secs.unwrap_or(600).max(60),
             boot: file.boot,
             dhcp: file.dhcp,
             tftp: file.tftp,
             dns: file.dns,
+            status: StatusSection {
+                flush_ms: file.status.flush_ms.clamp(50, 60_000),
+                persist_secs: file.status.persist_secs.clamp(1, 3600),
+            },
         }
     }
 }
@@ -190,6 +223,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_section() {
+        let file: FileConfig =
+            toml::from_str("history_secs = 5\n[status]\npersist_secs = 0\nflush_ms = 250").unwrap();
+        let c = Config::settle(file, None, None, None);
+        assert_eq!(c.status.flush_ms, 250);
+        assert_eq!(c.status.persist_secs, 1, "clamped");
+        assert_eq!(c.history_secs, 60, "clamped");
+        let c = Config::settle(FileConfig::default(), None, None, None);
+        assert_eq!(
+            (c.status.flush_ms, c.status.persist_secs, c.history_secs),
+            (1000, 60, 600)
+        );
+        assert!(toml::from_str::<FileConfig>("[status]\nflush = 1").is_err());
+    }
 
     #[test]
     fn flags_override_file() {

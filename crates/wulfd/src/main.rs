@@ -183,12 +183,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         status.clone(),
         store.clone(),
         cache.clone(),
-        std::time::Duration::from_secs(1),
+        std::time::Duration::from_millis(cfg.status.flush_ms),
+        std::time::Duration::from_secs(cfg.status.persist_secs),
         cancel.clone(),
     ));
     let maint = tokio::spawn(maint::run(
         app.clone(),
         cfg.history_revisions,
+        std::time::Duration::from_secs(cfg.history_secs),
         cancel.clone(),
     ));
     let mut services = Vec::new();

@@ -10,14 +10,32 @@ use wulf_model::Kind;
 use crate::api::App;
 use crate::objects::AnyObj;
 
-pub async fn run(app: Arc<App>, keep_revisions: i64, cancel: CancellationToken) {
+pub async fn run(
+    app: Arc<App>,
+    keep_revisions: i64,
+    keep_for: Duration,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    // (when, revision) samples: the revision `keep_for` ago bounds the history kept.
+    let mut seen: std::collections::VecDeque<(std::time::Instant, i64)> = Default::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        compact(&app, keep_revisions).await;
+        if let Ok(rev) = app.store.revision().await {
+            seen.push_back((std::time::Instant::now(), rev));
+        }
+        let mut old_enough = None;
+        while let Some(&(at, rev)) = seen.front() {
+            if at.elapsed() < keep_for {
+                break;
+            }
+            old_enough = Some(rev);
+            seen.pop_front();
+        }
+        compact(&app, keep_revisions, old_enough).await;
         let referenced = referenced_files(&app);
         let removed = app
             .blobs
@@ -28,14 +46,16 @@ pub async fn run(app: Arc<App>, keep_revisions: i64, cancel: CancellationToken) 
     }
 }
 
-async fn compact(app: &App, keep: i64) {
+/// Compact history older than `keep` revisions back or older than `before` (the revision the
+/// store had `history_secs` ago), whichever removes more.
+async fn compact(app: &App, keep: i64, before: Option<i64>) {
     let (Ok(rev), Ok(done)) = (
         app.store.revision().await,
         app.store.compacted_revision().await,
     ) else {
         return;
     };
-    let target = rev - keep;
+    let target = (rev - keep).max(before.unwrap_or(0)).min(rev);
     if target > done {
         match app.store.compact(target).await {
             Ok(()) => tracing::debug!(revision = target, "compacted store history"),

@@ -67,7 +67,9 @@ pub struct Heartbeat {
     pub ram_total: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ram_free: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Kept in memory only: it changes with every report and matters only while the node
+    /// runs.
+    #[serde(skip)]
     pub agent: Option<AgentCost>,
 }
 
@@ -92,8 +94,14 @@ pub struct Info {
 struct Entry {
     hb: Heartbeat,
     info: Arc<Info>,
+    /// The heartbeat differs from the stored one.
     hb_dirty: bool,
+    /// ... in a way that changes the node's state (boot, first report after a boot,
+    /// shutdown, interval or busy change): write it at the next flush.
+    hb_urgent: bool,
     info_dirty: bool,
+    /// When the stored heartbeat was last written (unix ms).
+    persisted_ms: i64,
 }
 
 #[derive(Default)]
@@ -163,7 +171,9 @@ impl Status {
             if let Some(uid) = kv.key.strip_prefix(HB_PREFIX) {
                 match serde_json::from_slice::<Heartbeat>(&kv.value) {
                     Ok(hb) => {
-                        inner.nodes.entry(uid.to_string()).or_default().hb = hb;
+                        let e = inner.nodes.entry(uid.to_string()).or_default();
+                        e.hb = hb;
+                        e.persisted_ms = now_ms();
                         n += 1;
                     }
                     Err(e) => {
@@ -194,6 +204,7 @@ impl Status {
             e.hb.head.clone_from(&self.head);
             let was_dirty = e.hb_dirty || e.info_dirty;
             e.hb_dirty = true;
+            e.hb_urgent = true;
             if !was_dirty {
                 inner.dirty.push(uid.to_string());
             }
@@ -208,10 +219,20 @@ impl Status {
             let mut inner = self.lock();
             let e = inner.nodes.entry(uid.to_string()).or_default();
             let hb = &mut e.hb;
+            let shutdown = r.state == ReportState::Shutdown;
+            let urgent = match (hb.report_ms, hb.booted_ms) {
+                (None, _) => true,
+                (Some(rep), Some(boot)) if boot > rep => true,
+                _ => {
+                    hb.shutdown != shutdown
+                        || hb.interval_secs != r.interval_secs
+                        || hb.busy != r.busy
+                }
+            };
             hb.head.clone_from(&self.head);
             hb.report_ms = Some(now);
             hb.interval_secs = r.interval_secs;
-            hb.shutdown = r.state == ReportState::Shutdown;
+            hb.shutdown = shutdown;
             if r.boot_id.is_some() {
                 hb.boot_id = r.boot_id;
             }
@@ -242,6 +263,7 @@ impl Status {
             }
             let was_dirty = e.hb_dirty || e.info_dirty;
             e.hb_dirty = true;
+            e.hb_urgent |= urgent;
             e.info_dirty |= info_changed;
             if !was_dirty {
                 inner.dirty.push(uid.to_string());
@@ -344,25 +366,36 @@ impl Status {
         out
     }
 
-    /// Take what needs writing: (key, value) pairs.
-    fn take_dirty(&self) -> Vec<(String, Vec<u8>)> {
+    /// Take what needs writing: (key, value) pairs. A heartbeat that changed only in routine
+    /// ways (a later receive time, new load and RAM figures) is written at most every
+    /// `persist_ms`; everything, with `all`.
+    fn take_dirty(&self, persist_ms: i64, all: bool) -> Vec<(String, Vec<u8>)> {
+        let now = now_ms();
         let mut inner = self.lock();
         let dirty = std::mem::take(&mut inner.dirty);
+        let mut keep = Vec::new();
         let mut hbs = Vec::with_capacity(dirty.len());
         let mut infos = Vec::new();
         for uid in dirty {
             let Some(e) = inner.nodes.get_mut(&uid) else {
                 continue;
             };
-            if e.hb_dirty {
+            let hb_due = e.hb_dirty && (all || e.hb_urgent || now - e.persisted_ms >= persist_ms);
+            if hb_due {
                 hbs.push((uid.clone(), e.hb.clone()));
+                e.hb_dirty = false;
+                e.hb_urgent = false;
+                e.persisted_ms = now;
             }
             if e.info_dirty {
                 infos.push((uid.clone(), e.info.clone()));
+                e.info_dirty = false;
             }
-            e.hb_dirty = false;
-            e.info_dirty = false;
+            if e.hb_dirty {
+                keep.push(uid);
+            }
         }
+        inner.dirty = keep;
         drop(inner);
         let mut out = Vec::with_capacity(hbs.len() + infos.len());
         for (uid, hb) in hbs {
@@ -395,6 +428,7 @@ impl Status {
                 e.info_dirty = true;
             } else {
                 e.hb_dirty = true;
+                e.hb_urgent = true;
             }
             if !was {
                 inner.dirty.push(uid.to_string());
@@ -415,9 +449,14 @@ impl Status {
             .collect()
     }
 
-    /// Write what changed since the last flush.
-    pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
-        let batch = self.take_dirty();
+    /// Write what is due (see [`Status::take_dirty`]); everything with `all`.
+    pub async fn flush(
+        &self,
+        store: &dyn Store,
+        persist_ms: i64,
+        all: bool,
+    ) -> Result<usize, StoreError> {
+        let batch = self.take_dirty(persist_ms, all);
         let n = batch.len();
         for (i, chunk) in batch.chunks(FLUSH_CHUNK).enumerate() {
             let txn = Txn {
@@ -466,15 +505,18 @@ fn boot_timeout(st: &CacheState, node: &wulf_model::Node, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// The flusher: writes batched status every `every`, and once more on shutdown. Every minute
-/// it also drops the status of deleted nodes.
+/// The flusher: every `every` it writes what changed a node's state and the heartbeats not
+/// written for `persist`; on shutdown, everything. Every minute it also drops the status of
+/// deleted nodes.
 pub async fn run_flusher(
     status: Arc<Status>,
     store: Arc<dyn Store>,
     cache: Arc<crate::cache::Cache>,
     every: Duration,
+    persist: Duration,
     cancel: CancellationToken,
 ) {
+    let persist_ms = i64::try_from(persist.as_millis()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
@@ -483,7 +525,7 @@ pub async fn run_flusher(
             _ = cancel.cancelled() => true,
             _ = tick.tick() => false,
         };
-        match status.flush(store.as_ref()).await {
+        match status.flush(store.as_ref(), persist_ms, stop).await {
             Ok(0) => {}
             Ok(n) => tracing::trace!(records = n, "status flushed"),
             Err(e) => tracing::warn!(error = %e, "cannot write node status; will retry"),
@@ -538,12 +580,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
         let s = Status::new("h1".into(), 600);
+        let hour = 3_600_000;
         s.booted("u1");
         s.report("u1", report("u1"));
-        assert_eq!(s.flush(store.as_ref()).await.unwrap(), 2, "hb + info");
-        assert_eq!(s.flush(store.as_ref()).await.unwrap(), 0, "nothing new");
-        // Same info again, busy (no info fields): only the heartbeat is rewritten.
+        assert_eq!(
+            s.flush(store.as_ref(), hour, false).await.unwrap(),
+            2,
+            "hb + info"
+        );
+        assert_eq!(
+            s.flush(store.as_ref(), hour, false).await.unwrap(),
+            0,
+            "nothing new"
+        );
+        // A routine report waits for the persist interval (or shutdown).
         s.report("u1", report("u1"));
+        assert_eq!(s.flush(store.as_ref(), hour, false).await.unwrap(), 0);
+        assert_eq!(s.flush(store.as_ref(), 0, false).await.unwrap(), 1, "due");
+        // Busy (no info fields) changes state: the heartbeat is written at once.
         s.report(
             "u1",
             StatusReport {
@@ -551,7 +605,16 @@ mod tests {
                 ..report("u1")
             },
         );
-        assert_eq!(s.flush(store.as_ref()).await.unwrap(), 1);
+        assert_eq!(s.flush(store.as_ref(), hour, false).await.unwrap(), 1);
+        s.report(
+            "u1",
+            StatusReport {
+                busy: true,
+                uptime_secs: 99.0,
+                ..report("u1")
+            },
+        );
+        assert_eq!(s.flush(store.as_ref(), hour, true).await.unwrap(), 1, "all");
         // A restarted head reads it back.
         let s2 = Status::new("h1".into(), 600);
         assert_eq!(s2.load(store.as_ref()).await.unwrap(), 1);
@@ -560,6 +623,11 @@ mod tests {
         let inner = s2.lock();
         assert_eq!(inner.nodes["u1"].info.hostname.as_deref(), Some("n0"));
         assert!(inner.nodes["u1"].hb.busy);
+        assert_eq!(
+            inner.nodes["u1"].hb.uptime,
+            Some(99.0),
+            "the final flush wrote it"
+        );
     }
 
     #[tokio::test]
@@ -588,6 +656,6 @@ mod tests {
         let keys = s.forget_missing(|u| u == "keep");
         assert_eq!(keys.len(), 2);
         assert!(keys.iter().all(|k| k.ends_with("/gone")));
-        assert_eq!(s.take_dirty().len(), 2, "keep's hb and info only");
+        assert_eq!(s.take_dirty(0, false).len(), 2, "keep's hb and info only");
     }
 }
