@@ -138,7 +138,9 @@ impl Agent {
             }
         }
         self.busy = Some(decision.busy);
-        let f = if full && !decision.busy {
+        // Until the head has the first report (with hardware), it gets every field, busy or
+        // not: it knows nothing else about this boot.
+        let f = if full && (!decision.busy || !self.hardware_sent) {
             self.gatherer.full()
         } else {
             Full::default()
@@ -321,8 +323,14 @@ mod tests {
         // The flag file does not matter while _busy says no.
         std::fs::write(dir.path().join(busy::FLAG_FILE), "").expect("flag");
         assert!(!a.build_report(ReportState::Up, true).busy);
-        // Without _busy, the flag file makes the node busy: cheap fields only.
+        // Without _busy, the flag file makes the node busy. Until the first report is
+        // accepted it still carries every field (the head knows nothing of this boot yet)...
         a.attrs.remove("_busy");
+        let r = a.build_report(ReportState::Up, true);
+        assert!(r.busy);
+        assert!(r.hostname.is_some() && r.kernel.is_some() && r.hardware.is_some());
+        // ... then cheap fields only.
+        a.hardware_sent = true;
         let r = a.build_report(ReportState::Up, true);
         assert!(r.busy);
         assert!(r.hostname.is_none() && r.kernel.is_none() && r.cmdline.is_none());
