@@ -216,24 +216,8 @@ pub fn print_full(list: &[NodeStatus]) {
         kv("head", n.head.clone().unwrap_or_default());
         if let Some(h) = &n.hardware {
             kv("cpu", format!("{} × {}", h.cpus, h.cpu_model));
-            kv(
-                "system",
-                [&h.system_vendor, &h.product_name]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
-            kv(
-                "bios",
-                [&h.bios_vendor, &h.bios_version]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
+            kv("system", words(&[&h.system_vendor, &h.product_name]));
+            kv("bios", words(&[&h.bios_vendor, &h.bios_version]));
             kv(
                 "nics",
                 h.nics
@@ -267,6 +251,16 @@ pub fn print_full(list: &[NodeStatus]) {
             kv("modules", format!("({}) {}", m.len(), m.join(" ")));
         }
     }
+}
+
+/// The non-empty ones, space-separated.
+fn words(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `--refresh` without a terminal: print the summary each time it changes, until `until`.

@@ -145,43 +145,26 @@ fn bad_image_input_changes_nothing() {
     );
     assert!(e.contains("cannot read") && e.contains("missing"), "{e}");
     let file = write(d, "notes.txt", b"just text\n");
-    let e = h.fails(
-        1,
-        &[
-            "image",
-            "create",
-            "name=x",
-            "--from-dir",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(e.contains("is not a directory"), "{e}");
-    let e = h.fails(
-        1,
-        &[
-            "image",
-            "create",
-            "name=x",
-            "--from-tar",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        e.contains("not a tar archive") && e.contains(".tar or .tar.gz"),
-        "{e}"
-    );
     let xz = write(d, "root.tar.xz", b"\xfd7zXZ\x00\x00rest");
-    let e = h.fails(
-        1,
-        &[
-            "image",
-            "create",
-            "name=x",
+    for (flag, path, want) in [
+        ("--from-dir", &file, &["is not a directory"][..]),
+        (
             "--from-tar",
-            xz.to_str().unwrap(),
-        ],
-    );
-    assert!(e.contains("xz-compressed"), "{e}");
+            &file,
+            &["not a tar archive", ".tar or .tar.gz"][..],
+        ),
+        ("--from-tar", &xz, &["xz-compressed"][..]),
+    ] {
+        let e = h.fails(
+            1,
+            &["image", "create", "name=x", flag, path.to_str().unwrap()],
+        );
+        assert!(
+            want.iter().all(|w| e.contains(w)),
+            "{flag} {}: {e}",
+            path.display()
+        );
+    }
     let e = h.fails(
         2,
         &[

@@ -22,22 +22,26 @@ impl Drop for Sim {
     }
 }
 
+/// `wulf ARGS` against `h`, started in the background.
+fn background(h: &Head, args: &[&str]) -> Child {
+    Command::new(wulf_bin())
+        .args(args)
+        .env("WULF_DATA_DIR", h.data())
+        .env("HOME", h.dir.path())
+        .env_remove("WULF_URL")
+        .env_remove("WULF_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `wulf sim` against `h` in the background.
 fn sim(h: &Head, args: &[&str]) -> Sim {
-    Sim(Some(
-        Command::new(wulf_bin())
-            .arg("sim")
-            .args(args)
-            .env("WULF_DATA_DIR", h.data())
-            .env("HOME", h.dir.path())
-            .env_remove("WULF_URL")
-            .env_remove("WULF_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ))
+    let mut all = vec!["sim"];
+    all.extend_from_slice(args);
+    Sim(Some(background(h, &all)))
 }
 
 fn sigterm(s: &Sim) {
@@ -295,17 +299,7 @@ fn refresh_follows_changes() {
     let h = Head::start();
     h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=1"]);
     h.ok(&["node", "create", "mac=02:57:00:00:00:00", "type=simulated"]);
-    let watcher = Command::new(wulf_bin())
-        .args(["node", "status", "--refresh", "--refresh-for", "8"])
-        .env("WULF_DATA_DIR", h.data())
-        .env("HOME", h.dir.path())
-        .env_remove("WULF_URL")
-        .env_remove("WULF_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let watcher = background(&h, &["node", "status", "--refresh", "--refresh-for", "8"]);
     std::thread::sleep(Duration::from_millis(700));
     let s = sim(&h, &["--nodes", "1", "--boot-secs", "0", "--duration", "2"]);
     finish(s);
