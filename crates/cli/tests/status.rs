@@ -416,3 +416,59 @@ fn the_agent_reports_to_the_head() {
     assert!(status.success());
     wait_summary(&h, 5, "down (clean shutdown) 1 n0");
 }
+
+/// `--refresh` on a terminal: the full-screen view, run under a pseudo-terminal by
+/// util-linux `script`, shows the nodes' rows.
+#[test]
+fn refresh_full_screen_on_a_terminal() {
+    let h = Head::start();
+    h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=1"]);
+    let s = sim(&h, &["--nodes", "2", "--boot-secs", "0"]);
+    wait_summary(&h, 20, "up 2 n[0-1]");
+    let inner = format!(
+        "stty cols 120 rows 30; {} node status --refresh --refresh-for 3",
+        wulf_bin().display()
+    );
+    let out = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .env("WULF_DATA_DIR", h.data())
+        .env("HOME", h.dir.path())
+        .env_remove("WULF_URL")
+        .env_remove("WULF_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs the view on a pseudo-terminal");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = String::from_utf8_lossy(&out.stdout);
+    // Drop the terminal's escape sequences and collapse spaces.
+    let mut text = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                while let Some(x) = chars.next() {
+                    if x.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            text.push(' ');
+        } else {
+            text.push(c);
+        }
+    }
+    let text = squash(&text);
+    assert!(text.contains("wulf node status"), "{text}");
+    assert!(text.contains("up 2 n[0-1]"), "no summary in: {text}");
+    assert!(
+        text.contains("n0 up") && text.contains("n1 up"),
+        "no rows in: {text}"
+    );
+    sigterm(&s);
+    finish(s);
+}
