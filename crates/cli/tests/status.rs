@@ -451,7 +451,7 @@ fn refresh_full_screen_on_a_terminal() {
         if c == '\u{1b}' {
             if chars.peek() == Some(&'[') {
                 chars.next();
-                while let Some(x) = chars.next() {
+                for x in chars.by_ref() {
                     if x.is_ascii_alphabetic() {
                         break;
                     }
