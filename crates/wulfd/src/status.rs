@@ -16,7 +16,7 @@
 //! never written: it is derived from the receiving head's clock at read time
 //! ([`wulf_model::derive_state`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -83,7 +83,8 @@ pub struct Info {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modules: Option<Vec<String>>,
+    /// Shared between nodes that loaded the same modules (most of a cluster).
+    pub modules: Option<Arc<Vec<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selinux: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +110,18 @@ struct Inner {
     nodes: HashMap<String, Entry>,
     /// UIDs with something to flush.
     dirty: Vec<String>,
+    /// Distinct module lists, each kept once.
+    module_lists: HashSet<Arc<Vec<String>>>,
+}
+
+/// The shared copy of a module list.
+fn intern(pool: &mut HashSet<Arc<Vec<String>>>, list: Vec<String>) -> Arc<Vec<String>> {
+    if let Some(a) = pool.get(&list) {
+        return a.clone();
+    }
+    let a = Arc::new(list);
+    pool.insert(a.clone());
+    a
 }
 
 /// How much of a node's status to answer with.
@@ -182,8 +195,17 @@ impl Status {
                 }
             } else if let Some(uid) = kv.key.strip_prefix(INFO_PREFIX) {
                 match serde_json::from_slice::<Info>(&kv.value) {
-                    Ok(info) => {
-                        inner.nodes.entry(uid.to_string()).or_default().info = Arc::new(info)
+                    Ok(mut info) => {
+                        let Inner {
+                            nodes,
+                            module_lists,
+                            ..
+                        } = &mut *inner;
+                        if let Some(m) = info.modules.take() {
+                            let list = Arc::try_unwrap(m).unwrap_or_else(|a| (*a).clone());
+                            info.modules = Some(intern(module_lists, list));
+                        }
+                        nodes.entry(uid.to_string()).or_default().info = Arc::new(info)
                     }
                     Err(e) => {
                         tracing::warn!(key = %kv.key, error = %e, "unreadable status record ignored")
@@ -217,7 +239,12 @@ impl Status {
         let now = now_ms();
         {
             let mut inner = self.lock();
-            let e = inner.nodes.entry(uid.to_string()).or_default();
+            let Inner {
+                nodes,
+                dirty,
+                module_lists,
+            } = &mut *inner;
+            let e = nodes.entry(uid.to_string()).or_default();
             let hb = &mut e.hb;
             let shutdown = r.state == ReportState::Shutdown;
             let urgent = match (hb.report_ms, hb.booted_ms) {
@@ -247,7 +274,7 @@ impl Status {
             let info_changed = (r.hostname.is_some() && r.hostname != e.info.hostname)
                 || (r.kernel.is_some() && r.kernel != e.info.kernel)
                 || (r.cmdline.is_some() && r.cmdline != e.info.cmdline)
-                || (r.modules.is_some() && r.modules != e.info.modules)
+                || (r.modules.is_some() && r.modules.as_ref() != e.info.modules.as_deref())
                 || (r.selinux.is_some() && r.selinux != e.info.selinux)
                 || (r.hardware.is_some() && r.hardware != e.info.hardware);
             if info_changed {
@@ -256,7 +283,10 @@ impl Status {
                     hostname: r.hostname.or_else(|| old.hostname.clone()),
                     kernel: r.kernel.or_else(|| old.kernel.clone()),
                     cmdline: r.cmdline.or_else(|| old.cmdline.clone()),
-                    modules: r.modules.or_else(|| old.modules.clone()),
+                    modules: match r.modules {
+                        Some(m) => Some(intern(module_lists, m)),
+                        None => old.modules.clone(),
+                    },
                     selinux: r.selinux.or_else(|| old.selinux.clone()),
                     hardware: r.hardware.or_else(|| old.hardware.clone()),
                 });
@@ -266,7 +296,7 @@ impl Status {
             e.hb_urgent |= urgent;
             e.info_dirty |= info_changed;
             if !was_dirty {
-                inner.dirty.push(uid.to_string());
+                dirty.push(uid.to_string());
             }
         }
         self.changed();
@@ -330,7 +360,7 @@ impl Status {
                     s.hostname.clone_from(&i.hostname);
                     s.kernel.clone_from(&i.kernel);
                     s.cmdline.clone_from(&i.cmdline);
-                    s.modules.clone_from(&i.modules);
+                    s.modules = i.modules.as_deref().cloned();
                     s.selinux.clone_from(&i.selinux);
                     s.hardware.clone_from(&i.hardware);
                 }
@@ -443,6 +473,7 @@ impl Status {
         for uid in &gone {
             inner.nodes.remove(uid);
         }
+        inner.module_lists.retain(|l| Arc::strong_count(l) > 1);
         inner.dirty.retain(|u| exists(u));
         gone.iter()
             .flat_map(|u| [format!("{HB_PREFIX}{u}"), format!("{INFO_PREFIX}{u}")])
@@ -646,6 +677,24 @@ mod tests {
             derive_state(&t, now_ms(), 600),
             (NodeState::Down, Some(DownReason::CleanShutdown))
         );
+    }
+
+    #[tokio::test]
+    async fn module_lists_are_shared() {
+        let s = Status::new("h1".into(), 600);
+        s.report("a", report("a"));
+        s.report("b", report("b"));
+        {
+            let inner = s.lock();
+            let (a, b) = (&inner.nodes["a"].info, &inner.nodes["b"].info);
+            assert!(Arc::ptr_eq(
+                a.modules.as_ref().unwrap(),
+                b.modules.as_ref().unwrap()
+            ));
+            assert_eq!(inner.module_lists.len(), 1);
+        }
+        s.forget_missing(|_| false);
+        assert!(s.lock().module_lists.is_empty(), "unused lists are dropped");
     }
 
     #[tokio::test]
