@@ -164,6 +164,10 @@ pub struct NodeStatus {
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_reason: Option<String>,
+    /// Unix time (seconds, head clock) of the last report or boot, like objects'
+    /// `last_modified`; `None` for a node never seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<f64>,
     /// Seconds since the state last changed cause (last report, boot, or shutdown), by the
     /// head's clock; `None` for a node never seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -160,6 +160,12 @@ fn simulated_nodes_boot_report_and_shut_down() {
     let n4 = by_name(&h.json(&["node", "status"]), "n4").clone();
     assert_eq!(n4["down_reason"], "clean shutdown");
     assert!(n4["last_uptime"].as_f64().unwrap() > 0.0, "{n4}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let changed = n4["last_modified"].as_f64().unwrap();
+    assert!(now - changed < 30.0 && now >= changed - 1.0, "{n4}");
 }
 
 #[test]

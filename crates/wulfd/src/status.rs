@@ -338,6 +338,7 @@ impl Status {
                     index: node.index.unwrap_or_default(),
                     state: state.as_str().to_string(),
                     down_reason: reason.map(|r| r.as_str().to_string()),
+                    last_modified: last_change(&t).map(|m| m as f64 / 1000.0),
                     last_modified_secs: last_change(&t).map(|m| (now - m).max(0) as f64 / 1000.0),
                     last_report_ms: t.report_ms,
                     booted_ms: t.booted_ms,
