@@ -78,6 +78,8 @@ enum Top {
     },
     /// Show the head's version, store backend and revision
     Info,
+    /// The cluster's head nodes: which are up, which are down; remove down ones
+    Head(HeadCmd),
     /// Build the initramfs nodes boot into (busybox, NIC drivers, wulf-agent, an init that
     /// fetches the node's image into RAM)
     Initramfs {
@@ -92,6 +94,23 @@ enum Top {
     /// 02:57:xx:xx:xx:xx). When the simulator stops (Ctrl-C, SIGTERM or --duration) its nodes
     /// report a clean shutdown, or with --crash simply go silent.
     Sim(SimArgs),
+}
+
+#[derive(Args, Debug)]
+struct HeadCmd {
+    /// Which heads, by name (repeatable; comma-separated)
+    #[arg(short = 'i', long = "ids", global = true, value_name = "NAMES")]
+    ids: Vec<String>,
+    #[command(subcommand)]
+    action: HeadAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum HeadAction {
+    /// List heads: name, up or down, API URLs, version, when it started
+    Ls,
+    /// Remove down heads (a head that is up refuses: stop it first)
+    Delete,
 }
 
 #[derive(Args, Debug)]
@@ -291,6 +310,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Top::Hostlist { action } => hostlist_cmd(action),
         Top::Sim(a) => sim_cmd(&cli, a),
         Top::Initramfs { action } => initramfs::run(&cli, action),
+        Top::Head(h) => head_cmd(&cli, h),
         Top::Info => {
             let info: wulf_api::Info = client(&cli)?.get("/info")?;
             if cli.json {
@@ -578,6 +598,66 @@ fn node_status(
         status::print_summary(&status::summary(&c, ids, None)?);
     }
     Ok(())
+}
+
+/// `wulf head`.
+fn head_cmd(cli: &Cli, h: &HeadCmd) -> Result<(), Fail> {
+    let c = client(cli)?;
+    let names: Vec<String> = h
+        .ids
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    match h.action {
+        HeadAction::Ls => {
+            let mut heads: Vec<Value> = c.get("/head")?;
+            if !names.is_empty() {
+                heads.retain(|v| {
+                    v.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| names.iter().any(|x| x == n))
+                });
+            }
+            if cli.json {
+                output::print_json(&heads);
+                return Ok(());
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::NOTHING)
+                .set_header(["HEAD", "STATE", "API", "VERSION", "STARTED"]);
+            for v in &heads {
+                let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let urls: Vec<&str> = v
+                    .get("urls")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let started = v
+                    .get("started")
+                    .and_then(Value::as_f64)
+                    .map(|t| status::ago(now - t))
+                    .unwrap_or_default();
+                t.add_row([s("name"), s("state"), urls.join(" "), s("version"), started]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        HeadAction::Delete => {
+            if names.is_empty() {
+                return Err(usage("say which heads to remove: wulf head -i NAME delete"));
+            }
+            let d: Deleted = c.delete(&format!("/head?ids={}", encode(&names.join(","))))?;
+            println!("Deleted head {}", d.deleted.join(", "));
+            Ok(())
+        }
+    }
 }
 
 /// `wulf sim`.

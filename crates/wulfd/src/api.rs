@@ -135,6 +135,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(node_status).post(node_status_report),
         )
         .route("/api/v1/node/status/summary", get(node_status_summary))
+        .route("/api/v1/head", get(head_list).delete(head_remove))
         .route("/api/v1/cluster/hosts", get(crate::dns::cluster_hosts))
         .route(
             "/api/v1/{kind}",
@@ -395,6 +396,56 @@ async fn node_attributes(
         })
         .collect();
     Ok(axum::Json(out))
+}
+
+/// `GET /api/v1/head`: every known head, up or down.
+async fn head_list(
+    State(app): AppState,
+) -> Result<axum::Json<Vec<crate::heads::HeadView>>, ApiErr> {
+    Ok(axum::Json(crate::heads::list(app.store.as_ref()).await?))
+}
+
+/// `DELETE /api/v1/head?ids=NAME,…`: remove down heads' records.
+async fn head_remove(
+    State(app): AppState,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Deleted>, ApiErr> {
+    use crate::heads::HeadError;
+    let names: Vec<&str> = q
+        .get("ids")
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Err(ApiErr::bad("say which heads: ids=NAME[,NAME…]"));
+    }
+    let mut deleted = Vec::new();
+    for name in names {
+        match crate::heads::remove(app.store.as_ref(), name).await {
+            Ok(()) => {
+                tracing::info!(target: "audit", head = %name, "removed a down head");
+                deleted.push(name.to_string());
+            }
+            Err(HeadError::NotFound(n)) => {
+                return Err(ApiErr::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no head named '{n}'"),
+                ))
+            }
+            Err(e @ HeadError::StillUp(_)) => {
+                return Err(ApiErr::new(StatusCode::CONFLICT, e.to_string()))
+            }
+            Err(HeadError::Store(e)) => return Err(e.into()),
+            Err(e @ HeadError::AlreadyRunning(_)) => {
+                return Err(ApiErr::new(StatusCode::CONFLICT, e.to_string()))
+            }
+        }
+    }
+    Ok(axum::Json(Deleted { deleted }))
 }
 
 /// Nodes of a selection in index order.

@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub log: Option<String>,
     /// Name given to a new cluster.
     pub cluster_name: Option<String>,
+    /// This head's name among the cluster's heads (default: the host name).
+    pub head_name: Option<String>,
     /// Largest JSON request body, in MiB.
     pub max_body_mib: Option<usize>,
     /// Revisions of history kept for watches before compaction.
@@ -171,6 +173,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub log: String,
     pub cluster_name: String,
+    pub head_name: Option<String>,
     pub max_body_bytes: usize,
     pub history_revisions: i64,
     pub history_secs: u64,
@@ -205,6 +208,7 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))),
             log: log.or(file.log).unwrap_or_else(|| "info".to_string()),
             cluster_name: file.cluster_name.unwrap_or_else(|| "cluster".to_string()),
+            head_name: file.head_name,
             max_body_bytes: file.max_body_mib.unwrap_or(256).saturating_mul(1 << 20),
             history_revisions: file.history_revisions.unwrap_or(10_000).max(100),
             history_secs: file.history_secs.unwrap_or(600).max(60),

@@ -9,6 +9,7 @@ mod config;
 mod db;
 mod dhcp;
 mod dns;
+mod heads;
 mod maint;
 mod netif;
 mod objects;
@@ -155,8 +156,24 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     std::fs::write(data_dir.join("wulfd.url"), format!("{url}\n"))
         .with_context(|| format!("cannot write {}", data_dir.join("wulfd.url").display()))?;
 
+    let head_name = cfg.head_name.clone().unwrap_or_else(hostname);
+    let record = heads::HeadRecord {
+        name: head_name.clone(),
+        urls: heads::urls(local, cfg.boot.url.as_deref()),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started: db::now(),
+    };
+    let lease = heads::register_or_wait(store.as_ref(), &record)
+        .await
+        .context("cannot register this head")?;
+    let registration = tokio::spawn(heads::keep_alive(
+        store.clone(),
+        record,
+        lease,
+        cancel.clone(),
+    ));
     let status = status::Status::new(
-        hostname(),
+        head_name.clone(),
         u32::try_from(cfg.boot.timeout_secs).unwrap_or(u32::MAX),
     );
     let loaded = status
@@ -170,7 +187,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         store: store.clone(),
         blobs,
         tokens: auth::Tokens::new(vec![token]),
-        head: hostname(),
+        head: head_name,
         max_body: cfg.max_body_bytes,
         cfg: Config {
             listen: local,
@@ -222,6 +239,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = follower.await;
     let _ = maint.await;
     let _ = flusher.await;
+    let _ = registration.await;
     for s in services {
         let _ = s.await;
     }

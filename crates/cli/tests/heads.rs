@@ -1,0 +1,72 @@
+//! Head registration with the real `wulfd`: `wulf head ls` shows heads up and down, a down
+//! head can be removed, an up one cannot, and a head restarted right after a crash comes
+//! back under its name.
+
+mod head;
+
+use head::{write, Head};
+use serde_json::Value;
+
+fn states(h: &Head) -> Vec<(String, String)> {
+    h.json(&["head", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn heads_up_down_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let alpha = write(dir.path(), "alpha.toml", b"head_name = \"alpha\"\n");
+    let beta = write(dir.path(), "beta.toml", b"head_name = \"beta\"\n");
+    let mut h = Head::start_with(&["--config", alpha.to_str().unwrap()]);
+    assert_eq!(states(&h), [("alpha".into(), "up".into())]);
+    let list = h.json(&["head", "ls"]);
+    let urls: Vec<&str> = list[0]["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(urls, [format!("http://127.0.0.1:{}", h.port)]);
+    let table = h.ok(&["head", "ls"]);
+    assert!(
+        table.contains("HEAD") && table.contains("alpha") && table.contains("seconds ago"),
+        "{table}"
+    );
+    // An up head cannot be removed.
+    let e = h.fails(1, &["head", "-i", "alpha", "delete"]);
+    assert!(e.contains("is up"), "{e}");
+
+    // kill -9 and start again at once: the head takes its name back.
+    h.kill9();
+    h.spawn();
+    assert_eq!(states(&h), [("alpha".into(), "up".into())]);
+
+    // Stop it and start a head of another name on the same data: alpha is down.
+    h.stop();
+    h.extra_args = vec!["--config".into(), beta.to_str().unwrap().into()];
+    h.spawn();
+    assert_eq!(
+        states(&h),
+        [
+            ("alpha".into(), "down".into()),
+            ("beta".into(), "up".into())
+        ]
+    );
+    let out = h.ok(&["head", "-i", "alpha", "delete"]);
+    assert_eq!(out.trim(), "Deleted head alpha");
+    assert_eq!(states(&h), [("beta".into(), "up".into())]);
+    let e = h.fails(1, &["head", "-i", "nosuch", "delete"]);
+    assert!(e.contains("no head named 'nosuch'"), "{e}");
+    h.fails(2, &["head", "delete"]);
+    let v: Value = h.json(&["head", "-i", "beta", "ls"]);
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}
