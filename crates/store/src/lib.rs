@@ -9,8 +9,12 @@ use async_trait::async_trait;
 
 pub mod conformance;
 pub mod embedded;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 
 pub use embedded::EmbeddedStore;
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdStore;
 
 /// A store revision. Every committed write (a put, a delete, or a whole transaction)
 /// increases the store's revision by exactly one. Revision 0 means "never written".

@@ -1,0 +1,1057 @@
+//! The etcd backend: the [`Store`] trait on a real etcd cluster (v3 API, through the
+//! `etcd-client` crate), for several heads. Built only with the crate's `etcd` feature.
+//!
+//! Every call maps to etcd's own semantics, one to one:
+//!
+//! | trait                     | etcd                                                                  |
+//! |---------------------------|-----------------------------------------------------------------------|
+//! | revisions                 | etcd's revisions (a fresh cluster starts at 1)                        |
+//! | `get`, `list`             | linearizable `Range`; `list` pages through a prefix at one revision   |
+//! | `put`/`delete` + `Expect` | a `Txn` comparing `create_revision == 0` (Absent), `version > 0` (Present) or `mod_revision == r` |
+//! | `txn`                     | one `Txn` (etcd refuses more than `--max-txn-ops` ops, 128 by default) |
+//! | `watch`                   | a `Watch` on the prefix's range from the start revision; events grouped by revision |
+//! | `compact`                 | a physical `Compact`                                                  |
+//! | leases                    | etcd leases (TTL in whole seconds, at least etcd's minimum TTL)       |
+//!
+//! # Compacted revision
+//!
+//! etcd does not report its compaction revision in any status call. [`EtcdStore`] keeps the
+//! highest one it has seen (its own `compact` calls, compaction notices of its watches) and
+//! [`Store::compacted_revision`] asks the cluster: a read at revision 1 succeeds while nothing
+//! has been compacted; otherwise a watch from revision 1 is cancelled at once by etcd with the
+//! current compaction revision, which is the answer.
+//!
+//! # Watches
+//!
+//! A watch runs in a task that forwards etcd's responses. etcd never splits the events of one
+//! revision over several responses (fragmentation is not requested), so each revision becomes
+//! one [`WatchBatch`]. A watch that loses its stream (an etcd member restarts, the connection
+//! drops) resumes from the next revision it has not delivered, for up to
+//! [`EtcdOptions::watch_retry`]; a compaction past that revision ends it with
+//! [`StoreError::Compacted`]. Dropping the [`EtcdStore`] ends every watch (`next()` returns
+//! `None`).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use etcd_client::{
+    Certificate, Client, CompactionOptions, Compare as EtcdCompare, CompareOp, ConnectOptions,
+    DeleteOptions, EventType, GetOptions, Identity, KvClient, LeaseClient, PutOptions, TlsOptions,
+    Txn as EtcdTxn, TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
+};
+use tokio::sync::{mpsc, watch as signal};
+use tracing::{debug, info, warn};
+
+use crate::{
+    Event, EventKind, Expect, KeyValue, LeaseId, Op, Revision, Store, StoreError, Txn, TxnResult,
+    Watch, WatchBatch,
+};
+
+/// A key that is never written: reads of it give the store's revision, and it anchors the
+/// compaction probe.
+const PROBE_KEY: &str = "\u{0}wulf/probe";
+
+/// TLS settings for the connection to etcd (`https://` endpoints).
+#[derive(Clone, Debug, Default)]
+pub struct EtcdTls {
+    /// PEM file of the CA that signed the etcd servers' certificates.
+    pub ca_file: PathBuf,
+    /// PEM client certificate, for etcd's `--client-cert-auth`; needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// The name the servers' certificates must carry, when it is not the endpoint's host.
+    pub domain: Option<String>,
+}
+
+/// How to connect to etcd.
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    /// TLS for every endpoint; endpoints without a scheme then get `https://`.
+    pub tls: Option<EtcdTls>,
+    /// etcd user and password (when the cluster has authentication enabled).
+    pub user: Option<(String, String)>,
+    /// How long `connect` (and each reconnection) may take.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval; a connection that does not answer within
+    /// `keep_alive_timeout` is dropped, failing its requests with `Unavailable`.
+    pub keep_alive_interval: Duration,
+    pub keep_alive_timeout: Duration,
+    /// The largest response accepted from etcd (a list page, a watch response with one big
+    /// transaction's events).
+    pub max_message_bytes: usize,
+    /// Keys per request when listing a prefix (all pages read at one revision).
+    pub list_page_size: i64,
+    /// Batches buffered per watch before the watch stops reading from etcd.
+    pub watch_buffer: usize,
+    /// How long a watch keeps trying to resume after losing its stream before it ends with
+    /// `Unavailable`.
+    pub watch_retry: Duration,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            user: None,
+            connect_timeout: Duration::from_secs(10),
+            keep_alive_interval: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            max_message_bytes: 512 << 20,
+            list_page_size: 5000,
+            watch_buffer: 64,
+            watch_retry: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The [`Store`] on an etcd cluster.
+pub struct EtcdStore {
+    kv: KvClient,
+    watch: WatchClient,
+    lease: LeaseClient,
+    endpoints: Vec<String>,
+    options: EtcdOptions,
+    /// The highest compaction revision seen (etcd's own is authoritative).
+    compacted: Arc<AtomicI64>,
+    /// Dropped with the store: every watch task ends.
+    shutdown: signal::Sender<()>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdStore {
+    /// Connects to the etcd cluster at `endpoints` (`http://host:port`, `https://host:port`,
+    /// or `host:port`) and checks that it answers.
+    pub async fn connect(
+        endpoints: &[String],
+        options: EtcdOptions,
+    ) -> Result<Arc<EtcdStore>, StoreError> {
+        if endpoints.is_empty() {
+            return Err(StoreError::Invalid("no etcd endpoints given".into()));
+        }
+        let mut connect = ConnectOptions::new()
+            .with_connect_timeout(options.connect_timeout)
+            .with_keep_alive(options.keep_alive_interval, options.keep_alive_timeout)
+            .with_keep_alive_while_idle(true);
+        if let Some((user, password)) = &options.user {
+            connect = connect.with_user(user.clone(), password.clone());
+        }
+        if let Some(tls) = &options.tls {
+            connect = connect.with_tls(tls_config(tls)?);
+        }
+        let client = tokio::time::timeout(
+            options.connect_timeout,
+            Client::connect(endpoints, Some(connect)),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "etcd at {} did not answer within {:?}",
+                endpoints.join(","),
+                options.connect_timeout
+            ))
+        })?
+        .map_err(|e| convert("connect to etcd", e))?;
+
+        let (shutdown, _) = signal::channel(());
+        let store = EtcdStore {
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(options.max_message_bytes)
+                .max_encoding_message_size(usize::MAX),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(options.max_message_bytes),
+            lease: client.lease_client(),
+            endpoints: endpoints.to_vec(),
+            options,
+            compacted: Arc::new(AtomicI64::new(0)),
+            shutdown,
+        };
+        let revision = tokio::time::timeout(store.options.connect_timeout, store.revision())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "etcd at {} did not answer within {:?}",
+                    store.endpoints.join(","),
+                    store.options.connect_timeout
+                ))
+            })??;
+        info!(endpoints = %store.endpoints.join(","), revision, "connected to etcd");
+        Ok(Arc::new(store))
+    }
+
+    /// The endpoints this store was connected to.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    fn kv(&self) -> KvClient {
+        self.kv.clone()
+    }
+
+    fn note_compacted(&self, revision: Revision) {
+        self.compacted.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    /// Runs a txn of one key's precondition and one op.
+    async fn guarded(
+        &self,
+        key: &str,
+        expect: &Expect,
+        op: TxnOp,
+    ) -> Result<etcd_client::TxnResponse, StoreError> {
+        let txn = EtcdTxn::new()
+            .when(compares(key, expect))
+            .and_then(vec![op]);
+        self.kv()
+            .txn(txn)
+            .await
+            .map_err(|e| convert(&format!("write {key}"), e))
+    }
+
+    /// Which of `leases` etcd does not know (for a txn refused with "lease not found").
+    async fn missing_lease(&self, leases: &[LeaseId]) -> LeaseId {
+        if leases.len() > 1 {
+            for &id in leases {
+                match self.lease.clone().time_to_live(id, None).await {
+                    Ok(r) if r.ttl() < 0 => return id,
+                    Err(e) if known(&e) == Known::LeaseNotFound => return id,
+                    _ => {}
+                }
+            }
+        }
+        leases.first().copied().unwrap_or(0)
+    }
+
+    /// The store's current compaction revision, asked of etcd.
+    async fn probe_compacted(&self) -> Result<Revision, StoreError> {
+        let at_one = self
+            .kv()
+            .get(
+                PROBE_KEY,
+                Some(GetOptions::new().with_revision(1).with_count_only()),
+            )
+            .await;
+        match at_one {
+            // Revision 1 is still readable: nothing has been compacted.
+            Ok(_) => return Ok(0),
+            Err(e) if known(&e) == Known::Compacted => {}
+            Err(e) => return Err(convert("read at revision 1", e)),
+        }
+        // etcd cancels a watch from a compacted revision with the compaction revision.
+        let probe = async {
+            let mut stream = self
+                .watch
+                .clone()
+                .watch(PROBE_KEY, Some(WatchOptions::new().with_start_revision(1)))
+                .await
+                .map_err(|e| convert("watch the compaction probe", e))?;
+            loop {
+                match stream.message().await {
+                    Ok(Some(r)) if r.compact_revision() > 0 => return Ok(r.compact_revision()),
+                    Ok(Some(r)) if r.canceled() => {
+                        return Err(StoreError::Backend(format!(
+                            "etcd cancelled the compaction probe: {}",
+                            r.cancel_reason()
+                        )))
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        return Err(StoreError::Unavailable(
+                            "etcd closed the compaction probe".into(),
+                        ))
+                    }
+                    Err(e) => return Err(convert("compaction probe", e)),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), probe)
+            .await
+            .map_err(|_| {
+                StoreError::Backend("etcd did not report its compaction revision".into())
+            })?
+    }
+}
+
+fn tls_config(tls: &EtcdTls) -> Result<TlsOptions, StoreError> {
+    let read = |path: &PathBuf, what: &str| {
+        std::fs::read(path)
+            .map_err(|e| StoreError::Invalid(format!("etcd TLS {what} {}: {e}", path.display())))
+    };
+    let mut config =
+        TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca_file, "CA file")?));
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            config = config.identity(Identity::from_pem(
+                read(cert, "certificate")?,
+                read(key, "key")?,
+            ));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(StoreError::Invalid(
+                "etcd TLS: a client certificate needs its key, and a key its certificate".into(),
+            ))
+        }
+    }
+    if let Some(domain) = &tls.domain {
+        config = config.domain_name(domain.clone());
+    }
+    Ok(config)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// etcd errors that map to a specific [`StoreError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Known {
+    LeaseNotFound,
+    Compacted,
+    FutureRevision,
+    TooManyOps,
+    RequestTooLarge,
+    DuplicateKey,
+    NoSpace,
+    Other,
+}
+
+fn known(e: &etcd_client::Error) -> Known {
+    let message = match e {
+        etcd_client::Error::GRpcStatus(s) => s.message(),
+        etcd_client::Error::LeaseKeepAliveError(m) => m.as_str(),
+        _ => return Known::Other,
+    };
+    if message.contains("lease not found") {
+        Known::LeaseNotFound
+    } else if message.contains("required revision has been compacted") {
+        Known::Compacted
+    } else if message.contains("required revision is a future revision") {
+        Known::FutureRevision
+    } else if message.contains("too many operations in txn request") {
+        Known::TooManyOps
+    } else if message.contains("request is too large")
+        || message.contains("received message larger than max")
+    {
+        Known::RequestTooLarge
+    } else if message.contains("duplicate key given in txn request") {
+        Known::DuplicateKey
+    } else if message.contains("database space exceeded") {
+        Known::NoSpace
+    } else {
+        Known::Other
+    }
+}
+
+/// Maps an etcd client error to a [`StoreError`]; `what` says what was being done.
+/// Errors needing context (a lease id, a revision) are mapped by the callers first.
+fn convert(what: &str, e: etcd_client::Error) -> StoreError {
+    match known(&e) {
+        Known::TooManyOps => {
+            return StoreError::Invalid(format!(
+                "{what}: the transaction has more operations than the etcd cluster accepts in one \
+                 transaction (etcd's --max-txn-ops, 128 by default; raise it on every member)"
+            ))
+        }
+        Known::RequestTooLarge => {
+            return StoreError::Invalid(format!(
+                "{what}: the request is larger than the etcd cluster accepts (etcd's \
+                 --max-request-bytes, 1.5 MiB by default; raise it on every member)"
+            ))
+        }
+        Known::DuplicateKey => {
+            return StoreError::Invalid(format!(
+                "{what}: a key appears in more than one op of a transaction"
+            ))
+        }
+        Known::NoSpace => {
+            return StoreError::Backend(format!(
+                "{what}: the etcd database is full (--quota-backend-bytes): compact and \
+                 defragment it, then disarm the NOSPACE alarm"
+            ))
+        }
+        Known::LeaseNotFound => {
+            return StoreError::LeaseNotFound(0);
+        }
+        Known::Compacted | Known::FutureRevision | Known::Other => {}
+    }
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            let message = format!("{what}: {}", s.message());
+            match s.code() {
+                tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled
+                | tonic::Code::Aborted => StoreError::Unavailable(message),
+                tonic::Code::InvalidArgument => StoreError::Invalid(message),
+                tonic::Code::OutOfRange if s.message().contains("message length too large") => {
+                    StoreError::Backend(format!(
+                        "{message} (a response larger than EtcdOptions::max_message_bytes)"
+                    ))
+                }
+                _ => StoreError::Backend(message),
+            }
+        }
+        etcd_client::Error::TransportError(t) => StoreError::Unavailable(format!("{what}: {t}")),
+        etcd_client::Error::IoError(io) => StoreError::Unavailable(format!("{what}: {io}")),
+        etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
+            StoreError::Invalid(format!("{what}: {e}"))
+        }
+        other => StoreError::Backend(format!("{what}: {other}")),
+    }
+}
+
+/// Whether a watch that failed with this error should resume.
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Internal
+                | tonic::Code::Cancelled
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Aborted
+        ),
+        etcd_client::Error::TransportError(_)
+        | etcd_client::Error::IoError(_)
+        | etcd_client::Error::WatchError(_) => true,
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversions
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision, StoreError> {
+    header
+        .map(|h| h.revision())
+        .ok_or_else(|| StoreError::Backend("etcd response without a header".into()))
+}
+
+fn key_value(kv: etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
+    let (create_revision, mod_revision, version, lease) = (
+        kv.create_revision(),
+        kv.mod_revision(),
+        kv.version(),
+        kv.lease(),
+    );
+    let (key, value) = kv.into_key_value();
+    Ok(KeyValue {
+        key: utf8_key(key)?,
+        value,
+        create_revision,
+        mod_revision,
+        version,
+        lease: (lease != 0).then_some(lease),
+    })
+}
+
+fn utf8_key(key: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(key).map_err(|e| {
+        StoreError::Backend(format!(
+            "etcd holds a key that is not UTF-8: {:?}",
+            String::from_utf8_lossy(e.as_bytes())
+        ))
+    })
+}
+
+/// The compares of one `Expect` on `key` (none for `Any`).
+fn compares(key: &str, expect: &Expect) -> Vec<EtcdCompare> {
+    match expect {
+        Expect::Any => Vec::new(),
+        Expect::Absent => vec![EtcdCompare::create_revision(key, CompareOp::Equal, 0)],
+        Expect::Present => vec![EtcdCompare::version(key, CompareOp::Greater, 0)],
+        Expect::ModRevision(r) if *r > 0 => {
+            vec![EtcdCompare::mod_revision(key, CompareOp::Equal, *r)]
+        }
+        // An absent key has mod_revision 0: "present with revision <= 0" never holds.
+        Expect::ModRevision(_) => vec![
+            EtcdCompare::version(key, CompareOp::Greater, 0),
+            EtcdCompare::version(key, CompareOp::Less, 0),
+        ],
+    }
+}
+
+/// The range of keys starting with `prefix` (every key for the empty prefix).
+fn prefix_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    if prefix.is_empty() {
+        return (vec![0], vec![0]);
+    }
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return (prefix.as_bytes().to_vec(), end);
+        }
+    }
+    (prefix.as_bytes().to_vec(), vec![0])
+}
+
+/// Checks a txn as the embedded backend does (etcd refuses the same ones, less clearly).
+fn check_txn(txn: &Txn) -> Result<Vec<LeaseId>, StoreError> {
+    let mut seen = HashSet::new();
+    let mut leases = Vec::new();
+    for op in &txn.ops {
+        let key = match op {
+            Op::Put { key, lease, .. } => {
+                if let Some(l) = lease {
+                    if *l <= 0 {
+                        return Err(StoreError::LeaseNotFound(*l));
+                    }
+                    if !leases.contains(l) {
+                        leases.push(*l);
+                    }
+                }
+                key
+            }
+            Op::Delete { key } => key,
+        };
+        if key.is_empty() {
+            return Err(StoreError::Invalid("empty key".into()));
+        }
+        if !seen.insert(key.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "key {key} appears in more than one op of a transaction"
+            )));
+        }
+    }
+    if txn.compares.iter().any(|c| c.key.is_empty()) {
+        return Err(StoreError::Invalid("empty key in compare".into()));
+    }
+    Ok(leases)
+}
+
+fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() {
+        return Err(StoreError::Invalid("empty key".into()));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trait
+
+#[async_trait]
+impl Store for EtcdStore {
+    fn backend(&self) -> &'static str {
+        "etcd"
+    }
+
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        let resp = self
+            .kv()
+            .get(PROBE_KEY, Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(|e| convert("read the etcd revision", e))?;
+        header_revision(resp.header())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        check_key(key)?;
+        let mut resp = self
+            .kv()
+            .get(key, None)
+            .await
+            .map_err(|e| convert(&format!("get {key}"), e))?;
+        resp.take_kvs()
+            .into_iter()
+            .next()
+            .map(key_value)
+            .transpose()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), StoreError> {
+        let (start, end) = prefix_range(prefix);
+        let page = self.options.list_page_size.max(1);
+        // Pages are read at the first page's revision; a compaction in between restarts.
+        let mut attempts = 0;
+        'again: loop {
+            attempts += 1;
+            let mut out = Vec::new();
+            let mut from = start.clone();
+            let mut at: Revision = 0;
+            loop {
+                let mut opts = GetOptions::new().with_range(end.clone()).with_limit(page);
+                if at > 0 {
+                    opts = opts.with_revision(at);
+                }
+                let mut resp = match self.kv().get(from.clone(), Some(opts)).await {
+                    Ok(r) => r,
+                    Err(e) if known(&e) == Known::Compacted && attempts < 5 => {
+                        debug!(prefix, "list snapshot compacted while paging; again");
+                        continue 'again;
+                    }
+                    Err(e) => return Err(convert(&format!("list {prefix}"), e)),
+                };
+                if at == 0 {
+                    at = header_revision(resp.header())?;
+                }
+                let more = resp.more();
+                let kvs = resp.take_kvs();
+                let last = kvs.last().map(|kv| kv.key().to_vec());
+                out.reserve(kvs.len());
+                for kv in kvs {
+                    out.push(key_value(kv)?);
+                }
+                match last {
+                    Some(mut last) if more => {
+                        last.push(0);
+                        from = last;
+                    }
+                    _ => return Ok((out, at)),
+                }
+            }
+        }
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<Revision, StoreError> {
+        check_key(key)?;
+        if expect == Expect::Any {
+            let resp = self
+                .kv()
+                .put(key, value, None)
+                .await
+                .map_err(|e| convert(&format!("put {key}"), e))?;
+            return header_revision(resp.header());
+        }
+        let resp = self
+            .guarded(key, &expect, TxnOp::put(key, value, None))
+            .await?;
+        if !resp.succeeded() {
+            return Err(StoreError::Conflict {
+                key: key.to_owned(),
+            });
+        }
+        header_revision(resp.header())
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<Option<Revision>, StoreError> {
+        check_key(key)?;
+        if expect == Expect::Any {
+            let resp = self
+                .kv()
+                .delete(key, None)
+                .await
+                .map_err(|e| convert(&format!("delete {key}"), e))?;
+            let revision = header_revision(resp.header())?;
+            return Ok((resp.deleted() > 0).then_some(revision));
+        }
+        let resp = self
+            .guarded(key, &expect, TxnOp::delete(key, None::<DeleteOptions>))
+            .await?;
+        if !resp.succeeded() {
+            return Err(StoreError::Conflict {
+                key: key.to_owned(),
+            });
+        }
+        let revision = header_revision(resp.header())?;
+        let deleted = resp.op_responses().iter().any(|r| match r {
+            TxnOpResponse::Delete(d) => d.deleted() > 0,
+            _ => false,
+        });
+        Ok(deleted.then_some(revision))
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResult, StoreError> {
+        let leases = check_txn(&txn)?;
+        let ops_count = txn.ops.len();
+        let compares: Vec<EtcdCompare> = txn
+            .compares
+            .iter()
+            .flat_map(|c| compares(&c.key, &c.expect))
+            .collect();
+        let ops: Vec<TxnOp> = txn
+            .ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Put { key, value, lease } => {
+                    TxnOp::put(key, value, lease.map(|l| PutOptions::new().with_lease(l)))
+                }
+                Op::Delete { key } => TxnOp::delete(key, None),
+            })
+            .collect();
+        let resp = match self
+            .kv()
+            .txn(EtcdTxn::new().when(compares).and_then(ops))
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) if known(&e) == Known::LeaseNotFound => {
+                return Err(StoreError::LeaseNotFound(self.missing_lease(&leases).await))
+            }
+            Err(e) => {
+                return Err(convert(
+                    &format!("transaction of {ops_count} operations"),
+                    e,
+                ))
+            }
+        };
+        Ok(TxnResult {
+            succeeded: resp.succeeded(),
+            revision: header_revision(resp.header())?,
+        })
+    }
+
+    async fn watch(&self, prefix: &str, from_revision: Revision) -> Result<Watch, StoreError> {
+        if from_revision < 0 {
+            return Err(StoreError::Invalid(format!(
+                "negative watch revision {from_revision}"
+            )));
+        }
+        let from = if from_revision == 0 {
+            self.revision().await? + 1
+        } else {
+            let compacted = self.compacted.load(Ordering::SeqCst);
+            if from_revision < compacted {
+                return Err(StoreError::Compacted {
+                    requested: from_revision,
+                    compacted,
+                });
+            }
+            from_revision
+        };
+        let range = prefix_range(prefix);
+        let stream = open_watch(&self.watch, &range, from)
+            .await
+            .map_err(|e| convert(&format!("watch {prefix}"), e))?;
+        let (tx, rx) = mpsc::channel(self.options.watch_buffer.max(1));
+        let task = WatchTask {
+            client: self.watch.clone(),
+            prefix: prefix.to_owned(),
+            range,
+            next: from,
+            tx,
+            shutdown: self.shutdown.subscribe(),
+            compacted: self.compacted.clone(),
+            retry: self.options.watch_retry,
+        };
+        tokio::spawn(task.run(stream));
+        Ok(Watch::new(rx))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        if revision < 0 {
+            return Err(StoreError::Invalid(format!(
+                "negative compaction revision {revision}"
+            )));
+        }
+        if revision <= self.compacted.load(Ordering::SeqCst) || revision == 0 {
+            return Ok(());
+        }
+        match self
+            .kv()
+            .compact(revision, Some(CompactionOptions::new().with_physical()))
+            .await
+        {
+            Ok(_) => {
+                self.note_compacted(revision);
+                info!(revision, "etcd history compacted");
+                Ok(())
+            }
+            // Already compacted at or beyond it: nothing to do.
+            Err(e) if known(&e) == Known::Compacted => Ok(()),
+            Err(e) if known(&e) == Known::FutureRevision => Err(StoreError::FutureRevision {
+                requested: revision,
+                current: self.revision().await?,
+            }),
+            Err(e) => Err(convert(&format!("compact at {revision}"), e)),
+        }
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision, StoreError> {
+        let probed = self.probe_compacted().await?;
+        self.note_compacted(probed);
+        Ok(self.compacted.load(Ordering::SeqCst))
+    }
+
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
+        if ttl.is_zero() {
+            return Err(StoreError::Invalid("lease TTL must not be zero".into()));
+        }
+        // etcd counts in whole seconds: round up.
+        let secs = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+            .unwrap_or(i64::MAX / 4);
+        let resp = self
+            .lease
+            .clone()
+            .grant(secs, None)
+            .await
+            .map_err(|e| convert("grant a lease", e))?;
+        if !resp.error().is_empty() {
+            return Err(StoreError::Backend(format!(
+                "grant a lease: {}",
+                resp.error()
+            )));
+        }
+        Ok(resp.id())
+    }
+
+    async fn lease_keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        let not_found = |e: &etcd_client::Error| known(e) == Known::LeaseNotFound;
+        let (mut keeper, mut stream) = match self.lease.clone().keep_alive(lease).await {
+            Ok(k) => k,
+            Err(e) if not_found(&e) => return Err(StoreError::LeaseNotFound(lease)),
+            Err(e) => return Err(convert(&format!("keep lease {lease} alive"), e)),
+        };
+        // The first keep-alive was answered inside `keep_alive`; a second one reports the TTL.
+        keeper
+            .keep_alive()
+            .await
+            .map_err(|e| convert(&format!("keep lease {lease} alive"), e))?;
+        match stream.message().await {
+            Ok(Some(resp)) if resp.ttl() > 0 => Ok(Duration::from_secs(resp.ttl().unsigned_abs())),
+            Ok(Some(_)) => Err(StoreError::LeaseNotFound(lease)),
+            Ok(None) => Err(StoreError::Unavailable(format!(
+                "keep lease {lease} alive: etcd closed the stream"
+            ))),
+            Err(e) if not_found(&e) => Err(StoreError::LeaseNotFound(lease)),
+            Err(e) => Err(convert(&format!("keep lease {lease} alive"), e)),
+        }
+    }
+
+    async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
+        match self.lease.clone().revoke(lease).await {
+            Ok(_) => Ok(()),
+            Err(e) if known(&e) == Known::LeaseNotFound => Err(StoreError::LeaseNotFound(lease)),
+            Err(e) => Err(convert(&format!("revoke lease {lease}"), e)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watches
+
+/// Opens an etcd watch on `range` from `from` and waits until etcd has created it.
+async fn open_watch(
+    client: &WatchClient,
+    range: &(Vec<u8>, Vec<u8>),
+    from: Revision,
+) -> Result<WatchStream, etcd_client::Error> {
+    let options = WatchOptions::new()
+        .with_range(range.1.clone())
+        .with_start_revision(from);
+    let mut stream = client.clone().watch(range.0.clone(), Some(options)).await?;
+    match stream.message().await? {
+        Some(r) if r.created() => Ok(stream),
+        Some(r) => Err(etcd_client::Error::WatchError(format!(
+            "etcd did not create the watch: {}",
+            r.cancel_reason()
+        ))),
+        None => Err(etcd_client::Error::WatchError(
+            "etcd closed the watch stream".into(),
+        )),
+    }
+}
+
+struct WatchTask {
+    client: WatchClient,
+    prefix: String,
+    range: (Vec<u8>, Vec<u8>),
+    /// The first revision not delivered yet.
+    next: Revision,
+    tx: mpsc::Sender<Result<WatchBatch, StoreError>>,
+    shutdown: signal::Receiver<()>,
+    compacted: Arc<AtomicI64>,
+    retry: Duration,
+}
+
+/// Why a watch task stops.
+enum Stop {
+    /// The store was dropped or the watcher went away.
+    Quiet,
+    /// Tell the watcher, then stop.
+    Error(StoreError),
+}
+
+impl WatchTask {
+    async fn run(mut self, mut stream: WatchStream) {
+        let stop = loop {
+            match self.follow(&mut stream).await {
+                Ok(stop) => break stop,
+                Err(lost) => {
+                    warn!(prefix = %self.prefix, next = self.next, error = %lost, "etcd watch lost; resuming");
+                    match self.resume().await {
+                        Ok(s) => stream = s,
+                        Err(stop) => break stop,
+                    }
+                }
+            }
+        };
+        if let Stop::Error(e) = stop {
+            debug!(prefix = %self.prefix, error = %e, "etcd watch ends");
+            let _ = self.tx.send(Err(e)).await;
+        }
+    }
+
+    /// Forwards responses until the watch ends (`Ok`) or its stream is lost (`Err`).
+    async fn follow(&mut self, stream: &mut WatchStream) -> Result<Stop, etcd_client::Error> {
+        loop {
+            let message = tokio::select! {
+                _ = self.shutdown.changed() => return Ok(Stop::Quiet),
+                _ = self.tx.closed() => return Ok(Stop::Quiet),
+                m = stream.message() => m,
+            };
+            let resp = match message {
+                Ok(Some(resp)) => resp,
+                Ok(None) => {
+                    return Err(etcd_client::Error::WatchError(
+                        "etcd closed the watch stream".into(),
+                    ))
+                }
+                Err(e) if transient(&e) => return Err(e),
+                Err(e) => return Ok(Stop::Error(convert(&format!("watch {}", self.prefix), e))),
+            };
+            if resp.compact_revision() > 0 {
+                let compacted = resp.compact_revision();
+                self.compacted.fetch_max(compacted, Ordering::SeqCst);
+                return Ok(Stop::Error(StoreError::Compacted {
+                    requested: self.next,
+                    compacted,
+                }));
+            }
+            if resp.canceled() {
+                return Ok(Stop::Error(StoreError::Backend(format!(
+                    "etcd cancelled the watch of {}: {}",
+                    self.prefix,
+                    resp.cancel_reason()
+                ))));
+            }
+            let mut batch: Option<WatchBatch> = None;
+            for e in resp.events() {
+                let Some(kv) = e.kv() else { continue };
+                let event = Event {
+                    kind: match e.event_type() {
+                        EventType::Put => EventKind::Put,
+                        EventType::Delete => EventKind::Delete,
+                    },
+                    kv: match key_value(kv.clone()) {
+                        Ok(kv) => kv,
+                        Err(err) => return Ok(Stop::Error(err)),
+                    },
+                };
+                let revision = event.kv.mod_revision;
+                match &mut batch {
+                    Some(b) if b.revision == revision => b.events.push(event),
+                    _ => {
+                        if let Some(done) = batch.take() {
+                            if let Some(stop) = self.deliver(done).await {
+                                return Ok(stop);
+                            }
+                        }
+                        batch = Some(WatchBatch {
+                            revision,
+                            events: vec![event],
+                        });
+                    }
+                }
+            }
+            if let Some(done) = batch {
+                if let Some(stop) = self.deliver(done).await {
+                    return Ok(stop);
+                }
+            }
+        }
+    }
+
+    /// Sends one batch; `Some` when the task should stop.
+    async fn deliver(&mut self, batch: WatchBatch) -> Option<Stop> {
+        // etcd never sends a revision twice on one stream, but a resumed stream starts at
+        // `next`: anything below it was delivered already.
+        if batch.revision < self.next {
+            return None;
+        }
+        let revision = batch.revision;
+        tokio::select! {
+            _ = self.shutdown.changed() => Some(Stop::Quiet),
+            sent = self.tx.send(Ok(batch)) => match sent {
+                Ok(()) => {
+                    self.next = revision + 1;
+                    None
+                }
+                Err(_) => Some(Stop::Quiet),
+            },
+        }
+    }
+
+    /// Opens the watch again from `next`, retrying for up to `retry`.
+    async fn resume(&mut self) -> Result<WatchStream, Stop> {
+        let deadline = Instant::now() + self.retry;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let attempt = tokio::select! {
+                _ = self.shutdown.changed() => return Err(Stop::Quiet),
+                _ = self.tx.closed() => return Err(Stop::Quiet),
+                a = open_watch(&self.client, &self.range, self.next) => a,
+            };
+            match attempt {
+                Ok(stream) => {
+                    info!(prefix = %self.prefix, next = self.next, "etcd watch resumed");
+                    return Ok(stream);
+                }
+                Err(e) if transient(&e) && Instant::now() + pause < deadline => {
+                    debug!(prefix = %self.prefix, error = %e, "etcd watch not resumed yet");
+                }
+                Err(e) => {
+                    return Err(Stop::Error(convert(
+                        &format!("resume the watch of {}", self.prefix),
+                        e,
+                    )))
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.changed() => return Err(Stop::Quiet),
+                _ = self.tx.closed() => return Err(Stop::Quiet),
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges() {
+        assert_eq!(prefix_range(""), (vec![0], vec![0]));
+        assert_eq!(prefix_range("a/"), (b"a/".to_vec(), b"a0".to_vec()));
+        assert_eq!(prefix_range("a/b"), (b"a/b".to_vec(), b"a/c".to_vec()));
+    }
+
+    #[test]
+    fn txn_checks() {
+        let dup = Txn::new().put("k", vec![]).delete("k");
+        assert!(matches!(check_txn(&dup), Err(StoreError::Invalid(_))));
+        let leases = Txn::new()
+            .put_with_lease("a", vec![], 7)
+            .put_with_lease("b", vec![], 7)
+            .put_with_lease("c", vec![], 9);
+        assert_eq!(check_txn(&leases).ok(), Some(vec![7, 9]));
+        let zero = Txn::new().put_with_lease("a", vec![], 0);
+        assert!(matches!(
+            check_txn(&zero),
+            Err(StoreError::LeaseNotFound(0))
+        ));
+    }
+
+    #[test]
+    fn expect_compares() {
+        assert!(compares("k", &Expect::Any).is_empty());
+        assert_eq!(compares("k", &Expect::ModRevision(0)).len(), 2);
+        assert_eq!(compares("k", &Expect::ModRevision(5)).len(), 1);
+    }
+}
