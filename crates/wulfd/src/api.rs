@@ -36,6 +36,8 @@ pub struct App {
     pub node_secret: Vec<u8>,
     /// Node status as this head sees it.
     pub status: Arc<crate::status::Status>,
+    /// The heads that are up (for agents to fall back on).
+    pub live_heads: crate::heads::LiveHeads,
 }
 
 type AppState = State<Arc<App>>;
@@ -598,7 +600,17 @@ async fn node_status_report(
         wulf_api::status::ReportReply {
             name: node.name.clone(),
             attributes: crate::status::reply_attributes(&st, node),
-            heads: vec![crate::boot::request_base(&app, &headers)],
+            heads: {
+                // This head as the node reached it, then every other head that is up.
+                let mine = crate::boot::request_base(&app, &headers);
+                let mut heads = vec![mine.clone()];
+                if let Ok(live) = app.live_heads.read() {
+                    for h in live.iter().filter(|h| h.name != app.head) {
+                        heads.extend(h.urls.iter().filter(|u| **u != mine).cloned());
+                    }
+                }
+                heads
+            },
         }
     };
     app.status.report(uid, report);

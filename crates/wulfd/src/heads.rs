@@ -111,10 +111,23 @@ pub async fn register_or_wait(store: &dyn Store, rec: &HeadRecord) -> Result<Lea
 
 /// Keep the lease alive until `cancel`; then revoke it, so the head shows down at once. If the
 /// lease is lost (the store was unreachable for longer than its TTL), register again.
+/// The heads that are up, as last read (refreshed with every lease renewal).
+pub type LiveHeads = Arc<std::sync::RwLock<Vec<HeadRecord>>>;
+
+/// Read which heads are up.
+async fn live(store: &dyn Store) -> Result<Vec<HeadRecord>, StoreError> {
+    let (alive, _) = store.list(ALIVE_PREFIX).await?;
+    Ok(alive
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect())
+}
+
 pub async fn keep_alive(
     store: Arc<dyn Store>,
     rec: HeadRecord,
     mut lease: LeaseId,
+    heads: LiveHeads,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(RENEW_EVERY);
@@ -134,6 +147,11 @@ pub async fn keep_alive(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot renew this head's lease"),
+        }
+        if let Ok(l) = live(store.as_ref()).await {
+            if let Ok(mut h) = heads.write() {
+                *h = l;
+            }
         }
     }
     if let Err(e) = store.lease_revoke(lease).await {

@@ -166,10 +166,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let lease = heads::register_or_wait(store.as_ref(), &record)
         .await
         .context("cannot register this head")?;
+    let live_heads: heads::LiveHeads = Arc::new(std::sync::RwLock::new(vec![record.clone()]));
     let registration = tokio::spawn(heads::keep_alive(
         store.clone(),
         record,
         lease,
+        live_heads.clone(),
         cancel.clone(),
     ));
     let status = status::Status::new(
@@ -195,6 +197,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         },
         node_secret,
         status: status.clone(),
+        live_heads,
     });
     let flusher = tokio::spawn(status::run_flusher(
         status.clone(),
