@@ -59,7 +59,7 @@ cargo fmt --all -- --check
 
 # Everything is built, linted and tested with the etcd store backend (its build runs protoc);
 # the default build (the README's quick start) must not need protoc.
-FEATURES=(--features wulf-store/etcd)
+FEATURES=(--features wulfd/etcd,wulf-store/etcd)
 if cargo tree --workspace -e normal -i etcd-client >/dev/null 2>&1; then
   echo "test.sh: the default build depends on etcd-client (and so on protoc)" >&2
   exit 1

@@ -24,6 +24,11 @@ pub struct FileConfig {
     pub cluster_name: Option<String>,
     /// This head's name among the cluster's heads (default: the host name).
     pub head_name: Option<String>,
+    /// Where the cluster database lives: "embedded" (default: in the data directory) or
+    /// "etcd://host:port,host:port" (shared by several heads).
+    pub store: Option<String>,
+    #[serde(default)]
+    pub etcd: EtcdSection,
     /// Largest JSON request body, in MiB.
     pub max_body_mib: Option<usize>,
     /// Revisions of history kept for watches before compaction.
@@ -41,6 +46,65 @@ pub struct FileConfig {
     pub dns: DnsSection,
     #[serde(default)]
     pub status: StatusSection,
+}
+
+/// `[etcd]`: TLS and credentials for an etcd store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdSection {
+    /// CA certificate (PEM) for `etcd+https://` endpoints.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for etcd's client-certificate authentication.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// etcd user and password, when the etcd cluster has authentication on.
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Embedded,
+    /// etcd endpoints, `http://` or `https://`.
+    Etcd(Vec<String>),
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<StoreUrl, String> {
+        let s = s.trim();
+        if s.is_empty() || s == "embedded" {
+            return Ok(StoreUrl::Embedded);
+        }
+        let (scheme, rest) = if let Some(r) = s.strip_prefix("etcd://") {
+            ("http", r)
+        } else if let Some(r) = s.strip_prefix("etcd+https://") {
+            ("https", r)
+        } else {
+            return Err(format!(
+                "store '{s}': expected 'embedded', 'etcd://host:port[,host:port…]' or 'etcd+https://…'"
+            ));
+        };
+        let eps: Vec<String> = rest
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
+        if eps.is_empty() {
+            return Err(format!("store '{s}' names no etcd endpoint"));
+        }
+        for e in &eps {
+            let hostport = e.split_once("://").map(|x| x.1).unwrap_or(e);
+            match hostport.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {}
+                _ => return Err(format!("etcd endpoint '{hostport}' is not host:port")),
+            }
+        }
+        Ok(StoreUrl::Etcd(eps))
+    }
 }
 
 /// `[status]`: how node status is written to the store.
@@ -174,6 +238,10 @@ pub struct Config {
     pub log: String,
     pub cluster_name: String,
     pub head_name: Option<String>,
+    pub store: StoreUrl,
+    /// Read only by builds with the etcd store.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub etcd: EtcdSection,
     pub max_body_bytes: usize,
     pub history_revisions: i64,
     pub history_secs: u64,
@@ -209,6 +277,8 @@ impl Config {
             log: log.or(file.log).unwrap_or_else(|| "info".to_string()),
             cluster_name: file.cluster_name.unwrap_or_else(|| "cluster".to_string()),
             head_name: file.head_name,
+            store: StoreUrl::Embedded,
+            etcd: file.etcd,
             max_body_bytes: file.max_body_mib.unwrap_or(256).saturating_mul(1 << 20),
             history_revisions: file.history_revisions.unwrap_or(10_000).max(100),
             history_secs: file.history_secs.unwrap_or(600).max(60),
@@ -227,6 +297,25 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!("embedded".parse::<StoreUrl>(), Ok(StoreUrl::Embedded));
+        assert_eq!(
+            "etcd://10.0.0.1:2379, 10.0.0.2:2379".parse::<StoreUrl>(),
+            Ok(StoreUrl::Etcd(vec![
+                "http://10.0.0.1:2379".into(),
+                "http://10.0.0.2:2379".into()
+            ]))
+        );
+        assert_eq!(
+            "etcd+https://e1:2379".parse::<StoreUrl>(),
+            Ok(StoreUrl::Etcd(vec!["https://e1:2379".into()]))
+        );
+        for bad in ["etcd://", "etcd://host", "redis://x:1", "etcd://h:99999"] {
+            assert!(bad.parse::<StoreUrl>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn status_section() {

@@ -53,6 +53,11 @@ struct Args {
     /// Log filter: error, warn, info, debug, or a tracing filter like "info,wulfd=debug"
     #[arg(long, env = "WULFD_LOG")]
     log: Option<String>,
+    /// The cluster database: "embedded" (default, in the data directory) or
+    /// "etcd://host:port[,host:port…]" / "etcd+https://…" (shared by several heads; TLS files
+    /// in the config file's [etcd] section)
+    #[arg(long, env = "WULFD_STORE")]
+    store: Option<String>,
 }
 
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_t` (v2.1 and later).
@@ -71,7 +76,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let cfg = Config::settle(file, args.data_dir, args.listen, args.log);
+    let store_spec = args.store.clone().or(file.store.clone());
+    let store_url = match store_spec.as_deref().unwrap_or("embedded").parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("wulfd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut cfg = Config::settle(file, args.data_dir, args.listen, args.log);
+    cfg.store = store_url;
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log);
     let filter = match filter {
         Ok(f) => f,
@@ -123,8 +137,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.canonicalize().unwrap_or(cfg.data_dir.clone());
     tracing::info!(data_dir = %data_dir.display(), listen = %cfg.listen, "wulfd {} starting", env!("CARGO_PKG_VERSION"));
 
-    let store: Arc<dyn Store> = EmbeddedStore::open(&data_dir.join("wulf.redb"))
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let store = open_store(&cfg, &data_dir).await?;
+    tracing::info!(backend = store.backend(), "database open");
     let cancel = CancellationToken::new();
     let cache = cache::Cache::new();
     cache
@@ -248,6 +262,48 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Open the configured store.
+async fn open_store(cfg: &Config, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+    match &cfg.store {
+        config::StoreUrl::Embedded => {
+            let s: Arc<dyn Store> = EmbeddedStore::open(&data_dir.join("wulf.redb"))
+                .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+            Ok(s)
+        }
+        #[cfg(feature = "etcd")]
+        config::StoreUrl::Etcd(endpoints) => {
+            use wulf_store::etcd::{EtcdOptions, EtcdStore, EtcdTls};
+            let e = &cfg.etcd;
+            let https = endpoints.iter().any(|u| u.starts_with("https://"));
+            let tls = match (&e.ca_file, https) {
+                (Some(ca), _) => Some(EtcdTls {
+                    ca_file: ca.clone(),
+                    cert_file: e.cert_file.clone(),
+                    key_file: e.key_file.clone(),
+                    domain: None,
+                }),
+                (None, true) => anyhow::bail!(
+                    "etcd+https:// needs the CA certificate: ca_file in the config file's [etcd] section"
+                ),
+                (None, false) => None,
+            };
+            let options = EtcdOptions {
+                tls,
+                user: e.user.clone().zip(e.password.clone()),
+                ..EtcdOptions::default()
+            };
+            let s: Arc<dyn Store> = EtcdStore::connect(endpoints, options)
+                .await
+                .with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))?;
+            Ok(s)
+        }
+        #[cfg(not(feature = "etcd"))]
+        config::StoreUrl::Etcd(_) => anyhow::bail!(
+            "this wulfd was built without the etcd store: build it with `cargo build --release --features wulfd/etcd` (needs protoc)"
+        ),
+    }
 }
 
 fn local_url(addr: std::net::SocketAddr) -> String {

@@ -1,0 +1,154 @@
+//! Two heads on one etcd: a change made through one is read through the other within a
+//! second, and each sees the other in `wulf head ls`. etcd is Debian's etcd-server, started
+//! here on loopback.
+
+mod head;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use head::{free_port, write, Head};
+
+/// One etcd member on loopback, killed when dropped.
+struct Etcd {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, peer) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{port}");
+        let peer = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", "m0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("m0={peer}")])
+            .args(["--max-txn-ops", "25000", "--max-request-bytes", "16777216"])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd must be installed (./test.sh installs etcd-server)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "etcd did not start listening");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Etcd {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn head_on(etcd: &Etcd, name: &str) -> Head {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        cfg_dir.path(),
+        "wulfd.toml",
+        format!("head_name = \"{name}\"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n").as_bytes(),
+    );
+    let cfg = cfg.to_str().unwrap().to_string();
+    // The config file must outlive the head's restarts: keep its directory.
+    std::mem::forget(cfg_dir);
+    Head::start_with(&[
+        "--config",
+        &cfg,
+        "--store",
+        &format!("etcd://127.0.0.1:{}", etcd.port),
+    ])
+}
+
+fn head_states(h: &Head) -> Vec<(String, String)> {
+    h.json(&["head", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_heads_share_one_etcd() {
+    let etcd = Etcd::start();
+    let a = head_on(&etcd, "head-a");
+    let mut b = head_on(&etcd, "head-b");
+    assert_eq!(a.json(&["info"])["store"], "etcd");
+    assert_eq!(
+        head_states(&a),
+        [
+            ("head-a".into(), "up".into()),
+            ("head-b".into(), "up".into())
+        ]
+    );
+
+    // Written on A, read on B within a second (B's cache follows etcd's watch).
+    a.ok(&["node", "create", "--count", "3"]);
+    let t = Instant::now();
+    loop {
+        if b.ok(&["node", "ls"]) == "Nodes\n  n0\n  n1\n  n2\n" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "B did not see A's nodes within 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("B saw A's write after {:?}", t.elapsed());
+    // And the other way round, with uniqueness enforced across heads.
+    b.ok(&["node", "-i", "n1", "set", "rack=r7"]);
+    let t = Instant::now();
+    while a.json(&["node", "-i", "n1", "ls"])[0]["attributes"]["rack"] != "r7" {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "A did not see B's change within 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.ok(&["node", "create", "mac=52:54:00:00:00:01"]);
+    let e = b.fails(1, &["node", "create", "mac=52:54:00:00:00:01"]);
+    assert!(e.contains("52:54:00:00:00:01"), "{e}");
+
+    // B stops: A sees it down at once (its lease is revoked).
+    b.stop();
+    assert_eq!(
+        head_states(&a),
+        [
+            ("head-a".into(), "up".into()),
+            ("head-b".into(), "down".into())
+        ]
+    );
+    a.ok(&["head", "-i", "head-b", "delete"]);
+    assert_eq!(head_states(&a), [("head-a".into(), "up".into())]);
+}
