@@ -7,27 +7,13 @@ mod head;
 use head::{write, Head};
 use serde_json::Value;
 
-fn states(h: &Head) -> Vec<(String, String)> {
-    h.json(&["head", "ls"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["name"].as_str().unwrap().to_string(),
-                v["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn heads_up_down_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let alpha = write(dir.path(), "alpha.toml", b"head_name = \"alpha\"\n");
     let beta = write(dir.path(), "beta.toml", b"head_name = \"beta\"\n");
     let mut h = Head::start_with(&["--config", alpha.to_str().unwrap()]);
-    assert_eq!(states(&h), [("alpha".into(), "up".into())]);
+    assert_eq!(h.head_states(), [("alpha".into(), "up".into())]);
     let list = h.json(&["head", "ls"]);
     let urls: Vec<&str> = list[0]["urls"]
         .as_array()
@@ -48,14 +34,14 @@ fn heads_up_down_and_removed() {
     // kill -9 and start again at once: the head takes its name back.
     h.kill9();
     h.spawn();
-    assert_eq!(states(&h), [("alpha".into(), "up".into())]);
+    assert_eq!(h.head_states(), [("alpha".into(), "up".into())]);
 
     // Stop it and start a head of another name on the same data: alpha is down.
     h.stop();
     h.extra_args = vec!["--config".into(), beta.to_str().unwrap().into()];
     h.spawn();
     assert_eq!(
-        states(&h),
+        h.head_states(),
         [
             ("alpha".into(), "down".into()),
             ("beta".into(), "up".into())
@@ -63,7 +49,7 @@ fn heads_up_down_and_removed() {
     );
     let out = h.ok(&["head", "-i", "alpha", "delete"]);
     assert_eq!(out.trim(), "Deleted head alpha");
-    assert_eq!(states(&h), [("beta".into(), "up".into())]);
+    assert_eq!(h.head_states(), [("beta".into(), "up".into())]);
     let e = h.fails(1, &["head", "-i", "nosuch", "delete"]);
     assert!(e.contains("no head named 'nosuch'"), "{e}");
     h.fails(2, &["head", "delete"]);

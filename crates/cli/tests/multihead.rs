@@ -84,20 +84,6 @@ fn head_on(etcd: &Etcd, name: &str) -> Head {
     ])
 }
 
-fn head_states(h: &Head) -> Vec<(String, String)> {
-    h.json(&["head", "ls"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["name"].as_str().unwrap().to_string(),
-                v["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn two_heads_share_one_etcd() {
     let etcd = Etcd::start();
@@ -105,7 +91,7 @@ fn two_heads_share_one_etcd() {
     let mut b = head_on(&etcd, "head-b");
     assert_eq!(a.json(&["info"])["store"], "etcd");
     assert_eq!(
-        head_states(&a),
+        a.head_states(),
         [
             ("head-a".into(), "up".into()),
             ("head-b".into(), "up".into())
@@ -143,12 +129,12 @@ fn two_heads_share_one_etcd() {
     // B stops: A sees it down at once (its lease is revoked).
     b.stop();
     assert_eq!(
-        head_states(&a),
+        a.head_states(),
         [
             ("head-a".into(), "up".into()),
             ("head-b".into(), "down".into())
         ]
     );
     a.ok(&["head", "-i", "head-b", "delete"]);
-    assert_eq!(head_states(&a), [("head-a".into(), "up".into())]);
+    assert_eq!(a.head_states(), [("head-a".into(), "up".into())]);
 }

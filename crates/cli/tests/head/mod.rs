@@ -253,6 +253,21 @@ impl Head {
         (code, body)
     }
 
+    /// `wulf head ls` as (name, state) pairs.
+    pub fn head_states(&self) -> Vec<(String, String)> {
+        self.json(&["head", "ls"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_string(),
+                    v["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub fn auth(&self) -> String {
         format!("Authorization: Bearer {}", self.token())
     }
