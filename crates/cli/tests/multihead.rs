@@ -90,6 +90,10 @@ fn two_heads_share_one_etcd() {
     let a = head_on(&etcd, "head-a");
     let mut b = head_on(&etcd, "head-b");
     assert_eq!(a.json(&["info"])["store"], "etcd");
+    // One admin token for the cluster: A's works on B.
+    assert_eq!(a.token(), b.token());
+    let (code, _) = b.curl(&["-H", &a.auth(), &format!("{}/api/v1/info", b.url())]);
+    assert_eq!(code, 200);
     assert_eq!(
         a.head_states(),
         [

@@ -151,7 +151,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("cannot create the cluster")?;
 
-    let token = auth::ensure_admin_token(&data_dir)?;
+    let token = auth::cluster_admin_token(store.as_ref(), &data_dir)
+        .await
+        .context("cannot set up the admin token")?;
     let node_secret = boot::node_secret(store.as_ref())
         .await
         .context("cannot read the node credential secret")?;
