@@ -142,3 +142,67 @@ fn two_heads_share_one_etcd() {
     a.ok(&["head", "-i", "head-b", "delete"]);
     assert_eq!(a.head_states(), [("head-a".into(), "up".into())]);
 }
+
+/// `wulfd migrate-store`: a cluster built on the embedded store moves to etcd and carries on
+/// there: objects, files (they stay in the data directory) and the admin token.
+#[test]
+fn an_embedded_cluster_moves_to_etcd() {
+    let etcd = Etcd::start();
+    let mut h = Head::start();
+    h.ok(&["node", "create", "--count", "3"]);
+    let kernel = write(h.dir.path(), "vmlinuz", &[7u8; 100_000]);
+    h.ok(&[
+        "boot",
+        "create",
+        "name=b1",
+        &format!("kernel=@{}", kernel.display()),
+    ]);
+    h.ok(&["node", "-i", "n[0-2]", "set", "_boot_config=b1"]);
+    let before = h.snapshot();
+    let token = h.token();
+    h.stop();
+
+    let store = format!("etcd://127.0.0.1:{}", etcd.port);
+    let migrate = |h: &Head| {
+        Command::new(head::wulfd_bin())
+            .arg("--data-dir")
+            .arg(h.data())
+            .args(["migrate-store", "--to", &store])
+            .env_remove("WULFD_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&h);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("copied"));
+
+    h.extra_args = vec!["--store".into(), store.clone()];
+    h.spawn();
+    assert_eq!(h.json(&["info"])["store"], "etcd");
+    assert_eq!(h.snapshot(), before, "every object came across unchanged");
+    assert_eq!(h.token(), token, "the same admin token");
+    let got = h.dir.path().join("k.out");
+    h.ok(&[
+        "boot",
+        "-i",
+        "b1",
+        "download",
+        "kernel",
+        "-o",
+        got.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&got).unwrap(), vec![7u8; 100_000]);
+    // And it keeps working: a new node gets the next index.
+    assert_eq!(h.ok(&["node", "create"]).trim(), "Created node n3");
+
+    // A second migration into the now non-empty etcd is refused.
+    h.stop();
+    let out = migrate(&h);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds"));
+}

@@ -11,6 +11,7 @@ mod dhcp;
 mod dns;
 mod heads;
 mod maint;
+mod migrate;
 mod netif;
 mod objects;
 mod sendfile;
@@ -58,6 +59,20 @@ struct Args {
     /// in the config file's [etcd] section)
     #[arg(long, env = "WULFD_STORE")]
     store: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Copy this head's embedded database (in --data-dir) into an empty etcd, so the cluster
+    /// can run on etcd with several heads. Stop wulfd first. Files stay in the data directory;
+    /// start wulfd afterwards with --store set to the same etcd and the same --data-dir.
+    MigrateStore {
+        /// The etcd to copy into: etcd://host:port[,host:port…] or etcd+https://…
+        #[arg(long, value_name = "STORE")]
+        to: String,
+    },
 }
 
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_t` (v2.1 and later).
@@ -111,7 +126,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cfg)) {
+    let job = async {
+        match &args.command {
+            Some(Command::MigrateStore { to }) => migrate::run(&cfg, to).await,
+            None => run(cfg.clone()).await,
+        }
+    };
+    match rt.block_on(job) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -267,7 +288,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Open the configured store.
-async fn open_store(cfg: &Config, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(
+    cfg: &Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn Store>> {
     match &cfg.store {
         config::StoreUrl::Embedded => {
             let s: Arc<dyn Store> = EmbeddedStore::open(&data_dir.join("wulf.redb"))
