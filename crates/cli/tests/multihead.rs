@@ -67,11 +67,15 @@ impl Drop for Etcd {
 }
 
 fn head_on(etcd: &Etcd, name: &str) -> Head {
+    head_with(etcd, name, "")
+}
+
+fn head_with(etcd: &Etcd, name: &str, extra: &str) -> Head {
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = write(
         cfg_dir.path(),
         "wulfd.toml",
-        format!("head_name = \"{name}\"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n").as_bytes(),
+        format!("head_name = \"{name}\"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n{extra}").as_bytes(),
     );
     let cfg = cfg.to_str().unwrap().to_string();
     // The config file must outlive the head's restarts: keep its directory.
@@ -205,4 +209,85 @@ fn an_embedded_cluster_moves_to_etcd() {
     let out = migrate(&h);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds"));
+}
+
+/// Every head answers for every node, and an agent moves to another head when its own dies:
+/// the real wulf-agent reports to head A; head B shows the node up from what A stores; A is
+/// killed; the agent carries on through B (which A's answers named) and the node stays up.
+#[test]
+fn status_on_every_head_and_agent_failover() {
+    let agent = head::wulf_bin().with_file_name("wulf-agent");
+    assert!(
+        agent.exists(),
+        "{} missing: cargo build --workspace",
+        agent.display()
+    );
+    let etcd = Etcd::start();
+    let fast = "[status]\npersist_secs = 1\nflush_ms = 200\n";
+    let mut a = head_with(&etcd, "head-a", fast);
+    let b = head_with(&etcd, "head-b", fast);
+    a.ok(&["node", "create", "mac=02:57:00:00:00:01", "type=simulated"]);
+    a.ok(&["node", "-i", "n0", "set", "_status_secs=1"]);
+    let (_, script) = a.curl(&[&format!("{}/boot/ipxe?mac=02:57:00:00:00:01", a.url())]);
+    let script = String::from_utf8(script).unwrap();
+    let param = |k: &str| {
+        script
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix(&format!("wulf.{k}=")))
+            .unwrap_or_else(|| panic!("no wulf.{k} in {script}"))
+            .to_string()
+    };
+    // Both heads are registered and A has refreshed its list of live heads (every 3 s).
+    std::thread::sleep(Duration::from_millis(3500));
+    let state = tempfile::tempdir().unwrap();
+    let _agent = KillOnDrop(
+        Command::new(&agent)
+            .args([
+                "--head",
+                &a.url(),
+                "--node",
+                &param("node"),
+                "--cred",
+                &param("cred"),
+            ])
+            .arg("--state-dir")
+            .arg(state.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let n0_on = |h: &Head| h.json(&["node", "status"])[0].clone();
+    let wait = |h: &Head, what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| {
+        let t = Instant::now();
+        loop {
+            let n0 = n0_on(h);
+            if ok(&n0) {
+                return;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                panic!("{what}: {n0}\nhead log:\n{}", h.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(&a, "up on A", &|n| n["state"] == "up");
+    wait(&b, "up on B through the store", &|n| {
+        n["state"] == "up" && n["head"] == "head-a" && n["hostname"].is_string()
+    });
+    a.kill9();
+    wait(&b, "reporting to B after A died", &|n| {
+        n["state"] == "up" && n["head"] == "head-b"
+    });
+}
+
+/// A child process killed when the test ends, passing or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

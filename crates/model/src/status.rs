@@ -71,6 +71,9 @@ pub struct StatusTimes {
     pub interval_secs: u32,
     /// The last report was a clean-shutdown notice.
     pub shutdown: bool,
+    /// Extra time (ms) added to the up window: when these times were received by another
+    /// head and reach this one only as often as that head stores them.
+    pub slack_ms: i64,
 }
 
 /// How long after a report a node still counts as up: three missed intervals, and never less
@@ -95,7 +98,7 @@ pub fn derive_state(
         let r = t.report_ms.unwrap_or_default();
         if t.shutdown {
             (NodeState::Down, Some(DownReason::CleanShutdown))
-        } else if now_ms - r <= up_window_ms(t.interval_secs) {
+        } else if now_ms - r <= up_window_ms(t.interval_secs) + t.slack_ms.max(0) {
             (NodeState::Up, None)
         } else {
             (NodeState::Down, Some(DownReason::StoppedSending))
@@ -121,6 +124,7 @@ mod tests {
             report_ms: report,
             interval_secs: 10,
             shutdown,
+            slack_ms: 0,
         }
     }
 
@@ -158,6 +162,14 @@ mod tests {
         assert_eq!(up_window_ms(2), 7000);
         assert_eq!(up_window_ms(10), 30_000);
         assert_eq!(up_window_ms(0), 6000);
+    }
+
+    #[test]
+    fn another_heads_times_get_slack() {
+        let mut t = times(Some(0), Some(1000), false);
+        t.slack_ms = 60_000;
+        assert_eq!(derive_state(&t, 1000 + 90_000, 600).0, NodeState::Up);
+        assert_eq!(derive_state(&t, 1000 + 90_001, 600).0, NodeState::Down);
     }
 
     #[test]

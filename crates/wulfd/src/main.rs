@@ -236,6 +236,21 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         status: status.clone(),
         live_heads,
     });
+    // Other heads write status too only when the store is shared.
+    let follower_status = if store.backend() == "embedded" {
+        None
+    } else {
+        // Their routine heartbeats arrive as often as they store them.
+        status.set_remote_slack(
+            std::time::Duration::from_secs(cfg.status.persist_secs)
+                + std::time::Duration::from_millis(2 * cfg.status.flush_ms),
+        );
+        Some(tokio::spawn(status::follow(
+            status.clone(),
+            store.clone(),
+            cancel.clone(),
+        )))
+    };
     let flusher = tokio::spawn(status::run_flusher(
         status.clone(),
         store.clone(),
@@ -279,6 +294,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = follower.await;
     let _ = maint.await;
     let _ = flusher.await;
+    if let Some(f) = follower_status {
+        let _ = f.await;
+    }
     let _ = registration.await;
     for s in services {
         let _ = s.await;

@@ -140,6 +140,8 @@ pub struct Status {
     head: String,
     /// `_boot_timeout` of nodes that do not set it (`[boot] timeout_secs`).
     boot_timeout: u32,
+    /// How stale another head's stored heartbeats may be (its persist interval + a flush).
+    remote_slack_ms: std::sync::atomic::AtomicI64,
     inner: Mutex<Inner>,
     /// Counts changes (reports, boots); `wulf node status --refresh` waits on it.
     changes: tokio::sync::watch::Sender<u64>,
@@ -157,6 +159,7 @@ impl Status {
         Arc::new(Status {
             head,
             boot_timeout,
+            remote_slack_ms: std::sync::atomic::AtomicI64::new(0),
             inner: Mutex::new(Inner::default()),
             changes: tokio::sync::watch::channel(0).0,
         })
@@ -232,6 +235,61 @@ impl Status {
             }
         }
         self.changed();
+    }
+
+    /// Allow another head's stored heartbeats to be this stale (its persist interval).
+    pub fn set_remote_slack(&self, slack: Duration) {
+        self.remote_slack_ms.store(
+            i64::try_from(slack.as_millis()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Take in what another head stored (seen through the store's watch). Our own writes
+    /// and anything older than what this head knows are ignored.
+    pub fn apply_remote(&self, key: &str, value: &[u8]) {
+        let mut changed = false;
+        {
+            let mut inner = self.lock();
+            let Inner {
+                nodes,
+                module_lists,
+                ..
+            } = &mut *inner;
+            if let Some(uid) = key.strip_prefix(HB_PREFIX) {
+                let Ok(hb) = serde_json::from_slice::<Heartbeat>(value) else {
+                    return;
+                };
+                if hb.head == self.head {
+                    return;
+                }
+                let e = nodes.entry(uid.to_string()).or_default();
+                let latest = |h: &Heartbeat| h.report_ms.max(h.booted_ms);
+                if latest(&hb) > latest(&e.hb) {
+                    let agent = e.hb.agent.take();
+                    e.hb = hb;
+                    e.hb.agent = agent;
+                    changed = true;
+                }
+            } else if let Some(uid) = key.strip_prefix(INFO_PREFIX) {
+                let Ok(mut info) = serde_json::from_slice::<Info>(value) else {
+                    return;
+                };
+                let e = nodes.entry(uid.to_string()).or_default();
+                // Info follows whoever received the node's latest report.
+                if e.hb.head != self.head && !e.info_dirty {
+                    if let Some(m) = info.modules.take() {
+                        let list = Arc::try_unwrap(m).unwrap_or_else(|a| (*a).clone());
+                        info.modules = Some(intern(module_lists, list));
+                    }
+                    e.info = Arc::new(info);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.changed();
+        }
     }
 
     /// Take in a report from node `uid` (already authenticated).
@@ -316,6 +374,9 @@ impl Status {
     /// Status of the given nodes (in that order), derived now.
     pub fn view(&self, st: &CacheState, uids: &[String], detail: Detail) -> Vec<NodeStatus> {
         let now = now_ms();
+        let slack = self
+            .remote_slack_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut out = Vec::with_capacity(uids.len());
         // In chunks, so reports are not held up behind a view of 100,000 nodes.
         for chunk in uids.chunks(VIEW_CHUNK) {
@@ -329,7 +390,9 @@ impl Status {
                 };
                 let entry = inner.nodes.get(uid);
                 let hb = entry.map(|e| &e.hb);
-                let t = hb.map(times).unwrap_or_default();
+                let t = hb
+                    .map(|h| times_with(h, &self.head, slack))
+                    .unwrap_or_default();
                 let (state, reason) =
                     derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
                 let mut s = NodeStatus {
@@ -378,6 +441,9 @@ impl Status {
         uids: &[String],
     ) -> Vec<(NodeState, Option<DownReason>, String)> {
         let now = now_ms();
+        let slack = self
+            .remote_slack_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut out = Vec::with_capacity(uids.len());
         for chunk in uids.chunks(VIEW_CHUNK) {
             let inner = self.lock();
@@ -388,7 +454,7 @@ impl Status {
                 let t = inner
                     .nodes
                     .get(uid)
-                    .map(|e| times(&e.hb))
+                    .map(|e| times_with(&e.hb, &self.head, slack))
                     .unwrap_or_default();
                 let (s, r) = derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
                 Some((s, r, node.name.clone()))
@@ -511,8 +577,17 @@ impl Status {
     }
 }
 
+fn times_with(hb: &Heartbeat, me: &str, slack_ms: i64) -> StatusTimes {
+    let mut t = times(hb);
+    if !hb.head.is_empty() && hb.head != me {
+        t.slack_ms = slack_ms;
+    }
+    t
+}
+
 fn times(hb: &Heartbeat) -> StatusTimes {
     StatusTimes {
+        slack_ms: 0,
         booted_ms: hb.booted_ms,
         report_ms: hb.report_ms,
         interval_secs: if hb.interval_secs == 0 {
@@ -579,6 +654,59 @@ pub async fn run_flusher(
                 if let Err(e) = store.txn(txn).await {
                     tracing::warn!(error = %e, "cannot remove the status of deleted nodes");
                 }
+            }
+        }
+    }
+}
+
+/// With a shared store: follow what other heads write to the status key space, so every head
+/// answers for every node. (With the embedded store this head is the only writer.) After a
+/// lost or compacted watch it reads everything again and carries on.
+pub async fn follow(status: Arc<Status>, store: Arc<dyn Store>, cancel: CancellationToken) {
+    loop {
+        let from = match store.list(STATUS_PREFIX).await {
+            Ok((kvs, rev)) => {
+                for kv in kvs {
+                    status.apply_remote(&kv.key, &kv.value);
+                }
+                rev + 1
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read other heads' node status; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        let mut watch = match store.watch(STATUS_PREFIX, from).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch other heads' node status; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        loop {
+            let batch = tokio::select! {
+                _ = cancel.cancelled() => return,
+                b = watch.next() => b,
+            };
+            match batch {
+                Some(Ok(b)) => {
+                    for ev in b.events {
+                        if ev.kind == wulf_store::EventKind::Put {
+                            status.apply_remote(&ev.kv.key, &ev.kv.value);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::info!(error = %e, "status watch ended; reading status again");
+                    break;
+                }
+                None => return,
             }
         }
     }
