@@ -228,15 +228,8 @@ fn status_on_every_head_and_agent_failover() {
     let b = head_with(&etcd, "head-b", fast);
     a.ok(&["node", "create", "mac=02:57:00:00:00:01", "type=simulated"]);
     a.ok(&["node", "-i", "n0", "set", "_status_secs=1"]);
-    let (_, script) = a.curl(&[&format!("{}/boot/ipxe?mac=02:57:00:00:00:01", a.url())]);
-    let script = String::from_utf8(script).unwrap();
-    let param = |k: &str| {
-        script
-            .split_whitespace()
-            .find_map(|t| t.strip_prefix(&format!("wulf.{k}=")))
-            .unwrap_or_else(|| panic!("no wulf.{k} in {script}"))
-            .to_string()
-    };
+    let params = a.boot_params("02:57:00:00:00:01");
+    let param = |k: &str| params[k].clone();
     // Both heads are registered and A has refreshed its list of live heads (every 3 s).
     std::thread::sleep(Duration::from_millis(3500));
     let state = tempfile::tempdir().unwrap();

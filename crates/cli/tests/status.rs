@@ -341,15 +341,8 @@ fn the_agent_reports_to_the_head() {
     let h = Head::start();
     h.ok(&["node", "create", "mac=02:57:00:00:00:09", "type=simulated"]);
     h.ok(&["node", "-i", "n0", "set", "rack=r7", "_status_secs=1"]);
-    let (_, script) = h.curl(&[&format!("{}/boot/ipxe?mac=02:57:00:00:00:09", h.url())]);
-    let script = String::from_utf8(script).unwrap();
-    let param = |k: &str| {
-        script
-            .split_whitespace()
-            .find_map(|t| t.strip_prefix(&format!("wulf.{k}=")))
-            .unwrap_or_else(|| panic!("no wulf.{k} in {script}"))
-            .to_string()
-    };
+    let params = h.boot_params("02:57:00:00:00:09");
+    let param = |k: &str| params[k].clone();
     let (head, node, cred) = (param("head"), param("node"), param("cred"));
     let state = tempfile::tempdir().unwrap();
     let run = |cred: &str, once: bool| {

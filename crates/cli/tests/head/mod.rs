@@ -253,6 +253,21 @@ impl Head {
         (code, body)
     }
 
+    /// Fetch the boot script of `mac` as its firmware would (with curl) and return the value
+    /// of each `wulf.NAME=VALUE` parameter in it.
+    pub fn boot_params(&self, mac: &str) -> std::collections::BTreeMap<String, String> {
+        let (code, script) = self.curl(&[&format!("{}/boot/ipxe?mac={mac}", self.url())]);
+        assert_eq!(code, 200);
+        let script = String::from_utf8(script).unwrap();
+        let p: std::collections::BTreeMap<String, String> = script
+            .split_whitespace()
+            .filter_map(|t| t.strip_prefix("wulf.")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(p.contains_key("cred"), "no credential in:\n{script}");
+        p
+    }
+
     /// `wulf head ls` as (name, state) pairs.
     pub fn head_states(&self) -> Vec<(String, String)> {
         self.json(&["head", "ls"])
