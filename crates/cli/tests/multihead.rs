@@ -134,6 +134,47 @@ fn two_heads_share_one_etcd() {
     let e = b.fails(1, &["node", "create", "mac=52:54:00:00:00:01"]);
     assert!(e.contains("52:54:00:00:00:01"), "{e}");
 
+    // A file uploaded through A is served by B: B fetches it from A and checks its sha256.
+    let kernel: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let k = write(a.dir.path(), "vmlinuz", &kernel);
+    a.ok(&[
+        "boot",
+        "create",
+        "name=b1",
+        &format!("kernel=@{}", k.display()),
+    ]);
+    let sha = a.json(&["boot", "ls"])[0]["kernel"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = Instant::now();
+    while b.json(&["boot", "ls"]).as_array().unwrap().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "B did not see the boot config"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, body) = b.curl(&[&format!("{}/boot/file/{sha}", b.url())]);
+    assert_eq!(code, 200);
+    assert!(body == kernel, "B served other bytes");
+    assert!(
+        b.log().contains("fetched a file from a peer head"),
+        "{}",
+        b.log()
+    );
+    let got = b.dir.path().join("k.out");
+    b.ok(&[
+        "boot",
+        "-i",
+        "b1",
+        "download",
+        "kernel",
+        "-o",
+        got.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&got).unwrap(), kernel);
+
     // B stops: A sees it down at once (its lease is revoked).
     b.stop();
     assert_eq!(

@@ -38,6 +38,8 @@ pub struct App {
     pub status: Arc<crate::status::Status>,
     /// The heads that are up (for agents to fall back on).
     pub live_heads: crate::heads::LiveHeads,
+    /// Files being fetched from peer heads.
+    pub fetches: crate::peers::Fetches,
 }
 
 type AppState = State<Arc<App>>;
@@ -714,6 +716,7 @@ async fn download(
                 format!("{} '{}' has no {field} uploaded", kind.title(), obj.name()),
             )
         })?;
+    crate::peers::ensure_local(&app, &file.sha256).await;
     serve_blob(&app.blobs, &file, req).await
 }
 

@@ -37,6 +37,16 @@ impl Blobs {
     }
 
     /// Where the blob with this sha256 lives (whether or not it exists).
+    /// Where stored files live.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where files are written before they are renamed into place.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
     pub fn path(&self, sha256: &str) -> Option<PathBuf> {
         (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| self.dir.join(sha256.to_ascii_lowercase()))

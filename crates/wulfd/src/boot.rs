@@ -344,6 +344,9 @@ async fn file(
 ) -> Result<Response, ApiErr> {
     let f = referenced(&app, &sha256)
         .ok_or_else(|| ApiErr::new(StatusCode::NOT_FOUND, format!("no boot file {sha256}")))?;
+    if !req.headers().contains_key(crate::peers::PEER_HEADER) {
+        crate::peers::ensure_local(&app, &f.sha256).await;
+    }
     serve_blob(&app.blobs, &f, req).await
 }
 

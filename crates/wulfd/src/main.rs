@@ -14,6 +14,7 @@ mod maint;
 mod migrate;
 mod netif;
 mod objects;
+mod peers;
 mod sendfile;
 mod status;
 mod tftp;
@@ -235,6 +236,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         node_secret,
         status: status.clone(),
         live_heads,
+        fetches: Default::default(),
     });
     // Other heads write status too only when the store is shared.
     let follower_status = if store.backend() == "embedded" {

@@ -220,8 +220,17 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
     let Some(req) = parse_head(&raw) else {
         return reply(&mut stream, "400 Bad Request", "", "bad request\n").await;
     };
-    let found = crate::boot::referenced(app, &req.sha256)
-        .and_then(|f| app.blobs.path(&f.sha256).map(|p| (f, p)));
+    let referenced = crate::boot::referenced(app, &req.sha256);
+    if let Some(f) = &referenced {
+        // A peer head asking is never sent on to other peers.
+        let from_peer = String::from_utf8_lossy(&raw)
+            .to_ascii_lowercase()
+            .contains(crate::peers::PEER_HEADER);
+        if !from_peer {
+            crate::peers::ensure_local(app, &f.sha256).await;
+        }
+    }
+    let found = referenced.and_then(|f| app.blobs.path(&f.sha256).map(|p| (f, p)));
     let Some((file_ref, path)) = found else {
         return reply(
             &mut stream,
