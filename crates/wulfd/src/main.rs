@@ -34,12 +34,13 @@ use crate::config::{Config, FileConfig, DEFAULT_CONFIG};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The wulf head node daemon: REST API and cluster database (and, as they land, DHCP, TFTP,
-/// HTTP boot, DNS and status intake) in one process.
+/// The wulf head node daemon: REST API, cluster database, DHCP, TFTP, HTTP boot and file
+/// serving, DNS and node status intake in one process.
 ///
 /// With no config file and no flags it keeps its data in /var/lib/wulf (as root) or
 /// ./wulf-data, and serves the API on 0.0.0.0:8740. On first start it creates the cluster and
-/// an admin token in DATA_DIR/admin.token that the `wulf` CLI finds by itself.
+/// an admin token in DATA_DIR/admin.token that the `wulf` CLI finds by itself. Several heads
+/// share one cluster with --store etcd://… (builds with the etcd feature).
 #[derive(Parser, Debug)]
 #[command(name = "wulfd", version)]
 struct Args {
