@@ -325,3 +325,57 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A pxe+local node asking both heads at once gets exactly one PXE boot (the stage change is
+/// one compare-and-swap in etcd, whichever head makes it).
+#[test]
+fn pxe_once_across_heads() {
+    let etcd = Etcd::start();
+    let a = head_on(&etcd, "head-a");
+    let b = head_on(&etcd, "head-b");
+    let k = write(a.dir.path(), "vmlinuz", &[1u8; 1000]);
+    a.ok(&[
+        "boot",
+        "create",
+        "name=b1",
+        &format!("kernel=@{}", k.display()),
+    ]);
+    a.ok(&[
+        "node",
+        "create",
+        "mac=52:54:00:00:00:07",
+        "boot_sequence=pxe+local",
+    ]);
+    a.ok(&["node", "-i", "n0", "set", "_boot_config=b1"]);
+    let t = Instant::now();
+    while b.json(&["node", "-i", "n0", "ls"])[0]["attributes"]["_boot_config"] != "b1" {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "B did not see the node"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let urls = [
+        format!("{}/boot/ipxe?mac=52:54:00:00:00:07", a.url()),
+        format!("{}/boot/ipxe?mac=52:54:00:00:00:07", b.url()),
+    ];
+    let scripts: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let url = urls[i % 2].clone();
+                s.spawn(move || {
+                    let out = Command::new("curl").args(["-sS", &url]).output().unwrap();
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let booted = scripts.iter().filter(|s| s.contains("\nkernel ")).count();
+    let local = scripts.iter().filter(|s| s.contains("local disk")).count();
+    assert_eq!((booted, local), (1, 15), "{scripts:#?}");
+    assert_eq!(
+        a.json(&["node", "-i", "n0", "ls"])[0]["boot_stage"],
+        "local"
+    );
+}
