@@ -66,6 +66,16 @@ impl Drop for Etcd {
     }
 }
 
+/// Poll `ok` until it holds; fail with `what` after a second. Returns how long it took.
+fn within_1s(what: &str, ok: impl Fn() -> bool) -> Duration {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < Duration::from_secs(1), "{what} within 1 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
 fn head_on(etcd: &Etcd, name: &str) -> Head {
     head_with(etcd, name, "")
 }
@@ -108,28 +118,15 @@ fn two_heads_share_one_etcd() {
 
     // Written on A, read on B within a second (B's cache follows etcd's watch).
     a.ok(&["node", "create", "--count", "3"]);
-    let t = Instant::now();
-    loop {
-        if b.ok(&["node", "ls"]) == "Nodes\n  n0\n  n1\n  n2\n" {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "B did not see A's nodes within 1 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!("B saw A's write after {:?}", t.elapsed());
+    let took = within_1s("B did not see A's nodes", || {
+        b.ok(&["node", "ls"]) == "Nodes\n  n0\n  n1\n  n2\n"
+    });
+    eprintln!("B saw A's write after {took:?}");
     // And the other way round, with uniqueness enforced across heads.
     b.ok(&["node", "-i", "n1", "set", "rack=r7"]);
-    let t = Instant::now();
-    while a.json(&["node", "-i", "n1", "ls"])[0]["attributes"]["rack"] != "r7" {
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "A did not see B's change within 1 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    within_1s("A did not see B's change", || {
+        a.json(&["node", "-i", "n1", "ls"])[0]["attributes"]["rack"] == "r7"
+    });
     a.ok(&["node", "create", "mac=52:54:00:00:00:01"]);
     let e = b.fails(1, &["node", "create", "mac=52:54:00:00:00:01"]);
     assert!(e.contains("52:54:00:00:00:01"), "{e}");
@@ -147,14 +144,9 @@ fn two_heads_share_one_etcd() {
         .as_str()
         .unwrap()
         .to_string();
-    let t = Instant::now();
-    while b.json(&["boot", "ls"]).as_array().unwrap().is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "B did not see the boot config"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    within_1s("B did not see the boot config", || {
+        !b.json(&["boot", "ls"]).as_array().unwrap().is_empty()
+    });
     let (code, body) = b.curl(&[&format!("{}/boot/file/{sha}", b.url())]);
     assert_eq!(code, 200);
     assert!(body == kernel, "B served other bytes");
@@ -347,14 +339,9 @@ fn pxe_once_across_heads() {
         "boot_sequence=pxe+local",
     ]);
     a.ok(&["node", "-i", "n0", "set", "_boot_config=b1"]);
-    let t = Instant::now();
-    while b.json(&["node", "-i", "n0", "ls"])[0]["attributes"]["_boot_config"] != "b1" {
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "B did not see the node"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    within_1s("B did not see the node", || {
+        b.json(&["node", "-i", "n0", "ls"])[0]["attributes"]["_boot_config"] == "b1"
+    });
     let urls = [
         format!("{}/boot/ipxe?mac=52:54:00:00:00:07", a.url()),
         format!("{}/boot/ipxe?mac=52:54:00:00:00:07", b.url()),

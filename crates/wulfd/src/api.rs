@@ -159,17 +159,21 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 async fn authenticate(State(app): AppState, req: Request, next: Next) -> Response {
     // Nodes send their reports with their own credential, checked by the handler.
     if req.method() == axum::http::Method::POST && req.uri().path() == "/api/v1/node/status" {
         return next.run(req).await;
     }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = bearer(req.headers());
     match presented {
         Some(t) if app.tokens.is_admin(t) => next.run(req).await,
         Some(_) => {
@@ -550,17 +554,12 @@ async fn node_status_report(
     body: Body,
 ) -> Result<axum::Json<wulf_api::status::ReportReply>, ApiErr> {
     use subtle::ConstantTimeEq;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiErr::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication required: send 'Authorization: Bearer node:UID:CREDENTIAL'",
-            )
-        })?;
+    let token = bearer(&headers).ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send 'Authorization: Bearer node:UID:CREDENTIAL'",
+        )
+    })?;
     let Some((uid, cred)) = wulf_api::status::parse_node_token(token) else {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,

@@ -18,6 +18,8 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+/// Cheap to clone: two paths.
+#[derive(Clone)]
 pub struct Blobs {
     dir: PathBuf,
     tmp: PathBuf,
@@ -37,16 +39,6 @@ impl Blobs {
     }
 
     /// Where the blob with this sha256 lives (whether or not it exists).
-    /// Where stored files live.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Where files are written before they are renamed into place.
-    pub fn tmp_dir(&self) -> &Path {
-        &self.tmp
-    }
-
     pub fn path(&self, sha256: &str) -> Option<PathBuf> {
         (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| self.dir.join(sha256.to_ascii_lowercase()))
@@ -100,6 +92,47 @@ impl Blobs {
         .await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Store what `reader` yields as file `sha256`, refusing it (and keeping nothing) if its
+    /// content has another hash. Blocking: for files fetched from peer heads.
+    pub fn ingest_verified(
+        &self,
+        reader: &mut dyn std::io::Read,
+        sha256: &str,
+    ) -> Result<u64, BlobError> {
+        use std::io::Write;
+        let part = self
+            .tmp
+            .join(format!("{}.part", hex::encode(rand::random::<[u8; 8]>())));
+        let result = (|| {
+            let mut file = std::fs::File::create(&part)?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n])?;
+                size += n as u64;
+            }
+            let got = hex::encode(hasher.finalize());
+            if got != sha256.to_ascii_lowercase() {
+                return Err(BlobError::Interrupted(format!(
+                    "the content's sha256 is {got}, not {sha256}"
+                )));
+            }
+            file.sync_all()?;
+            std::fs::rename(&part, self.dir.join(&got))?;
+            Ok(size)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&part);
         }
         result
     }

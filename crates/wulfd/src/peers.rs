@@ -3,10 +3,7 @@
 //! it from a head that is up, checks its sha256, stores it, and then serves it.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
-
-use sha2::{Digest, Sha256};
 
 use crate::api::App;
 
@@ -54,13 +51,8 @@ pub async fn ensure_local(app: &App, sha256: &str) -> bool {
     }
     for base in peers {
         let url = format!("{}/boot/file/{sha256}", base.trim_end_matches('/'));
-        let (dir, tmp) = (
-            app.blobs.dir().to_path_buf(),
-            app.blobs.tmp_dir().to_path_buf(),
-        );
-        let sha = sha256.to_string();
-        let u = url.clone();
-        let got = tokio::task::spawn_blocking(move || fetch(&u, &sha, &dir, &tmp)).await;
+        let (blobs, sha, u) = (app.blobs.clone(), sha256.to_string(), url.clone());
+        let got = tokio::task::spawn_blocking(move || fetch(&u, &sha, &blobs)).await;
         match got {
             Ok(Ok(size)) => {
                 tracing::info!(sha256, size, from = %url, "fetched a file from a peer head");
@@ -75,13 +67,8 @@ pub async fn ensure_local(app: &App, sha256: &str) -> bool {
     false
 }
 
-/// Download `url` into `tmp`, check its sha256, move it to `dir/<sha256>`.
-fn fetch(
-    url: &str,
-    sha256: &str,
-    dir: &std::path::Path,
-    tmp: &std::path::Path,
-) -> anyhow::Result<u64> {
+/// Download `url` into the file store as file `sha256` (checked).
+fn fetch(url: &str, sha256: &str, blobs: &crate::blobs::Blobs) -> anyhow::Result<u64> {
     let resp = ureq::AgentBuilder::new()
         .timeout_connect(std::time::Duration::from_secs(3))
         .timeout_read(std::time::Duration::from_secs(60))
@@ -89,32 +76,5 @@ fn fetch(
         .get(url)
         .set(PEER_HEADER, "1")
         .call()?;
-    let part = tmp.join(format!("{sha256}.peer"));
-    let result = (|| {
-        let mut reader = resp.into_reader();
-        let mut file = std::fs::File::create(&part)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])?;
-            size += n as u64;
-        }
-        let got = hex::encode(hasher.finalize());
-        if got != sha256.to_ascii_lowercase() {
-            anyhow::bail!("the peer sent a file whose sha256 is {got}");
-        }
-        file.sync_all()?;
-        std::fs::rename(&part, dir.join(&got))?;
-        Ok(size)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&part);
-    }
-    result
+    Ok(blobs.ingest_verified(&mut resp.into_reader(), sha256)?)
 }

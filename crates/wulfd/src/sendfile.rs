@@ -222,11 +222,13 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
     };
     let referenced = crate::boot::referenced(app, &req.sha256);
     if let Some(f) = &referenced {
-        // A peer head asking is never sent on to other peers.
-        let from_peer = String::from_utf8_lossy(&raw)
-            .to_ascii_lowercase()
-            .contains(crate::peers::PEER_HEADER);
-        if !from_peer {
+        // Only a missing file costs anything here; a peer head asking is never sent on.
+        let missing = app.blobs.path(&f.sha256).is_some_and(|p| !p.exists());
+        if missing
+            && !String::from_utf8_lossy(&raw)
+                .to_ascii_lowercase()
+                .contains(crate::peers::PEER_HEADER)
+        {
             crate::peers::ensure_local(app, &f.sha256).await;
         }
     }

@@ -105,6 +105,18 @@ struct Entry {
     persisted_ms: i64,
 }
 
+impl Entry {
+    /// Mark what must be written (heartbeat, urgently or not; info). Returns true when the
+    /// entry was clean before, i.e. its UID must join the dirty list.
+    fn mark(&mut self, hb: bool, urgent: bool, info: bool) -> bool {
+        let was_clean = !self.hb_dirty && !self.info_dirty;
+        self.hb_dirty |= hb;
+        self.hb_urgent |= urgent;
+        self.info_dirty |= info;
+        was_clean
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     nodes: HashMap<String, Entry>,
@@ -227,10 +239,7 @@ impl Status {
             let e = inner.nodes.entry(uid.to_string()).or_default();
             e.hb.booted_ms = Some(now);
             e.hb.head.clone_from(&self.head);
-            let was_dirty = e.hb_dirty || e.info_dirty;
-            e.hb_dirty = true;
-            e.hb_urgent = true;
-            if !was_dirty {
+            if e.mark(true, true, false) {
                 inner.dirty.push(uid.to_string());
             }
         }
@@ -349,11 +358,7 @@ impl Status {
                     hardware: r.hardware.or_else(|| old.hardware.clone()),
                 });
             }
-            let was_dirty = e.hb_dirty || e.info_dirty;
-            e.hb_dirty = true;
-            e.hb_urgent |= urgent;
-            e.info_dirty |= info_changed;
-            if !was_dirty {
+            if e.mark(true, urgent, info_changed) {
                 dirty.push(uid.to_string());
             }
         }
@@ -369,6 +374,22 @@ impl Status {
             .get(uid)
             .map(|e| times(&e.hb))
             .unwrap_or_default()
+    }
+
+    /// A node's receive times and the state they give at `now`.
+    fn derive(
+        &self,
+        st: &CacheState,
+        node: &wulf_model::Node,
+        hb: Option<&Heartbeat>,
+        now: i64,
+        slack: i64,
+    ) -> (StatusTimes, NodeState, Option<DownReason>) {
+        let t = hb
+            .map(|h| times_with(h, &self.head, slack))
+            .unwrap_or_default();
+        let (state, reason) = derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
+        (t, state, reason)
     }
 
     /// Status of the given nodes (in that order), derived now.
@@ -390,11 +411,7 @@ impl Status {
                 };
                 let entry = inner.nodes.get(uid);
                 let hb = entry.map(|e| &e.hb);
-                let t = hb
-                    .map(|h| times_with(h, &self.head, slack))
-                    .unwrap_or_default();
-                let (state, reason) =
-                    derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
+                let (t, state, reason) = self.derive(st, node, hb, now, slack);
                 let mut s = NodeStatus {
                     uid: uid.clone(),
                     name: node.name.clone(),
@@ -451,12 +468,8 @@ impl Status {
                 let node = st
                     .get(wulf_model::Kind::Node, uid)
                     .and_then(|e| e.obj.as_node())?;
-                let t = inner
-                    .nodes
-                    .get(uid)
-                    .map(|e| times_with(&e.hb, &self.head, slack))
-                    .unwrap_or_default();
-                let (s, r) = derive_state(&t, now, boot_timeout(st, node, self.boot_timeout));
+                let hb = inner.nodes.get(uid).map(|e| &e.hb);
+                let (_, s, r) = self.derive(st, node, hb, now, slack);
                 Some((s, r, node.name.clone()))
             }));
         }
@@ -520,14 +533,7 @@ impl Status {
             let Some(e) = inner.nodes.get_mut(uid) else {
                 continue;
             };
-            let was = e.hb_dirty || e.info_dirty;
-            if info {
-                e.info_dirty = true;
-            } else {
-                e.hb_dirty = true;
-                e.hb_urgent = true;
-            }
-            if !was {
+            if e.mark(!info, !info, info) {
                 inner.dirty.push(uid.to_string());
             }
         }
