@@ -278,7 +278,7 @@ impl State {
                     out.push(uid.clone());
                     return Ok(true);
                 }
-                return Ok(false);
+                // Not an index in use: a UID prefix may be all digits too.
             }
         }
         if is_uid_prefix(word) {
@@ -474,5 +474,37 @@ impl Cache {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(uid: &str, name: &str, index: u32) -> AnyObj {
+        let doc = serde_json::json!({"uid": uid, "name": name, "index": index});
+        AnyObj::Node(serde_json::from_value(doc).expect("node"))
+    }
+
+    #[test]
+    fn a_number_is_an_index_first_then_a_uid_prefix() {
+        let (u1, u2, u3) = (
+            "03675600000000000000000000000001",
+            "a0000000000000000000000000000002",
+            "00042000000000000000000000000003",
+        );
+        let mut s = State::default();
+        s.insert(1, node(u1, "n1", 1));
+        s.insert(2, node(u2, "n2", 42));
+        s.insert(3, node(u3, "n3", 7));
+        // "036756" is no node's index: it is the start of n1's UID.
+        assert_eq!(s.select(Kind::Node, "036756").unwrap(), [u1]);
+        assert_eq!(s.select(Kind::Node, "1").unwrap(), [u1]);
+        // "00042" is index 42 (n2) before it is the start of n3's UID.
+        assert_eq!(s.select(Kind::Node, "00042").unwrap(), [u2]);
+        assert!(matches!(
+            s.select(Kind::Node, "99999"),
+            Err(SelectError::Missing { .. })
+        ));
     }
 }
