@@ -2,6 +2,7 @@
 //! `wulf <object> [-i IDS]... [--all] <action> [key=value | key=@file]...`
 
 mod conn;
+mod db;
 mod image;
 mod initramfs;
 mod output;
@@ -93,6 +94,11 @@ enum Top {
     /// credential, as wulf-agent does. Missing simulated nodes are created (MACs
     /// 02:57:xx:xx:xx:xx). When the simulator stops (Ctrl-C, SIGTERM or --duration) its nodes
     /// report a clean shutdown, or with --crash simply go silent.
+    ///
+    /// With --heads, node i boots from and reports to head i mod H. As with wulf-agent, a node
+    /// whose head cannot take a report (no connection, a timeout, HTTP 5xx) sends it to another
+    /// head at once and stays there, keeping its identity; every answer names the heads that
+    /// are up, and the nodes fail over to those too. Failovers are counted in the stats.
     Sim(SimArgs),
 }
 
@@ -124,7 +130,12 @@ struct SimArgs {
     /// Simulated boot time: each node first reports after a random delay up to this
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     boot_secs: f64,
-    /// Parallel connections to the head
+    /// Heads to spread the nodes over: base URLs, comma-separated or repeated (default: the
+    /// head of --url). Node i reports to head i mod H; other commands (creating missing nodes)
+    /// go to --url, else the first of these
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    heads: Vec<String>,
+    /// Parallel reporting threads; each keeps one connection to each head it reports to
     #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Stop without clean-shutdown reports (the head sees the nodes stop sending status)
@@ -233,6 +244,26 @@ enum Action {
         /// hosts or ethers
         #[arg(long, default_value = "hosts")]
         format: String,
+    },
+    /// Cluster only: the database's size and health, and maintenance on demand
+    ///
+    /// One row per store member (each etcd member, or the embedded file): size, bytes in
+    /// use, fill of the space quota, leader, reachability; raised alarms (NOSPACE: "database
+    /// space exceeded", etcd refuses writes) and what the heads' maintenance last did.
+    /// With an option, that maintenance runs first.
+    Db {
+        /// Compact all history up to the current revision
+        #[arg(long)]
+        compact: bool,
+        /// Defragment every reachable etcd member, one at a time, the leader last
+        #[arg(long)]
+        defrag: bool,
+        /// Clear raised alarms (after making room)
+        #[arg(long)]
+        disarm: bool,
+        /// Recover from "database space exceeded": compact, defragment, disarm
+        #[arg(long, conflicts_with_all = ["compact", "defrag", "disarm"])]
+        recover: bool,
     },
     /// Nodes only: node status as the head sees it now
     ///
@@ -561,6 +592,12 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             download(&client(cli)?, kind, &ids, field, output)
         }
         Action::Hosts { format } => cluster_hosts(cli, kind, format),
+        Action::Db {
+            compact,
+            defrag,
+            disarm,
+            recover,
+        } => cluster_db(cli, kind, [*compact, *defrag, *disarm, *recover]),
         Action::Unknown => unknown_macs(cli, kind),
         Action::Status {
             refresh,
@@ -669,6 +706,13 @@ fn sim_cmd(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| Fail::Request(anyhow::anyhow!("cannot catch signals: {e}")))?;
     }
+    let mut heads: Vec<String> = Vec::new();
+    for h in a.heads.iter().filter(|h| !h.trim().is_empty()) {
+        let h = sim::normalize_head(h).map_err(usage)?;
+        if !heads.contains(&h) {
+            heads.push(h);
+        }
+    }
     let opts = sim::SimOptions {
         nodes: a.nodes,
         duration: a.duration,
@@ -677,13 +721,27 @@ fn sim_cmd(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
         crash: a.crash,
         stats_every: a.stats,
         create: !a.no_create,
+        heads: heads.clone(),
     };
     if a.nodes == 0 {
         return Err(usage("--nodes must be at least 1"));
     }
     if !a.local_head {
-        let c = client(cli)?;
+        let c = match (&cli.url, heads.first()) {
+            (None, Some(first)) => {
+                let cfg = conn::load_config().map_err(|e| usage(format!("{e:#}")))?;
+                let (url, token) = conn::resolve(Some(first.clone()), cli.token.clone(), &cfg)
+                    .map_err(|e| usage(format!("{e:#}")))?;
+                Client::new(&url, token)
+            }
+            _ => client(cli)?,
+        };
         return sim::run(&c, opts, stop).map(|_| ()).map_err(Fail::Request);
+    }
+    if !heads.is_empty() {
+        return Err(usage(
+            "--heads and --local-head exclude each other: --local-head starts one head",
+        ));
     }
     let head = sim::LocalHead::start().map_err(Fail::Request)?;
     let c = Client::new(&head.url, Some(head.token.clone()));
@@ -782,6 +840,28 @@ fn cluster_hosts(cli: &Cli, kind: Kind, format: &str) -> Result<(), Fail> {
     let (_, mut reader) = client(cli)?.download(&format!("/cluster/hosts?format={format}"))?;
     std::io::copy(&mut reader, &mut std::io::stdout().lock())
         .map_err(|e| Fail::Request(anyhow::anyhow!("cannot read the head's answer: {e}")))?;
+    Ok(())
+}
+
+/// `wulf cluster db [--compact|--defrag|--disarm|--recover]`.
+fn cluster_db(cli: &Cli, kind: Kind, asked: [bool; 4]) -> Result<(), Fail> {
+    if kind != Kind::Cluster {
+        return Err(usage("db is a cluster action: wulf cluster db"));
+    }
+    let c = client(cli)?;
+    let actions = ["compact", "defrag", "disarm", "recover"];
+    let chosen: Vec<&str> = actions
+        .iter()
+        .zip(asked)
+        .filter(|(_, on)| *on)
+        .map(|(a, _)| *a)
+        .collect();
+    if chosen.is_empty() {
+        return db::run(&c, None, cli.json).map_err(Fail::from);
+    }
+    for a in chosen {
+        db::run(&c, Some(a), cli.json)?;
+    }
     Ok(())
 }
 

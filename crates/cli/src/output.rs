@@ -63,20 +63,7 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use wulf_model::db::human_size;
 
 fn columns(kind: Kind) -> &'static [&'static str] {
     match kind {

@@ -56,3 +56,40 @@ fn heads_up_down_and_removed() {
     let v: Value = h.json(&["head", "-i", "beta", "ls"]);
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
+
+/// `wulf cluster db` on the embedded store: one member, the database file, and maintenance
+/// that has nothing to defragment.
+#[test]
+fn cluster_db_on_the_embedded_store() {
+    let h = head::Head::start();
+    h.ok(&["node", "create", "--count", "20"]);
+    let st: Value = h.json(&["cluster", "db"]);
+    assert_eq!(st["backend"], "embedded");
+    assert!(st["revision"].as_i64().unwrap() > 0);
+    let m = &st["members"][0];
+    assert!(
+        m["endpoint"].as_str().unwrap().ends_with("wulf.redb"),
+        "{m}"
+    );
+    let (size, used) = (
+        m["db_size"].as_u64().unwrap(),
+        m["db_in_use"].as_u64().unwrap(),
+    );
+    assert!(size > 0 && used > 0 && used <= size, "{m}");
+    assert_eq!(st["alarms"], serde_json::json!([]));
+    let done = h.ok(&["cluster", "db", "--recover"]);
+    assert!(done.contains("compacted history up to revision"), "{done}");
+    assert!(done.contains("nothing to defragment"), "{done}");
+    assert!(done.contains("no alarm raised"), "{done}");
+    let rev: i64 = done
+        .split("compacted history up to revision ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap();
+    let st: Value = h.json(&["cluster", "db"]);
+    assert_eq!(st["compacted_revision"], rev);
+    assert_eq!(st["maintenance"]["compacted"][0], rev, "{st}");
+    // The head keeps working after its history is compacted away.
+    h.ok(&["node", "create", "--count", "1"]);
+}

@@ -18,6 +18,11 @@ struct Etcd {
 
 impl Etcd {
     fn start() -> Etcd {
+        Self::start_with(&[])
+    }
+
+    /// One member with `extra` flags (e.g. a space quota).
+    fn start_with(extra: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (port, peer) = (free_port(), free_port());
         let client = format!("http://127.0.0.1:{port}");
@@ -41,6 +46,7 @@ impl Etcd {
             .args(["--initial-cluster", &format!("m0={peer}")])
             .args(["--max-txn-ops", "25000", "--max-request-bytes", "16777216"])
             .args(["--log-level", "warn"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -85,7 +91,7 @@ fn head_with(etcd: &Etcd, name: &str, extra: &str) -> Head {
     let cfg = write(
         cfg_dir.path(),
         "wulfd.toml",
-        format!("head_name = \"{name}\"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n{extra}").as_bytes(),
+        format!("head_name = \"{name}\"\n{extra}\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n").as_bytes(),
     );
     let cfg = cfg.to_str().unwrap().to_string();
     // The config file must outlive the head's restarts: keep its directory.
@@ -365,4 +371,95 @@ fn pxe_once_across_heads() {
         a.json(&["node", "-i", "n0", "ls"])[0]["boot_stage"],
         "local"
     );
+}
+
+/// The heads' maintenance compacts and defragments etcd by itself; when etcd's space quota
+/// fills anyway, writes fail with a clear error naming the way out, `wulf cluster db` shows
+/// the NOSPACE alarm, and `wulf cluster db --recover` makes etcd writable again.
+#[test]
+fn etcd_maintenance_and_space_alarm() {
+    // An 8 MiB quota, so little data fills it.
+    let etcd = Etcd::start_with(&["--quota-backend-bytes", "8388608"]);
+    let a = head_with(
+        &etcd,
+        "head-a",
+        "history_revisions = 100\n[db]\ncheck_secs = 1\nquota_mib = 8\ndefrag_min_free_mib = 1\n",
+    );
+    let db = || a.json(&["cluster", "db"]);
+    let st = db();
+    assert_eq!(st["backend"], "etcd");
+    assert_eq!(st["quota_bytes"], 8 << 20);
+    assert_eq!(st["members"].as_array().unwrap().len(), 1);
+    assert_eq!(st["members"][0]["leader"], true);
+    assert!(st["members"][0]["db_size"].as_u64().unwrap() > 0);
+    let table = a.ok(&["cluster", "db"]);
+    assert!(table.contains("MEMBER") && table.contains("ok"), "{table}");
+
+    // Many small updates: history beyond 100 revisions is compacted and, with most of the
+    // file free, the member defragmented, all by the head's own maintenance.
+    a.ok(&["attrib", "create", "name=big"]);
+    let dir = tempfile::tempdir().unwrap();
+    let small = write(dir.path(), "small", "x".repeat(16 << 10).as_bytes());
+    let set_small = format!("note=@{}", small.display());
+    for i in 0..300 {
+        let v = format!("n={i}");
+        a.ok(&["attrib", "-i", "big", "set", &v, &set_small]);
+    }
+    let t = Instant::now();
+    loop {
+        let m = &db()["maintenance"];
+        if m["compacted"][0].as_i64().unwrap_or(0) > 0 && m["defragmented"][0].is_array() {
+            assert_eq!(m["head"], "head-a");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "maintenance did not compact and defragment: {m}\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Big updates until etcd refuses: a clear error, nothing written.
+    let big = write(dir.path(), "big", "y".repeat(700 << 10).as_bytes());
+    let set_big = format!("note=@{}", big.display());
+    let mut refused = None;
+    for _ in 0..40 {
+        let out = a.wulf(&["attrib", "-i", "big", "set", &set_big]);
+        if !out.status.success() {
+            refused = Some(out);
+            break;
+        }
+    }
+    let out = refused.expect("an 8 MiB quota fills within 40 writes of 700 KiB");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("database out of space") && err.contains("wulf cluster db --recover"),
+        "{err}"
+    );
+    // Reads still work; the alarm shows.
+    a.ok(&["attrib", "-i", "big", "ls"]);
+    let st = db();
+    assert_eq!(st["alarms"][0]["alarm"], "NOSPACE", "{st}");
+    assert!(a.ok(&["cluster", "db"]).contains("ALARM NOSPACE on m0"));
+    assert!(
+        a.log().contains("ERROR") && a.log().contains("NOSPACE alarm"),
+        "the head's log says so"
+    );
+
+    // The documented way out.
+    let done = a.ok(&["cluster", "db", "--recover"]);
+    assert!(
+        done.contains("compacted history") && done.contains("defragmented member m0"),
+        "{done}"
+    );
+    assert!(done.contains("disarmed NOSPACE on member m0"), "{done}");
+    assert_eq!(db()["alarms"], serde_json::json!([]));
+    a.ok(&["attrib", "-i", "big", "set", "note=small-again"]);
+    let note = a.json(&["attrib", "-i", "big", "ls"]);
+    assert_eq!(note[0]["attributes"]["note"], "small-again");
+    // Usage errors.
+    a.fails(2, &["cluster", "db", "--recover", "--compact"]);
+    a.fails(2, &["node", "db"]);
 }

@@ -2,6 +2,7 @@
 //! and validation. Pure: no I/O, no clock, no randomness — callers pass those in.
 
 pub mod attributes;
+pub mod db;
 pub mod error;
 pub mod hostlist;
 pub mod ids;

@@ -45,8 +45,8 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::{
-    Event, EventKind, Expect, KeyValue, LeaseId, Op, Revision, Store, StoreError, Txn, TxnResult,
-    Watch, WatchBatch,
+    DbAlarm, DbMember, DbStatus, Event, EventKind, Expect, KeyValue, LeaseId, Op, Revision, Store,
+    StoreError, Txn, TxnResult, Watch, WatchBatch,
 };
 
 // Keys are stored as bytes: redb compares `&str` keys by re-validating UTF-8 on every
@@ -1357,5 +1357,54 @@ impl Store for EmbeddedStore {
     async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
         self.blocking(move |inner| inner.lease_revoke(lease, false).map(|_| ()))
             .await
+    }
+
+    /// One member: the database file, its size and the bytes of its allocated pages.
+    async fn db_status(&self) -> Result<DbStatus, StoreError> {
+        let (db_size, db_in_use) = self
+            .blocking(|inner| {
+                let size = std::fs::metadata(&inner.path)
+                    .map_err(|e| StoreError::Backend(format!("{}: {e}", inner.path.display())))?
+                    .len();
+                let txn = inner
+                    .db
+                    .begin_write()
+                    .map_err(|e| StoreError::Backend(format!("database stats: {e}")))?;
+                let stats = txn
+                    .stats()
+                    .map_err(|e| StoreError::Backend(format!("database stats: {e}")))?;
+                let used = stats.allocated_pages() * stats.page_size() as u64;
+                txn.abort()
+                    .map_err(|e| StoreError::Backend(format!("database stats: {e}")))?;
+                Ok((size, used.min(size)))
+            })
+            .await?;
+        let path = self.inner.path.display().to_string();
+        Ok(DbStatus {
+            backend: "embedded".into(),
+            revision: self.revision().await?,
+            compacted_revision: self.compacted_revision().await?,
+            members: vec![DbMember {
+                name: "embedded".into(),
+                endpoint: path,
+                leader: true,
+                db_size,
+                db_in_use,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    /// redb reuses its free pages itself; there is no member to defragment.
+    async fn defragment(&self, _endpoint: &str) -> Result<(), StoreError> {
+        Err(StoreError::Invalid(
+            "the embedded store is not defragmented: it reuses its free pages itself".into(),
+        ))
+    }
+
+    /// The embedded store raises no alarms.
+    async fn disarm_alarms(&self) -> Result<Vec<DbAlarm>, StoreError> {
+        Ok(Vec::new())
     }
 }

@@ -39,16 +39,17 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{
-    Certificate, Client, CompactionOptions, Compare as EtcdCompare, CompareOp, ConnectOptions,
-    DeleteOptions, EventType, GetOptions, Identity, KvClient, LeaseClient, PutOptions, TlsOptions,
-    Txn as EtcdTxn, TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
+    AlarmAction, AlarmOptions, AlarmType, Certificate, Client, ClusterClient, CompactionOptions,
+    Compare as EtcdCompare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    Identity, KvClient, LeaseClient, MaintenanceClient, PutOptions, TlsOptions, Txn as EtcdTxn,
+    TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
 };
 use tokio::sync::{mpsc, watch as signal};
 use tracing::{debug, info, warn};
 
 use crate::{
-    Event, EventKind, Expect, KeyValue, LeaseId, Op, Revision, Store, StoreError, Txn, TxnResult,
-    Watch, WatchBatch,
+    DbAlarm, DbMember, DbStatus, Event, EventKind, Expect, KeyValue, LeaseId, Op, Revision, Store,
+    StoreError, Txn, TxnResult, Watch, WatchBatch,
 };
 
 /// A key that is never written: reads of it give the store's revision, and it anchors the
@@ -114,6 +115,8 @@ pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
     lease: LeaseClient,
+    maintenance: MaintenanceClient,
+    cluster: ClusterClient,
     endpoints: Vec<String>,
     options: EtcdOptions,
     /// The highest compaction revision seen (etcd's own is authoritative).
@@ -130,6 +133,38 @@ impl std::fmt::Debug for EtcdStore {
     }
 }
 
+/// A client for `endpoints` with `options` (timeouts, keep-alive, credentials, TLS).
+async fn connect_client(endpoints: &[String], options: &EtcdOptions) -> Result<Client, StoreError> {
+    let mut connect = ConnectOptions::new()
+        .with_connect_timeout(options.connect_timeout)
+        .with_keep_alive(options.keep_alive_interval, options.keep_alive_timeout)
+        .with_keep_alive_while_idle(true);
+    if let Some((user, password)) = &options.user {
+        connect = connect.with_user(user.clone(), password.clone());
+    }
+    if let Some(tls) = &options.tls {
+        connect = connect.with_tls(tls_config(tls)?);
+    }
+    tokio::time::timeout(
+        options.connect_timeout,
+        Client::connect(endpoints, Some(connect)),
+    )
+    .await
+    .map_err(|_| {
+        StoreError::Unavailable(format!(
+            "etcd at {} did not answer within {:?}",
+            endpoints.join(","),
+            options.connect_timeout
+        ))
+    })?
+    .map_err(|e| convert("connect to etcd", e))
+}
+
+/// How long a status or alarm call to one member may take before it counts as unreachable.
+const MEMBER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one member's defragmentation may take.
+const DEFRAG_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl EtcdStore {
     /// Connects to the etcd cluster at `endpoints` (`http://host:port`, `https://host:port`,
     /// or `host:port`) and checks that it answers.
@@ -140,29 +175,7 @@ impl EtcdStore {
         if endpoints.is_empty() {
             return Err(StoreError::Invalid("no etcd endpoints given".into()));
         }
-        let mut connect = ConnectOptions::new()
-            .with_connect_timeout(options.connect_timeout)
-            .with_keep_alive(options.keep_alive_interval, options.keep_alive_timeout)
-            .with_keep_alive_while_idle(true);
-        if let Some((user, password)) = &options.user {
-            connect = connect.with_user(user.clone(), password.clone());
-        }
-        if let Some(tls) = &options.tls {
-            connect = connect.with_tls(tls_config(tls)?);
-        }
-        let client = tokio::time::timeout(
-            options.connect_timeout,
-            Client::connect(endpoints, Some(connect)),
-        )
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!(
-                "etcd at {} did not answer within {:?}",
-                endpoints.join(","),
-                options.connect_timeout
-            ))
-        })?
-        .map_err(|e| convert("connect to etcd", e))?;
+        let client = connect_client(endpoints, &options).await?;
 
         let (shutdown, _) = signal::channel(());
         let store = EtcdStore {
@@ -174,6 +187,8 @@ impl EtcdStore {
                 .watch_client()
                 .max_decoding_message_size(options.max_message_bytes),
             lease: client.lease_client(),
+            maintenance: client.maintenance_client(),
+            cluster: client.cluster_client(),
             endpoints: endpoints.to_vec(),
             options,
             compacted: Arc::new(AtomicI64::new(0)),
@@ -195,6 +210,51 @@ impl EtcdStore {
     /// The endpoints this store was connected to.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
+    }
+
+    /// A maintenance client talking to the one member at `endpoint` only.
+    async fn member_client(
+        &self,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> Result<MaintenanceClient, StoreError> {
+        let options = EtcdOptions {
+            connect_timeout: timeout.min(self.options.connect_timeout),
+            ..self.options.clone()
+        };
+        Ok(connect_client(&[endpoint.to_string()], &options)
+            .await?
+            .maintenance_client())
+    }
+
+    /// Status of the member at `endpoint` as a [`DbMember`] (named `name`, id `id`).
+    async fn member_status(&self, name: &str, id: u64, endpoint: &str) -> DbMember {
+        let mut m = DbMember {
+            name: name.to_string(),
+            endpoint: endpoint.to_string(),
+            id: format!("{id:x}"),
+            ..Default::default()
+        };
+        let asked = async {
+            let mut client = self.member_client(endpoint, MEMBER_TIMEOUT).await?;
+            client
+                .status()
+                .await
+                .map_err(|e| convert(&format!("status of etcd member {name}"), e))
+        };
+        match tokio::time::timeout(MEMBER_TIMEOUT, asked).await {
+            Ok(Ok(st)) => {
+                m.leader = st.leader() == id;
+                m.version = st.version().to_string();
+                m.db_size = u64::try_from(st.db_size()).unwrap_or(0);
+                m.db_in_use = u64::try_from(st.raft_used_db_size()).unwrap_or(0);
+                m.raft_index = st.raft_index();
+                m.errors = st.errors().to_vec();
+            }
+            Ok(Err(e)) => m.unreachable = Some(e.to_string()),
+            Err(_) => m.unreachable = Some(format!("no answer within {MEMBER_TIMEOUT:?}")),
+        }
+        m
     }
 
     fn kv(&self) -> KvClient {
@@ -355,6 +415,15 @@ fn known(e: &etcd_client::Error) -> Known {
     }
 }
 
+/// etcd's name for an alarm, as `etcdctl alarm list` prints it.
+fn alarm_name(a: AlarmType) -> &'static str {
+    match a {
+        AlarmType::None => "NONE",
+        AlarmType::Nospace => "NOSPACE",
+        AlarmType::Corrupt => "CORRUPT",
+    }
+}
+
 /// Maps an etcd client error to a [`StoreError`]; `what` says what was being done.
 /// Errors needing context (a lease id, a revision) are mapped by the callers first.
 fn convert(what: &str, e: etcd_client::Error) -> StoreError {
@@ -377,9 +446,10 @@ fn convert(what: &str, e: etcd_client::Error) -> StoreError {
             ))
         }
         Known::NoSpace => {
-            return StoreError::Backend(format!(
-                "{what}: the etcd database is full (--quota-backend-bytes): compact and \
-                 defragment it, then disarm the NOSPACE alarm"
+            return StoreError::NoSpace(format!(
+                "{what}: etcd database space exceeded (its NOSPACE alarm is raised; \
+                 --quota-backend-bytes): etcd refuses writes until it is compacted, \
+                 defragmented and the alarm disarmed"
             ))
         }
         Known::LeaseNotFound => {
@@ -797,6 +867,122 @@ impl Store for EtcdStore {
             )));
         }
         Ok(resp.id())
+    }
+
+    async fn db_status(&self) -> Result<DbStatus, StoreError> {
+        let members = self
+            .cluster
+            .clone()
+            .member_list()
+            .await
+            .map_err(|e| convert("list etcd members", e))?;
+        let mut names = std::collections::HashMap::new();
+        let mut asks = Vec::new();
+        for m in members.members() {
+            let name = if m.name().is_empty() {
+                format!("{:x}", m.id())
+            } else {
+                m.name().to_string()
+            };
+            names.insert(m.id(), name.clone());
+            let (id, url) = (m.id(), m.client_urls().first().cloned());
+            asks.push(async move {
+                match url {
+                    Some(url) => self.member_status(&name, id, &url).await,
+                    None => DbMember {
+                        name,
+                        id: format!("{id:x}"),
+                        unreachable: Some("not started (no client URL yet)".into()),
+                        ..Default::default()
+                    },
+                }
+            });
+        }
+        let mut members = futures_util::future::join_all(asks).await;
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        let alarms = self
+            .maintenance
+            .clone()
+            .alarm(AlarmAction::Get, AlarmType::None, None)
+            .await
+            .map_err(|e| convert("list etcd alarms", e))?;
+        let alarms = alarms
+            .alarms()
+            .iter()
+            .map(|a| DbAlarm {
+                member: names
+                    .get(&a.member_id())
+                    .cloned()
+                    .unwrap_or_else(|| format!("{:x}", a.member_id())),
+                alarm: alarm_name(a.alarm()).to_string(),
+            })
+            .collect();
+        Ok(DbStatus {
+            backend: "etcd".into(),
+            revision: self.revision().await?,
+            compacted_revision: self.compacted_revision().await?,
+            members,
+            alarms,
+            ..Default::default()
+        })
+    }
+
+    async fn defragment(&self, endpoint: &str) -> Result<(), StoreError> {
+        let run = async {
+            let mut client = self.member_client(endpoint, MEMBER_TIMEOUT).await?;
+            client
+                .defragment()
+                .await
+                .map_err(|e| convert(&format!("defragment etcd member {endpoint}"), e))
+        };
+        tokio::time::timeout(DEFRAG_TIMEOUT, run)
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "defragmenting etcd member {endpoint} took longer than {DEFRAG_TIMEOUT:?}"
+                ))
+            })??;
+        info!(endpoint, "etcd member defragmented");
+        Ok(())
+    }
+
+    async fn disarm_alarms(&self) -> Result<Vec<DbAlarm>, StoreError> {
+        let raised = self
+            .maintenance
+            .clone()
+            .alarm(AlarmAction::Get, AlarmType::None, None)
+            .await
+            .map_err(|e| convert("list etcd alarms", e))?;
+        let names: std::collections::HashMap<u64, String> =
+            match self.cluster.clone().member_list().await {
+                Ok(list) => list
+                    .members()
+                    .iter()
+                    .filter(|m| !m.name().is_empty())
+                    .map(|m| (m.id(), m.name().to_string()))
+                    .collect(),
+                Err(_) => Default::default(),
+            };
+        let name_of = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("{id:x}"));
+        let mut cleared = Vec::new();
+        for a in raised.alarms() {
+            if a.alarm() == AlarmType::None {
+                continue;
+            }
+            let mut opts = AlarmOptions::new();
+            opts.with_member(a.member_id());
+            self.maintenance
+                .clone()
+                .alarm(AlarmAction::Deactivate, a.alarm(), Some(opts))
+                .await
+                .map_err(|e| convert("disarm an etcd alarm", e))?;
+            warn!(member = %name_of(a.member_id()), alarm = alarm_name(a.alarm()), "etcd alarm disarmed");
+            cleared.push(DbAlarm {
+                member: name_of(a.member_id()),
+                alarm: alarm_name(a.alarm()).to_string(),
+            });
+        }
+        Ok(cleared)
     }
 
     async fn lease_keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use wulf_model::db::{DbAlarm, DbMember, DbStatus};
 
 pub mod conformance;
 pub mod embedded;
@@ -189,6 +190,10 @@ pub enum StoreError {
     Backend(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refuses writes until space is made (etcd's NOSPACE alarm: "database space
+    /// exceeded"). Reads still work.
+    #[error("out of space: {0}")]
+    NoSpace(String),
 }
 
 /// The wulf store. Implementations must be safe to share between tasks (`Arc<dyn Store>`).
@@ -235,4 +240,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revoke a lease now, deleting every key attached to it.
     async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError>;
+
+    /// Size and health of the store, member by member, with its raised alarms.
+    async fn db_status(&self) -> Result<DbStatus, StoreError>;
+
+    /// Give the free space in one member's database file back to the filesystem (etcd:
+    /// defragment the member at `endpoint`, one of `db_status().members[].endpoint`). The
+    /// member answers nothing else while it runs.
+    async fn defragment(&self, endpoint: &str) -> Result<(), StoreError>;
+
+    /// Clear raised space alarms (once compaction and defragmentation have made room);
+    /// returns the alarms cleared.
+    async fn disarm_alarms(&self) -> Result<Vec<DbAlarm>, StoreError>;
 }

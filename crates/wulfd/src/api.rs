@@ -112,6 +112,19 @@ impl From<SelectError> for ApiErr {
 
 impl From<&StoreError> for ApiErr {
     fn from(e: &StoreError) -> ApiErr {
+        if let StoreError::NoSpace(why) = e {
+            tracing::error!(
+                "write refused: {why}. Run `wulf cluster db --recover`, and raise etcd's \
+                 --quota-backend-bytes if it fills again"
+            );
+            return ApiErr::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "database out of space, nothing was written: {why}. Run `wulf cluster db \
+                     --recover` (compact, defragment, disarm the alarm)"
+                ),
+            );
+        }
         tracing::error!(error = %e, "store error");
         ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
     }
@@ -141,6 +154,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/node/status/summary", get(node_status_summary))
         .route("/api/v1/head", get(head_list).delete(head_remove))
         .route("/api/v1/cluster/hosts", get(crate::dns::cluster_hosts))
+        .route("/api/v1/cluster/db", get(cluster_db).post(cluster_db_act))
         .route(
             "/api/v1/{kind}",
             get(list).post(create).patch(update).delete(remove),
@@ -411,6 +425,38 @@ async fn head_list(
     State(app): AppState,
 ) -> Result<axum::Json<Vec<crate::heads::HeadView>>, ApiErr> {
     Ok(axum::Json(crate::heads::list(app.store.as_ref()).await?))
+}
+
+/// `GET /api/v1/cluster/db`: the store's size and health, member by member.
+async fn cluster_db(State(app): AppState) -> Result<axum::Json<wulf_model::db::DbStatus>, ApiErr> {
+    Ok(axum::Json(crate::maint::db_status(&app).await?))
+}
+
+/// What `POST /api/v1/cluster/db` did, and the status after it.
+#[derive(serde::Serialize)]
+struct DbActed {
+    done: Vec<String>,
+    status: wulf_model::db::DbStatus,
+}
+
+/// `POST /api/v1/cluster/db` `{"action": "compact"|"defrag"|"disarm"|"recover"}`.
+async fn cluster_db_act(State(app): AppState, body: Body) -> Result<axum::Json<DbActed>, ApiErr> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        action: crate::maint::DbAction,
+    }
+    let ask: Ask = serde_json::from_value(read_json(&app, body).await?).map_err(|e| {
+        ApiErr::bad(format!(
+            "expected {{\"action\": \"compact\"|\"defrag\"|\"disarm\"|\"recover\"}}: {e}"
+        ))
+    })?;
+    let done = crate::maint::act(&app, ask.action).await?;
+    tracing::info!(action = ?ask.action, steps = ?done, "database maintenance on request");
+    Ok(axum::Json(DbActed {
+        done,
+        status: crate::maint::db_status(&app).await?,
+    }))
 }
 
 /// `DELETE /api/v1/head?ids=NAME,…`: remove down heads' records.

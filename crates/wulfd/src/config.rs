@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub dns: DnsSection,
     #[serde(default)]
     pub status: StatusSection,
+    #[serde(default)]
+    pub db: DbSection,
 }
 
 /// `[etcd]`: TLS and credentials for an etcd store.
@@ -124,6 +126,34 @@ impl Default for StatusSection {
         StatusSection {
             flush_ms: 1000,
             persist_secs: 60,
+        }
+    }
+}
+
+/// `[db]`: the database maintenance one head runs for all (compaction, defragmentation,
+/// space alarms).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbSection {
+    /// Seconds between maintenance rounds.
+    pub check_secs: u64,
+    /// etcd's space quota (its `--quota-backend-bytes`, 2 GiB unless set there), in MiB:
+    /// for the fill figures and the near-quota defragmentation rule.
+    pub quota_mib: u64,
+    /// Defragment an etcd member when at least this many MiB and half its file are free...
+    pub defrag_min_free_mib: u64,
+    /// ...or when its file has reached this fraction of the quota and a tenth of it is free.
+    /// The same fraction logs a warning.
+    pub quota_fill: f64,
+}
+
+impl Default for DbSection {
+    fn default() -> Self {
+        DbSection {
+            check_secs: 60,
+            quota_mib: wulf_model::db::ETCD_DEFAULT_QUOTA >> 20,
+            defrag_min_free_mib: 64,
+            quota_fill: 0.8,
         }
     }
 }
@@ -250,6 +280,7 @@ pub struct Config {
     pub tftp: TftpSection,
     pub dns: DnsSection,
     pub status: StatusSection,
+    pub db: DbSection,
 }
 
 /// `/var/lib/wulf` as root, else `./wulf-data`.
@@ -289,6 +320,16 @@ impl Config {
             status: StatusSection {
                 flush_ms: file.status.flush_ms.clamp(50, 60_000),
                 persist_secs: file.status.persist_secs.clamp(1, 3600),
+            },
+            db: DbSection {
+                check_secs: file.db.check_secs.clamp(1, 3600),
+                quota_mib: file.db.quota_mib.max(1),
+                quota_fill: if (0.1..=1.0).contains(&file.db.quota_fill) {
+                    file.db.quota_fill
+                } else {
+                    DbSection::default().quota_fill
+                },
+                ..file.db
             },
         }
     }

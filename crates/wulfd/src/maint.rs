@@ -1,14 +1,26 @@
-//! Background maintenance: compact old store history, remove unreferenced files.
+//! Background maintenance: compact old store history, defragment etcd members when that
+//! gives back enough space, watch for etcd's space alarm, and remove unreferenced files.
+//!
+//! Every head cleans its own file store. The store itself is looked after by one head at a
+//! time, the first of the live heads by name (on the embedded store: the only head), so two
+//! heads never defragment at once. What it last did is kept at [`MAINT_KEY`] for
+//! `wulf cluster db`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use wulf_model::db::{DbStatus, Maintenance};
 use wulf_model::Kind;
+use wulf_store::{Expect, StoreError};
 
 use crate::api::App;
 use crate::objects::AnyObj;
+
+/// What the maintaining head last did.
+pub const MAINT_KEY: &str = "/wulf/maint/status";
 
 pub async fn run(
     app: Arc<App>,
@@ -16,9 +28,12 @@ pub async fn run(
     keep_for: Duration,
     cancel: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let every = Duration::from_secs(app.cfg.db.check_secs);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // (when, revision) samples: the revision `keep_for` ago bounds the history kept.
     let mut seen: std::collections::VecDeque<(std::time::Instant, i64)> = Default::default();
+    let mut last_gc: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -35,33 +50,247 @@ pub async fn run(
             old_enough = Some(rev);
             seen.pop_front();
         }
-        compact(&app, keep_revisions, old_enough).await;
-        let referenced = referenced_files(&app);
-        let removed = app
-            .blobs
-            .collect_garbage(&referenced, Duration::from_secs(3600));
-        if removed > 0 {
-            tracing::info!(removed, "file store cleaned");
+        if maintains_store(&app) {
+            let compacted = compact(&app, keep_revisions, old_enough).await;
+            let defragmented = look_after(&app).await;
+            if compacted.is_some() || !defragmented.is_empty() {
+                record(&app, compacted, defragmented).await;
+            }
+        }
+        if last_gc.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            last_gc = Some(std::time::Instant::now());
+            let referenced = referenced_files(&app);
+            let removed = app
+                .blobs
+                .collect_garbage(&referenced, Duration::from_secs(3600));
+            if removed > 0 {
+                tracing::info!(removed, "file store cleaned");
+            }
         }
     }
 }
 
+/// Whether this head looks after the store: the first live head by name.
+fn maintains_store(app: &App) -> bool {
+    let Ok(heads) = app.live_heads.read() else {
+        return true;
+    };
+    heads
+        .iter()
+        .map(|h| h.name.as_str())
+        .min()
+        .is_none_or(|first| first == app.head)
+}
+
 /// Compact history older than `keep` revisions back or older than `before` (the revision the
-/// store had `history_secs` ago), whichever removes more.
-async fn compact(app: &App, keep: i64, before: Option<i64>) {
+/// store had `history_secs` ago), whichever removes more. Returns the revision compacted to.
+async fn compact(app: &App, keep: i64, before: Option<i64>) -> Option<i64> {
     let (Ok(rev), Ok(done)) = (
         app.store.revision().await,
         app.store.compacted_revision().await,
     ) else {
-        return;
+        return None;
     };
     let target = (rev - keep).max(before.unwrap_or(0)).min(rev);
     if target > done {
         match app.store.compact(target).await {
-            Ok(()) => tracing::debug!(revision = target, "compacted store history"),
+            Ok(()) => {
+                tracing::debug!(revision = target, "compacted store history");
+                return Some(target);
+            }
             Err(e) => tracing::warn!(error = %e, "compaction failed"),
         }
     }
+    None
+}
+
+/// The store's status with this head's view of the quota and the last maintenance.
+pub async fn db_status(app: &App) -> Result<DbStatus, StoreError> {
+    let mut st = app.store.db_status().await?;
+    if st.backend == "etcd" {
+        st.quota_bytes = Some(app.cfg.db.quota_mib << 20);
+    }
+    st.maintenance = app
+        .store
+        .get(MAINT_KEY)
+        .await?
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok());
+    Ok(st)
+}
+
+/// Check sizes and alarms; defragment members where worthwhile. Returns the members
+/// defragmented.
+async fn look_after(app: &App) -> Vec<String> {
+    let st = match db_status(app).await {
+        Ok(st) => st,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the database status");
+            return Vec::new();
+        }
+    };
+    for a in &st.alarms {
+        tracing::error!(
+            member = %a.member,
+            alarm = %a.alarm,
+            "{}",
+            alarm_advice(&a.alarm)
+        );
+    }
+    for m in &st.members {
+        match &m.unreachable {
+            Some(why) => {
+                tracing::warn!(member = %m.name, endpoint = %m.endpoint, "database member unreachable: {why}")
+            }
+            None => {
+                tracing::debug!(member = %m.name, db_size = m.db_size, db_in_use = m.db_in_use, "database size");
+                if let Some(q) = st.quota_bytes {
+                    if m.db_size as f64 >= q as f64 * app.cfg.db.quota_fill {
+                        tracing::warn!(
+                            member = %m.name,
+                            db_size = m.db_size,
+                            quota = q,
+                            "etcd member {} is at {:.0}% of its space quota",
+                            m.name,
+                            m.db_size as f64 * 100.0 / q as f64
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if st.backend != "etcd" {
+        return Vec::new();
+    }
+    let min_free = app.cfg.db.defrag_min_free_mib << 20;
+    let due: Vec<&wulf_model::db::DbMember> = st
+        .members
+        .iter()
+        .filter(|m| m.worth_defragmenting(min_free, st.quota_bytes, app.cfg.db.quota_fill))
+        .collect();
+    defragment(app, &due).await
+}
+
+/// Defragment `members` one at a time, the leader last (it answers nothing while it runs).
+async fn defragment(app: &App, members: &[&wulf_model::db::DbMember]) -> Vec<String> {
+    let mut order: Vec<&&wulf_model::db::DbMember> = members.iter().collect();
+    order.sort_by_key(|m| m.leader);
+    let mut done = Vec::new();
+    for m in order {
+        let t = std::time::Instant::now();
+        match app.store.defragment(&m.endpoint).await {
+            Ok(()) => {
+                tracing::info!(
+                    member = %m.name,
+                    freed_about = m.free(),
+                    took_ms = t.elapsed().as_millis() as u64,
+                    "etcd member {} defragmented",
+                    m.name
+                );
+                done.push(m.name.clone());
+            }
+            Err(e) => tracing::warn!(member = %m.name, error = %e, "defragmentation failed"),
+        }
+    }
+    done
+}
+
+fn alarm_advice(alarm: &str) -> String {
+    match alarm {
+        "NOSPACE" => "etcd database space exceeded (NOSPACE alarm): etcd refuses every write \
+                      until space is made; run `wulf cluster db --recover` (compact, defragment, \
+                      disarm) and raise etcd's --quota-backend-bytes if it fills again"
+            .to_string(),
+        other => format!("etcd alarm {other} raised; see `wulf cluster db` and etcd's logs"),
+    }
+}
+
+/// Remember what maintenance did (best effort: the store may be refusing writes).
+async fn record(app: &App, compacted: Option<i64>, defragmented: Vec<String>) {
+    let now = crate::db::now() as u64;
+    let mut m: Maintenance = match app.store.get(MAINT_KEY).await {
+        Ok(Some(kv)) => serde_json::from_slice(&kv.value).unwrap_or_default(),
+        _ => Maintenance::default(),
+    };
+    m.head = app.head.clone();
+    m.checked = now;
+    if let Some(rev) = compacted {
+        m.compacted = Some((rev, now));
+    }
+    if !defragmented.is_empty() {
+        m.defragmented = Some((defragmented, now));
+    }
+    if let Ok(v) = serde_json::to_vec(&m) {
+        if let Err(e) = app.store.put(MAINT_KEY, v, Expect::Any).await {
+            tracing::debug!(error = %e, "cannot record maintenance");
+        }
+    }
+}
+
+/// What `wulf cluster db` asks a head to do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbAction {
+    /// Compact all history up to the current revision.
+    Compact,
+    /// Defragment every reachable member.
+    Defrag,
+    /// Clear raised alarms.
+    Disarm,
+    /// Compact, defragment, disarm: the way out of "database space exceeded".
+    Recover,
+}
+
+/// Run `action`; returns one line per step done.
+pub async fn act(app: &App, action: DbAction) -> Result<Vec<String>, StoreError> {
+    let mut steps = Vec::new();
+    if matches!(action, DbAction::Compact | DbAction::Recover) {
+        let rev = app.store.revision().await?;
+        if rev > app.store.compacted_revision().await? {
+            app.store.compact(rev).await?;
+            steps.push(format!("compacted history up to revision {rev}"));
+        } else {
+            steps.push(format!("history already compacted up to revision {rev}"));
+        }
+        record(app, Some(rev), Vec::new()).await;
+    }
+    if matches!(action, DbAction::Defrag | DbAction::Recover) {
+        let st = app.store.db_status().await?;
+        if st.backend != "etcd" {
+            steps.push(
+                "the embedded store reuses its free pages itself: nothing to defragment".into(),
+            );
+        } else {
+            let mut members: Vec<&wulf_model::db::DbMember> = st.members.iter().collect();
+            members.sort_by_key(|m| m.leader);
+            let mut done = Vec::new();
+            for m in members {
+                if let Some(why) = &m.unreachable {
+                    steps.push(format!("skipped member {} ({why})", m.name));
+                    continue;
+                }
+                app.store.defragment(&m.endpoint).await?;
+                steps.push(format!(
+                    "defragmented member {} (was {} with {} in use)",
+                    m.name,
+                    wulf_model::db::human_size(m.db_size),
+                    wulf_model::db::human_size(m.db_in_use)
+                ));
+                done.push(m.name.clone());
+            }
+            record(app, None, done).await;
+        }
+    }
+    if matches!(action, DbAction::Disarm | DbAction::Recover) {
+        let cleared = app.store.disarm_alarms().await?;
+        if cleared.is_empty() {
+            steps.push("no alarm raised".into());
+        }
+        for a in cleared {
+            tracing::warn!(member = %a.member, alarm = %a.alarm, "alarm disarmed on request");
+            steps.push(format!("disarmed {} on member {}", a.alarm, a.member));
+        }
+    }
+    Ok(steps)
 }
 
 fn referenced_files(app: &App) -> HashSet<String> {
