@@ -131,8 +131,8 @@ struct SimArgs {
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     boot_secs: f64,
     /// Heads to spread the nodes over: base URLs, comma-separated or repeated (default: the
-    /// head of --url). Node i reports to head i mod H; other commands (creating missing nodes)
-    /// go to --url, else the first of these
+    /// head of --url). Node i reports to head i mod H. Missing nodes are created through
+    /// --url, else the first of these
     #[arg(long, value_name = "URLS", value_delimiter = ',')]
     heads: Vec<String>,
     /// Parallel reporting threads; each keeps one connection to each head it reports to

@@ -3,9 +3,14 @@
 //! the parameters the script would put on a kernel command line, and reports status every
 //! `_status_secs` with the node token, as `wulf-agent` does. When the simulator stops, its
 //! nodes send a clean-shutdown report (or, with `--crash`, just go silent).
+//!
+//! With several heads, node i boots from and reports to head i mod H. Like the agent, a node
+//! whose head cannot take a report (no connection, a timeout, HTTP 5xx) sends it to another
+//! head at once and stays there; the heads each answer names (every head that is up) are
+//! added after the configured ones, so a simulator given one head can fail over too.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +24,13 @@ use wulf_api::{ApiError, Client};
 
 /// Simulated nodes get MACs 02:57:xx:xx:xx:xx (locally administered).
 const MAC_PREFIX: [u8; 2] = [0x02, 0x57];
+
+/// Connecting to a head may take this long (as for wulf-agent).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A whole request may take this long.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// A worker tries a head that failed only after the others for this long.
+const AVOID: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -35,6 +47,9 @@ pub struct SimOptions {
     pub stats_every: f64,
     /// Create missing simulated nodes.
     pub create: bool,
+    /// Head base URLs to spread the nodes over (normalised, see [`normalize_head`]); empty:
+    /// the admin client's head.
+    pub heads: Vec<String>,
 }
 
 /// One simulated node.
@@ -42,12 +57,17 @@ struct SimNode {
     uid: String,
     name: String,
     mac: String,
-    cred: String,
     booted: Instant,
     interval: u32,
     busy: bool,
     reports: u64,
     boot_id: String,
+    /// Bearer token `node:<uid>:<cred>`.
+    token: String,
+    /// Base URL of the head it reports to now.
+    head: String,
+    /// Where its failovers start among the other heads, so a dead head's nodes spread evenly.
+    spread: usize,
 }
 
 /// Shared counters.
@@ -55,6 +75,11 @@ struct SimNode {
 pub struct Stats {
     reports: AtomicU64,
     errors: AtomicU64,
+    /// Nodes that moved to another head.
+    failovers: AtomicU64,
+    last_failover: Mutex<Option<String>>,
+    /// Per head: reports it took, nodes on it when the simulator stopped.
+    per_head: Mutex<BTreeMap<String, (u64, u64)>>,
     /// Latencies (µs) since the last stats print.
     window: Mutex<Vec<u32>>,
     /// All latencies (µs).
@@ -75,6 +100,23 @@ impl Stats {
         if let Ok(mut l) = self.last_error.lock() {
             *l = Some(e);
         }
+    }
+
+    fn failover(&self, what: String) {
+        self.failovers.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.last_failover.lock() {
+            *l = Some(what);
+        }
+    }
+
+    /// Nodes that moved to another head so far.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Reports each head took, and how many nodes were on it at the end.
+    pub fn per_head(&self) -> BTreeMap<String, (u64, u64)> {
+        self.per_head.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// Take the window: (count, p50 ms, p99 ms, max ms).
@@ -124,12 +166,107 @@ pub fn script_params(script: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Normalise a head URL as wulf-agent does: `http://` added when there is no scheme, a
+/// trailing `/` removed. Only http:// is supported.
+pub fn normalize_head(h: &str) -> Result<String, String> {
+    let h = h.trim();
+    let rest = match h.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(_) => {
+            return Err(format!(
+                "bad head URL '{h}': only http:// URLs are supported"
+            ))
+        }
+        None => h,
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "bad head URL '{h}': give a base URL like http://10.54.0.1:8740"
+        ));
+    }
+    Ok(format!("http://{rest}"))
+}
+
+/// The heads one worker knows: the configured ones first, then those the last answer named
+/// (replaced with each answer, as wulf-agent does), and which of them failed lately.
+#[derive(Debug, Clone)]
+pub struct Heads {
+    configured: Vec<String>,
+    list: Vec<String>,
+    avoid: HashMap<String, Instant>,
+}
+
+impl Heads {
+    /// `configured` are normalised base URLs.
+    pub fn new(configured: Vec<String>) -> Heads {
+        Heads {
+            list: configured.clone(),
+            configured,
+            avoid: HashMap::new(),
+        }
+    }
+
+    /// Every head known, configured ones first.
+    #[cfg(test)]
+    pub fn list(&self) -> &[String] {
+        &self.list
+    }
+
+    /// Take the heads an answer named: configured heads first, then the others (sorted, so
+    /// answers that name the same heads in another order change nothing).
+    pub fn learn(&mut self, advertised: &[String]) {
+        let mut learned: Vec<String> = advertised
+            .iter()
+            .filter_map(|h| normalize_head(h).ok())
+            .filter(|h| !self.configured.contains(h))
+            .collect();
+        learned.sort();
+        learned.dedup();
+        if self.list[self.configured.len()..] != learned[..] {
+            self.list.truncate(self.configured.len());
+            self.list.extend(learned);
+        }
+    }
+
+    /// `head` failed: try it after the others for a while.
+    pub fn failed(&mut self, head: &str, now: Instant) {
+        self.avoid.insert(head.to_string(), now + AVOID);
+    }
+
+    /// `head` answered.
+    pub fn answered(&mut self, head: &str) {
+        if !self.avoid.is_empty() {
+            self.avoid.remove(head);
+        }
+    }
+
+    fn avoided(&self, head: &str, now: Instant) -> bool {
+        self.avoid.get(head).is_some_and(|&until| until > now)
+    }
+
+    /// The heads to try, in order, for a node on `current`: `current`, then the others
+    /// starting `spread` places along (so the nodes of a dead head spread over the rest);
+    /// heads that failed lately come last.
+    pub fn order(&self, current: &str, spread: usize, now: Instant) -> Vec<String> {
+        let mut others: Vec<&String> = self.list.iter().filter(|h| *h != current).collect();
+        if !others.is_empty() {
+            let k = spread % others.len();
+            others.rotate_left(k);
+        }
+        let (mut ok, bad): (Vec<&str>, Vec<&str>) = std::iter::once(current)
+            .chain(others.into_iter().map(String::as_str))
+            .partition(|h| !self.avoided(h, now));
+        ok.extend(bad);
+        ok.into_iter().map(str::to_string).collect()
+    }
+}
+
+/// A node's uid, name and MAC.
+type NodeIds = (String, String, String);
+
 /// Make sure `n` simulated nodes exist; returns (uid, name, mac) of the first `n` by index.
-fn ensure_nodes(
-    c: &Client,
-    n: usize,
-    create: bool,
-) -> anyhow::Result<Vec<(String, String, String)>> {
+fn ensure_nodes(c: &Client, n: usize, create: bool) -> anyhow::Result<Vec<NodeIds>> {
     let list: Vec<Value> = c.get("/node?fields=uid,name,mac,type,index")?;
     let mut sims: Vec<(u64, String, String, String)> = list
         .iter()
@@ -193,24 +330,44 @@ fn ensure_nodes(
         .collect())
 }
 
-/// Fetch a node's boot script as its firmware would, and take its credential from it.
-fn boot(http: &ureq::Agent, base: &str, mac: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let url = format!("{base}/boot/ipxe?mac={mac}");
-    let script = http
-        .get(&url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?
-        .into_string()
-        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-    let p = script_params(&script);
-    if !p.contains_key("cred") || !p.contains_key("node") {
-        let why: Vec<&str> = script
-            .lines()
-            .filter_map(|l| l.strip_prefix("echo "))
-            .collect();
-        anyhow::bail!("{mac} cannot boot: {}", why.join("; "));
+/// Fetch a node's boot script as its firmware would, from the first of `heads` that answers,
+/// and take its credential from it. Returns the script's parameters and the head that served
+/// it.
+fn boot(
+    http: &ureq::Agent,
+    heads: &[String],
+    mac: &str,
+) -> anyhow::Result<(BTreeMap<String, String>, String)> {
+    let mut errors = Vec::new();
+    for base in heads {
+        let url = format!("{base}/boot/ipxe?mac={mac}");
+        let script = match http.get(&url).call() {
+            Ok(r) => r
+                .into_string()
+                .map_err(|e| anyhow::anyhow!("GET {url}: {e}")),
+            Err(ureq::Error::Status(code, _)) if code < 500 => {
+                anyhow::bail!("GET {url}: HTTP {code}")
+            }
+            Err(e) => Err(anyhow::anyhow!("GET {url}: {e}")),
+        };
+        let script = match script {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        let p = script_params(&script);
+        if !p.contains_key("cred") || !p.contains_key("node") {
+            let why: Vec<&str> = script
+                .lines()
+                .filter_map(|l| l.strip_prefix("echo "))
+                .collect();
+            anyhow::bail!("{mac} cannot boot: {}", why.join("; "));
+        }
+        return Ok((p, base.clone()));
     }
-    Ok(p)
+    anyhow::bail!("{}", errors.join("; "))
 }
 
 fn report_of(n: &SimNode, state: ReportState, rng: &mut impl rand::Rng) -> StatusReport {
@@ -260,49 +417,84 @@ fn report_of(n: &SimNode, state: ReportState, rng: &mut impl rand::Rng) -> Statu
     }
 }
 
-/// Send one report; apply what the head answers.
+/// Send one report to the node's head, or when that head cannot take it (no connection, a
+/// timeout, HTTP 5xx) to the others in turn; the node stays on the head that took it. Apply
+/// what the head answers and learn the heads it names. `taken` counts reports per head.
 fn send(
-    c: &Client,
+    http: &ureq::Agent,
+    heads: &mut Heads,
     n: &mut SimNode,
     state: ReportState,
     rng: &mut impl rand::Rng,
-) -> Result<(), ApiError> {
+    stats: &Stats,
+    taken: &mut BTreeMap<String, u64>,
+) -> Result<(), String> {
     let r = report_of(n, state, rng);
-    let reply: ReportReply = c.send("POST", "/node/status", &r)?;
-    n.reports += 1;
-    n.interval = reply
-        .attributes
-        .get("_status_secs")
-        .and_then(|v| v.parse().ok())
-        .filter(|&s: &u32| s > 0)
-        .unwrap_or(10);
-    n.busy = reply
-        .attributes
-        .get("_busy")
-        .and_then(|v| wulf_model::parse_bool(v))
-        .unwrap_or(false);
-    Ok(())
+    let mut errors: Vec<String> = Vec::new();
+    for head in heads.order(&n.head, n.spread, Instant::now()) {
+        let c = Client::with_agent(&head, Some(n.token.clone()), http.clone());
+        let reply: ReportReply = match c.send("POST", "/node/status", &r) {
+            Ok(reply) => reply,
+            // The same request would be refused by every head.
+            Err(e @ ApiError::Status { status, .. }) if status < 500 => return Err(e.to_string()),
+            Err(e) => {
+                heads.failed(&head, Instant::now());
+                errors.push(format!("{head}: {e}"));
+                continue;
+            }
+        };
+        heads.answered(&head);
+        heads.learn(&reply.heads);
+        if head != n.head {
+            let why = match errors.first() {
+                Some(e) => e.clone(),
+                None => format!("{} failed lately", n.head),
+            };
+            stats.failover(format!(
+                "{} moved from {} to {head} ({why})",
+                n.name, n.head
+            ));
+            n.head = head.clone();
+        }
+        *taken.entry(head).or_default() += 1;
+        n.reports += 1;
+        n.interval = reply
+            .attributes
+            .get("_status_secs")
+            .and_then(|v| v.parse().ok())
+            .filter(|&s: &u32| s > 0)
+            .unwrap_or(10);
+        n.busy = reply
+            .attributes
+            .get("_busy")
+            .and_then(|v| wulf_model::parse_bool(v))
+            .unwrap_or(false);
+        return Ok(());
+    }
+    Err(match errors.len() {
+        1 => errors.remove(0),
+        _ => format!("no head took the report: {}", errors.join("; ")),
+    })
 }
 
 /// Run one worker's share of the nodes until `stop`.
 fn worker(
-    base: String,
+    heads: Vec<String>,
     mut nodes: Vec<SimNode>,
     opts: SimOptions,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) {
     let mut rng = rand::thread_rng();
-    // One client (one keep-alive connection) per node token would be wasteful: build the
-    // request per node on one agent.
+    // One agent for all of the worker's nodes: one keep-alive connection per head, each
+    // request carrying its node's token.
     let http = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout(TIMEOUT)
         .max_idle_connections_per_host(1)
         .build();
-    let clients: Vec<Client> = nodes
-        .iter()
-        .map(|n| Client::with_agent(&base, Some(node_token(&n.uid, &n.cred)), http.clone()))
-        .collect();
+    let mut heads = Heads::new(heads);
+    let mut taken: BTreeMap<String, u64> = BTreeMap::new();
     let start = Instant::now();
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = nodes
         .iter()
@@ -327,25 +519,51 @@ fn worker(
         }
         due.pop();
         let t = Instant::now();
-        match send(&clients[i], &mut nodes[i], ReportState::Up, &mut rng) {
+        let n = &mut nodes[i];
+        match send(
+            &http,
+            &mut heads,
+            n,
+            ReportState::Up,
+            &mut rng,
+            &stats,
+            &mut taken,
+        ) {
             Ok(()) => stats.record(t.elapsed().as_micros().min(u32::MAX as u128) as u32),
-            Err(e) => stats.error(format!("{}: {e}", nodes[i].name)),
+            Err(e) => stats.error(format!("{}: {e}", n.name)),
         }
         // Next report one interval after this one was due (not after it finished), so a slow
         // answer does not stretch every node's interval.
-        let mut next = at + Duration::from_secs(u64::from(nodes[i].interval));
+        let mut next = at + Duration::from_secs(u64::from(n.interval));
         if next < Instant::now() {
             next = Instant::now();
         }
         due.push(Reverse((next, i)));
     }
     if !opts.crash {
-        for (i, n) in nodes.iter_mut().enumerate() {
+        for n in nodes.iter_mut() {
             if n.reports > 0 {
-                if let Err(e) = send(&clients[i], n, ReportState::Shutdown, &mut rng) {
+                let mut ignored = BTreeMap::new();
+                if let Err(e) = send(
+                    &http,
+                    &mut heads,
+                    n,
+                    ReportState::Shutdown,
+                    &mut rng,
+                    &stats,
+                    &mut ignored,
+                ) {
                     stats.error(format!("{}: {e}", n.name));
                 }
             }
+        }
+    }
+    if let Ok(mut m) = stats.per_head.lock() {
+        for (h, k) in taken {
+            m.entry(h).or_default().0 += k;
+        }
+        for n in &nodes {
+            m.entry(n.head.clone()).or_default().1 += 1;
         }
     }
 }
@@ -355,44 +573,73 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
     if opts.nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
+    let heads: Vec<String> = if opts.heads.is_empty() {
+        vec![normalize_head(c.base()).map_err(|e| anyhow::anyhow!(e))?]
+    } else {
+        opts.heads.clone()
+    };
     let list = ensure_nodes(c, opts.nodes, opts.create)?;
-    let base = c.base().to_string();
     let http = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout(TIMEOUT)
         .build();
+    let stats = Arc::new(Stats::default());
     // Boot every node: its firmware fetches the boot script (the head marks it booting).
+    // Node i boots from head i mod H (another if that one does not answer).
     let boot_started = Instant::now();
     let mut sims = Vec::with_capacity(list.len());
     let conns = opts.connections.clamp(1, list.len());
     {
-        let chunks: Vec<Vec<(String, String, String)>> = (0..conns)
-            .map(|w| list.iter().skip(w).step_by(conns).cloned().collect())
+        let chunks: Vec<Vec<(usize, NodeIds)>> = (0..conns)
+            .map(|w| {
+                list.iter()
+                    .cloned()
+                    .enumerate()
+                    .skip(w)
+                    .step_by(conns)
+                    .collect()
+            })
             .collect();
-        let results: Vec<anyhow::Result<Vec<SimNode>>> = std::thread::scope(|s| {
+        let results: Vec<anyhow::Result<Vec<(usize, SimNode)>>> = std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .into_iter()
                 .map(|chunk| {
                     let http = http.clone();
-                    let base = base.clone();
+                    let heads = &heads;
+                    let stats = &stats;
                     s.spawn(move || {
                         chunk
                             .into_iter()
-                            .map(|(uid, name, mac)| {
-                                let p = boot(&http, &base, &mac)?;
+                            .map(|(i, (uid, name, mac))| {
+                                let mut order = heads.clone();
+                                order.rotate_left(i % heads.len());
+                                let (p, head) = boot(&http, &order, &mac)?;
                                 if p.get("node") != Some(&uid) {
                                     anyhow::bail!("the head booted {mac} as another node");
                                 }
-                                Ok(SimNode {
-                                    uid,
-                                    name,
-                                    mac,
-                                    cred: p.get("cred").cloned().unwrap_or_default(),
-                                    booted: Instant::now(),
-                                    interval: 10,
-                                    busy: false,
-                                    reports: 0,
-                                    boot_id: format!("{:032x}", rand::random::<u128>()),
-                                })
+                                if head != order[0] {
+                                    stats.failover(format!(
+                                        "{name} booted from {head}: {} did not answer",
+                                        order[0]
+                                    ));
+                                }
+                                let cred = p.get("cred").cloned().unwrap_or_default();
+                                Ok((
+                                    i,
+                                    SimNode {
+                                        token: node_token(&uid, &cred),
+                                        uid,
+                                        name,
+                                        mac,
+                                        booted: Instant::now(),
+                                        interval: 10,
+                                        busy: false,
+                                        reports: 0,
+                                        boot_id: format!("{:032x}", rand::random::<u128>()),
+                                        head,
+                                        spread: i / heads.len(),
+                                    },
+                                ))
                             })
                             .collect()
                     })
@@ -411,22 +658,25 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
         }
     }
     eprintln!(
-        "{} simulated nodes booted in {:.1} s; reporting over {conns} connections",
+        "{} simulated nodes booted in {:.1} s; reporting to {} over {conns} connections",
         sims.len(),
-        boot_started.elapsed().as_secs_f64()
+        boot_started.elapsed().as_secs_f64(),
+        match heads.as_slice() {
+            [one] => one.clone(),
+            all => format!("{} heads ({})", all.len(), all.join(", ")),
+        }
     );
-    let stats = Arc::new(Stats::default());
     let mut shares: Vec<Vec<SimNode>> = (0..conns).map(|_| Vec::new()).collect();
-    for (i, n) in sims.into_iter().enumerate() {
+    for (i, n) in sims {
         shares[i % conns].push(n);
     }
     let started = Instant::now();
     let handles: Vec<_> = shares
         .into_iter()
         .map(|share| {
-            let (base, opts, stats, stop) =
-                (base.clone(), opts.clone(), stats.clone(), stop.clone());
-            std::thread::spawn(move || worker(base, share, opts, stats, stop))
+            let (heads, opts, stats, stop) =
+                (heads.clone(), opts.clone(), stats.clone(), stop.clone());
+            std::thread::spawn(move || worker(heads, share, opts, stats, stop))
         })
         .collect();
     let mut last_print = Instant::now();
@@ -445,10 +695,11 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
             let secs = last_print.elapsed().as_secs_f64();
             let (p50, p99, max) = percentiles(w);
             eprintln!(
-                "[{:>6.0} s] {:>8.0} reports/s  p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.1} ms  errors {}",
+                "[{:>6.0} s] {:>8.0} reports/s  p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.1} ms  errors {}  failovers {}",
                 started.elapsed().as_secs_f64(),
                 (n - last_count) as f64 / secs,
-                stats.errors.load(Ordering::Relaxed)
+                stats.errors.load(Ordering::Relaxed),
+                stats.failovers()
             );
             last_count = n;
             last_print = Instant::now();
@@ -462,12 +713,24 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
     let n = stats.reports.load(Ordering::Relaxed);
     let (p50, p99, max) = percentiles(all);
     eprintln!(
-        "sim: {n} reports in {:.1} s ({:.0}/s), latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms, {} errors{}",
+        "sim: {n} reports in {:.1} s ({:.0}/s), latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms, {} errors, {} failovers{}",
         started.elapsed().as_secs_f64(),
         n as f64 / started.elapsed().as_secs_f64().max(0.001),
         stats.errors.load(Ordering::Relaxed),
+        stats.failovers(),
         if opts.crash { "; nodes stopped without shutdown reports" } else { "; nodes reported a clean shutdown" }
     );
+    let per_head = stats.per_head();
+    if per_head.len() > 1 || stats.failovers() > 0 {
+        let parts: Vec<String> = per_head
+            .iter()
+            .map(|(h, (r, k))| format!("{h} took {r} reports, has {k} nodes"))
+            .collect();
+        eprintln!("sim: per head: {}", parts.join("; "));
+    }
+    if let Ok(Some(e)) = stats.last_failover.lock().map(|l| l.clone()) {
+        eprintln!("sim: last failover: {e}");
+    }
     if let Ok(Some(e)) = stats.last_error.lock().map(|l| l.clone()) {
         eprintln!("sim: last error: {e}");
     }
@@ -617,6 +880,255 @@ mod tests {
     fn macs_are_local_and_distinct() {
         assert_eq!(mac_of(0), "02:57:00:00:00:00");
         assert_eq!(mac_of(0x0102_0304), "02:57:01:02:03:04");
+    }
+
+    #[test]
+    fn head_urls_are_normalised() {
+        assert_eq!(
+            normalize_head("10.0.0.1:8740/").unwrap(),
+            "http://10.0.0.1:8740"
+        );
+        assert_eq!(normalize_head(" http://h:1 ").unwrap(), "http://h:1");
+        assert!(normalize_head("https://h").is_err());
+        assert!(normalize_head("http://").is_err());
+        assert!(normalize_head("http://h/api").is_err());
+    }
+
+    #[test]
+    fn learned_heads_come_after_configured_ones() {
+        let mut h = Heads::new(vec!["http://a".into(), "http://b".into()]);
+        h.learn(&["http://d/".into(), "http://b".into(), "http://c".into()]);
+        assert_eq!(h.list(), ["http://a", "http://b", "http://c", "http://d"]);
+        // Replaced, not accumulated; the order of an answer does not matter.
+        h.learn(&["http://c".into(), "http://a".into()]);
+        assert_eq!(h.list(), ["http://a", "http://b", "http://c"]);
+        h.learn(&[]);
+        assert_eq!(h.list(), ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn failover_order_spreads_and_avoids_failed_heads() {
+        let now = Instant::now();
+        let mut h = Heads::new(vec![
+            "http://a".into(),
+            "http://b".into(),
+            "http://c".into(),
+        ]);
+        assert_eq!(
+            h.order("http://a", 0, now),
+            ["http://a", "http://b", "http://c"]
+        );
+        assert_eq!(
+            h.order("http://a", 1, now),
+            ["http://a", "http://c", "http://b"]
+        );
+        assert_eq!(
+            h.order("http://b", 2, now),
+            ["http://b", "http://a", "http://c"]
+        );
+        // A head not (or no longer) in the list is still tried first.
+        assert_eq!(
+            h.order("http://x", 0, now),
+            ["http://x", "http://a", "http://b", "http://c"]
+        );
+        // A head that failed lately comes last, until AVOID has passed or it answers.
+        h.failed("http://a", now);
+        assert_eq!(
+            h.order("http://a", 0, now),
+            ["http://b", "http://c", "http://a"]
+        );
+        assert_eq!(
+            h.order("http://a", 0, now + AVOID),
+            ["http://a", "http://b", "http://c"]
+        );
+        h.answered("http://a");
+        assert_eq!(
+            h.order("http://a", 0, now),
+            ["http://a", "http://b", "http://c"]
+        );
+    }
+
+    /// A head that answers every request with `reply` (status 200, JSON), counting requests.
+    fn fake_head(reply: String) -> (String, Arc<AtomicU64>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let count = Arc::new(AtomicU64::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { return };
+                let (reply, seen) = (reply.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    loop {
+                        let mut len = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if let Some(v) =
+                                line.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                len = v.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        r.read_exact(&mut body).unwrap();
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        let out = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                            reply.len()
+                        );
+                        if w.write_all(out.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn node_on(head: &str) -> SimNode {
+        SimNode {
+            uid: "u1".into(),
+            name: "n1".into(),
+            mac: mac_of(1),
+            booted: Instant::now(),
+            interval: 10,
+            busy: false,
+            reports: 0,
+            boot_id: "b".into(),
+            token: node_token("u1", "c"),
+            head: head.into(),
+            spread: 0,
+        }
+    }
+
+    #[test]
+    fn a_node_moves_to_a_live_head_and_learns_the_others() {
+        // The node's head refuses connections (port 1); the configured second head answers
+        // and names a third, which the node moves to when the second one stops answering.
+        let (c, c_count) =
+            fake_head(r#"{"name":"n1","attributes":{"_status_secs":"7"},"heads":[]}"#.into());
+        let (b, b_count) = fake_head(format!(
+            r#"{{"name":"n1","attributes":{{}},"heads":["{c}"]}}"#
+        ));
+        let dead = "http://127.0.0.1:1".to_string();
+        let http = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT)
+            .build();
+        let mut heads = Heads::new(vec![dead.clone(), b.clone()]);
+        let mut n = node_on(&dead);
+        let stats = Stats::default();
+        let mut taken = BTreeMap::new();
+        let mut rng = rand::thread_rng();
+        send(
+            &http,
+            &mut heads,
+            &mut n,
+            ReportState::Up,
+            &mut rng,
+            &stats,
+            &mut taken,
+        )
+        .unwrap();
+        assert_eq!(n.head, b);
+        assert_eq!((n.reports, n.uid.as_str()), (1, "u1"));
+        assert_eq!(stats.failovers(), 1);
+        let why = stats.last_failover.lock().unwrap().clone().unwrap();
+        assert!(
+            why.starts_with(&format!("n1 moved from {dead} to {b} ({dead}: ")),
+            "{why}"
+        );
+        assert_eq!(heads.list(), [dead.clone(), b.clone(), c.clone()]);
+        // The next report goes straight to b.
+        send(
+            &http,
+            &mut heads,
+            &mut n,
+            ReportState::Up,
+            &mut rng,
+            &stats,
+            &mut taken,
+        )
+        .unwrap();
+        assert_eq!((stats.failovers(), b_count.load(Ordering::Relaxed)), (1, 2));
+        // A node still on the dead head skips it while it is avoided.
+        let mut m = node_on(&dead);
+        send(
+            &http,
+            &mut heads,
+            &mut m,
+            ReportState::Up,
+            &mut rng,
+            &stats,
+            &mut taken,
+        )
+        .unwrap();
+        assert_eq!(m.head, b);
+        assert!(stats
+            .last_failover
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap()
+            .contains("failed lately"));
+        // b goes away: the node moves on to c, which b's answer named.
+        heads.failed(&b, Instant::now());
+        send(
+            &http,
+            &mut heads,
+            &mut n,
+            ReportState::Up,
+            &mut rng,
+            &stats,
+            &mut taken,
+        )
+        .unwrap();
+        assert_eq!(n.head, c);
+        assert_eq!(n.interval, 7);
+        assert_eq!(c_count.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.failovers(), 3);
+        assert_eq!(taken[&b], 3);
+        assert_eq!(taken[&c], 1);
+    }
+
+    #[test]
+    fn no_head_takes_the_report() {
+        let http = ureq::AgentBuilder::new().timeout(TIMEOUT).build();
+        let mut heads = Heads::new(vec![
+            "http://127.0.0.1:1".into(),
+            "http://127.0.0.2:1".into(),
+        ]);
+        let mut n = node_on("http://127.0.0.1:1");
+        let stats = Stats::default();
+        let e = send(
+            &http,
+            &mut heads,
+            &mut n,
+            ReportState::Up,
+            &mut rand::thread_rng(),
+            &stats,
+            &mut BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("no head took the report: http://127.0.0.1:1: "),
+            "{e}"
+        );
+        assert!(e.contains("http://127.0.0.2:1: "), "{e}");
+        assert_eq!(
+            (n.head.as_str(), n.reports, stats.failovers()),
+            ("http://127.0.0.1:1", 0, 0)
+        );
     }
 
     #[test]
