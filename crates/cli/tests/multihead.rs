@@ -44,7 +44,7 @@ impl Etcd {
                 &peer,
             ])
             .args(["--initial-cluster", &format!("m0={peer}")])
-            .args(["--max-txn-ops", "25000", "--max-request-bytes", "16777216"])
+            .args(["--max-txn-ops", "65536", "--max-request-bytes", "16777216"])
             .args(["--log-level", "warn"])
             .args(extra)
             .stdin(Stdio::null())
@@ -462,4 +462,79 @@ fn etcd_maintenance_and_space_alarm() {
     // Usage errors.
     a.fails(2, &["cluster", "db", "--recover", "--compact"]);
     a.fails(2, &["node", "db"]);
+}
+
+/// On an etcd with its default limits (128 operations, 1.5 MiB per transaction) a head warns
+/// at start, refuses a create too large for one transaction with a clear error and writes
+/// nothing, and its status writes split themselves to fit: another head sees every node up.
+#[test]
+fn etcd_default_limits() {
+    let etcd = Etcd::start_with(&["--max-txn-ops", "128", "--max-request-bytes", "1572864"]);
+    let fast = "[status]\npersist_secs = 1\nflush_ms = 200\n";
+    let a = head_with(&etcd, "head-a", fast);
+    let b = head_with(&etcd, "head-b", fast);
+    assert!(
+        a.log()
+            .contains("etcd takes fewer than 50000 operations per transaction"),
+        "{}",
+        a.log()
+    );
+    let err = a.fails(1, &["node", "create", "--count", "100"]);
+    assert!(
+        err.contains("too large for one database transaction") && err.contains("--max-txn-ops"),
+        "{err}"
+    );
+    assert_eq!(a.json(&["node", "ls"]), serde_json::json!([]));
+
+    // 300 simulated nodes, created 20 at a time, report through A: the first flush (300
+    // heartbeats and 300 inventories) is more than etcd takes at once.
+    for batch in 0..15 {
+        let macs: String = (0..20)
+            .map(|i| format!("02:57:00:00:{batch:02x}:{i:02x}\n"))
+            .collect();
+        let out = a.wulf_stdin(
+            &["node", "create", "--macs", "-", "type=simulated"],
+            Some(&macs),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sim = a.wulf(&[
+        "sim",
+        "--nodes",
+        "300",
+        "--boot-secs",
+        "1",
+        "--duration",
+        "4",
+        "--crash",
+    ]);
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let t = Instant::now();
+    loop {
+        let st = b.json(&["node", "status"]);
+        let up = st
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] == "up")
+            .count();
+        if up == 300 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "B sees {up} of 300 nodes up\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(a.log().contains("status writes now go"), "{}", a.log());
 }

@@ -207,6 +207,17 @@ impl EtcdStore {
         Ok(Arc::new(store))
     }
 
+    /// Whether the cluster takes transactions of `ops` operations (etcd's `--max-txn-ops`),
+    /// asked with a transaction of reads that changes nothing.
+    pub async fn accepts_txn_ops(&self, ops: usize) -> Result<bool, StoreError> {
+        let reads = vec![TxnOp::get(PROBE_KEY, None); ops];
+        match self.kv().txn(EtcdTxn::new().and_then(reads)).await {
+            Ok(_) => Ok(true),
+            Err(e) if known(&e) == Known::TooManyOps => Ok(false),
+            Err(e) => Err(convert("probe etcd's transaction limit", e)),
+        }
+    }
+
     /// The endpoints this store was connected to.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
@@ -429,13 +440,13 @@ fn alarm_name(a: AlarmType) -> &'static str {
 fn convert(what: &str, e: etcd_client::Error) -> StoreError {
     match known(&e) {
         Known::TooManyOps => {
-            return StoreError::Invalid(format!(
+            return StoreError::TooBig(format!(
                 "{what}: the transaction has more operations than the etcd cluster accepts in one \
                  transaction (etcd's --max-txn-ops, 128 by default; raise it on every member)"
             ))
         }
         Known::RequestTooLarge => {
-            return StoreError::Invalid(format!(
+            return StoreError::TooBig(format!(
                 "{what}: the request is larger than the etcd cluster accepts (etcd's \
                  --max-request-bytes, 1.5 MiB by default; raise it on every member)"
             ))

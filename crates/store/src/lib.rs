@@ -194,6 +194,10 @@ pub enum StoreError {
     /// exceeded"). Reads still work.
     #[error("out of space: {0}")]
     NoSpace(String),
+    /// A transaction or request beyond the backend's limits (etcd's `--max-txn-ops`,
+    /// `--max-request-bytes`); nothing was applied. Smaller ones work.
+    #[error("too large for the store: {0}")]
+    TooBig(String),
 }
 
 /// The wulf store. Implementations must be safe to share between tasks (`Arc<dyn Store>`).

@@ -249,10 +249,10 @@ async fn conformance_suite() {
     assert!(failed.is_empty(), "failed conformance checks: {failed:?}");
 }
 
-fn assert_invalid_naming<T: std::fmt::Debug>(r: Result<T, StoreError>, flag: &str) {
+fn assert_too_big_naming<T: std::fmt::Debug>(r: Result<T, StoreError>, flag: &str) {
     match r {
-        Err(StoreError::Invalid(m)) => assert!(m.contains(flag), "{m:?} does not name {flag}"),
-        other => panic!("expected Invalid naming {flag}, got {other:?}"),
+        Err(StoreError::TooBig(m)) => assert!(m.contains(flag), "{m:?} does not name {flag}"),
+        other => panic!("expected TooBig naming {flag}, got {other:?}"),
     }
 }
 
@@ -267,13 +267,13 @@ async fn limits_are_named() {
     for i in 0..=MAX_TXN_OPS {
         txn = txn.put(format!("limits/ops/{i:06}"), b"v".to_vec());
     }
-    assert_invalid_naming(store.txn(txn).await, "--max-txn-ops");
+    assert_too_big_naming(store.txn(txn).await, "--max-txn-ops");
     let (kvs, _) = store.list("limits/ops/").await.expect("list");
     assert!(kvs.is_empty());
 
     // Beyond --max-request-bytes: refused by etcd itself, and (further) by its gRPC limit.
     for size in [MAX_REQUEST_BYTES + 1024, MAX_REQUEST_BYTES + (1 << 20)] {
-        assert_invalid_naming(
+        assert_too_big_naming(
             store.put("limits/big", vec![7u8; size], Expect::Any).await,
             "--max-request-bytes",
         );

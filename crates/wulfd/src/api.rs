@@ -125,6 +125,16 @@ impl From<&StoreError> for ApiErr {
                 ),
             );
         }
+        if let StoreError::TooBig(why) = e {
+            tracing::warn!("request refused by the database: {why}");
+            return ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "too large for one database transaction, nothing was written: {why}; \
+                     or change fewer objects per request"
+                ),
+            );
+        }
         tracing::error!(error = %e, "store error");
         ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
     }

@@ -341,9 +341,19 @@ pub(crate) async fn open_store(
                 user: e.user.clone().zip(e.password.clone()),
                 ..EtcdOptions::default()
             };
-            let s: Arc<dyn Store> = EtcdStore::connect(endpoints, options)
+            let etcd = EtcdStore::connect(endpoints, options)
                 .await
                 .with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))?;
+            // Bulk creates are one transaction each: say early when etcd's limit is low.
+            if let Ok(false) = etcd.accepts_txn_ops(BULK_TXN_OPS).await {
+                tracing::warn!(
+                    "etcd takes fewer than {BULK_TXN_OPS} operations per transaction: creating \
+                     or changing more than a few dozen objects in one request will be refused \
+                     (status writes adapt). Start every etcd member with --max-txn-ops 65536 \
+                     --max-request-bytes 16777216"
+                );
+            }
+            let s: Arc<dyn Store> = etcd;
             Ok(s)
         }
         #[cfg(not(feature = "etcd"))]
@@ -352,6 +362,11 @@ pub(crate) async fn open_store(
         ),
     }
 }
+
+/// Operations in one transaction etcd should take: 10,000 nodes created at once need this
+/// many (each node's object and its uniqueness keys: name, index, MAC, IP).
+#[cfg(feature = "etcd")]
+const BULK_TXN_OPS: usize = 50_000;
 
 fn local_url(addr: std::net::SocketAddr) -> String {
     let ip = if addr.ip().is_unspecified() {

@@ -38,8 +38,12 @@ pub const DEFAULT_STATUS_SECS: u32 = 10;
 /// Nodes read per hold of the status lock when answering a status request.
 const VIEW_CHUNK: usize = 2048;
 
-/// Writes per store transaction when flushing.
+/// Writes per store transaction when flushing, at most (fewer once the store refused a
+/// transaction this large: see [`Status::flush`]).
 const FLUSH_CHUNK: usize = 20_000;
+/// Bytes per store transaction when flushing to a shared store: fits etcd's default
+/// `--max-request-bytes` (1.5 MiB).
+const FLUSH_BYTES: usize = 1 << 20;
 
 /// The frequently changing part of a node's status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -154,6 +158,9 @@ pub struct Status {
     boot_timeout: u32,
     /// How stale another head's stored heartbeats may be (its persist interval + a flush).
     remote_slack_ms: std::sync::atomic::AtomicI64,
+    /// Writes per flush transaction: [`FLUSH_CHUNK`], halved each time the store refuses a
+    /// transaction as too large (etcd's `--max-txn-ops`, 128 by default).
+    flush_chunk: std::sync::atomic::AtomicUsize,
     inner: Mutex<Inner>,
     /// Counts changes (reports, boots); `wulf node status --refresh` waits on it.
     changes: tokio::sync::watch::Sender<u64>,
@@ -172,6 +179,7 @@ impl Status {
             head,
             boot_timeout,
             remote_slack_ms: std::sync::atomic::AtomicI64::new(0),
+            flush_chunk: std::sync::atomic::AtomicUsize::new(FLUSH_CHUNK),
             inner: Mutex::new(Inner::default()),
             changes: tokio::sync::watch::channel(0).0,
         })
@@ -562,10 +570,30 @@ impl Status {
     ) -> Result<usize, StoreError> {
         let batch = self.take_dirty(persist_ms, all);
         let n = batch.len();
-        for (i, chunk) in batch.chunks(FLUSH_CHUNK).enumerate() {
+        let max_bytes = if store.backend() == "embedded" {
+            usize::MAX
+        } else {
+            FLUSH_BYTES
+        };
+        let mut done = 0;
+        while done < n {
+            let limit = self
+                .flush_chunk
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(1);
+            let mut end = done;
+            let mut bytes = 0;
+            while end < n && end - done < limit {
+                let (k, v) = &batch[end];
+                if end > done && bytes + k.len() + v.len() > max_bytes {
+                    break;
+                }
+                bytes += k.len() + v.len();
+                end += 1;
+            }
             let txn = Txn {
                 compares: Vec::new(),
-                ops: chunk
+                ops: batch[done..end]
                     .iter()
                     .map(|(k, v)| Op::Put {
                         key: k.clone(),
@@ -574,9 +602,26 @@ impl Status {
                     })
                     .collect(),
             };
-            if let Err(e) = store.txn(txn).await {
-                self.redirty(&batch[i * FLUSH_CHUNK..]);
-                return Err(e);
+            match store.txn(txn).await {
+                Ok(_) => done = end,
+                Err(StoreError::TooBig(why)) if end - done > 1 => {
+                    // Retry in halves; later flushes keep the smaller size.
+                    let smaller = (end - done) / 2;
+                    self.flush_chunk
+                        .store(smaller, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(
+                        writes = smaller,
+                        "status writes now go {smaller} to a transaction ({why})"
+                    );
+                }
+                Err(StoreError::TooBig(why)) => {
+                    tracing::error!(key = %batch[done].0, "a node's status is too large to store: {why}");
+                    done += 1;
+                }
+                Err(e) => {
+                    self.redirty(&batch[done..]);
+                    return Err(e);
+                }
             }
         }
         Ok(n)
