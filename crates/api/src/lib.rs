@@ -46,6 +46,10 @@ pub struct Info {
     pub store: String,
     pub revision: i64,
     pub head: String,
+    /// The store as `wulfd --store` takes it ("etcd://host:port,…"), for a head that joins
+    /// through this one (`wulfd --join URL`); absent for the embedded store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_url: Option<String>,
 }
 
 /// `PATCH /api/v1/{kind}`: changes applied to every selected object in one transaction.

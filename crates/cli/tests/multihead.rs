@@ -184,6 +184,59 @@ fn two_heads_share_one_etcd() {
     );
     a.ok(&["head", "-i", "head-b", "delete"]);
     assert_eq!(a.head_states(), [("head-a".into(), "up".into())]);
+
+    // A new head joins by pointing at A, which tells it the etcd endpoints.
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        cfg_dir.path(),
+        "wulfd.toml",
+        b"head_name = \"head-c\"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n",
+    );
+    let c = Head::start_with(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--join",
+        &a.url(),
+        "--token",
+        &a.token(),
+    ]);
+    assert_eq!(c.json(&["info"])["store"], "etcd");
+    assert_eq!(c.json(&["node", "ls"]).as_array().unwrap().len(), 4);
+    assert_eq!(
+        a.head_states(),
+        [
+            ("head-a".into(), "up".into()),
+            ("head-c".into(), "up".into())
+        ]
+    );
+}
+
+/// Joining through a head on the embedded store, or without the token, fails clearly.
+#[test]
+fn joining_needs_a_shared_store_and_the_token() {
+    let lone = Head::start();
+    let dir = tempfile::tempdir().unwrap();
+    let join = |token: &str| {
+        let out = Command::new(head::wulfd_bin())
+            .args(["--data-dir"])
+            .arg(dir.path())
+            .args(["--join", &lone.url(), "--token", token])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = join(&lone.token());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("uses the embedded store") && err.contains("migrate-store"),
+        "{err}"
+    );
+    let (code, err) = join("wrong");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot join through"), "{err}");
 }
 
 /// `wulfd migrate-store`: a cluster built on the embedded store moves to etcd and carries on

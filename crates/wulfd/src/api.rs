@@ -319,6 +319,7 @@ async fn info(State(app): AppState) -> Result<axum::Json<Info>, ApiErr> {
         store: app.store.backend().to_string(),
         revision: app.store.revision().await?,
         head: app.head.clone(),
+        store_url: app.cfg.store.shareable(),
     }))
 }
 

@@ -109,6 +109,25 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
+impl StoreUrl {
+    /// The form `--store` takes back: "etcd://h:p,h:p" or "etcd+https://…"; None if embedded.
+    pub fn shareable(&self) -> Option<String> {
+        let StoreUrl::Etcd(eps) = self else {
+            return None;
+        };
+        let tls = eps.iter().any(|e| e.starts_with("https://"));
+        let hosts: Vec<&str> = eps
+            .iter()
+            .map(|e| e.split_once("://").map_or(e.as_str(), |x| x.1))
+            .collect();
+        Some(format!(
+            "{}://{}",
+            if tls { "etcd+https" } else { "etcd" },
+            hosts.join(",")
+        ))
+    }
+}
+
 /// `[status]`: how node status is written to the store.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -353,6 +372,11 @@ mod tests {
             "etcd+https://e1:2379".parse::<StoreUrl>(),
             Ok(StoreUrl::Etcd(vec!["https://e1:2379".into()]))
         );
+        for text in ["etcd://10.0.0.1:2379,10.0.0.2:2379", "etcd+https://e1:2379"] {
+            let url: StoreUrl = text.parse().unwrap();
+            assert_eq!(url.shareable().as_deref(), Some(text));
+        }
+        assert_eq!(StoreUrl::Embedded.shareable(), None);
         for bad in ["etcd://", "etcd://host", "redis://x:1", "etcd://h:99999"] {
             assert!(bad.parse::<StoreUrl>().is_err(), "{bad}");
         }

@@ -29,6 +29,46 @@ use wulf_store::{EmbeddedStore, Store};
 
 use crate::config::{Config, FileConfig, DEFAULT_CONFIG};
 
+/// Ask the head at `url` which store its cluster uses (`--join`).
+fn ask_store(
+    url: &str,
+    token: Option<&str>,
+    file: &FileConfig,
+    args: &Args,
+) -> anyhow::Result<String> {
+    let token = match token {
+        Some(t) => t.trim().to_string(),
+        None => {
+            let dir = args
+                .data_dir
+                .clone()
+                .or(file.data_dir.clone())
+                .unwrap_or_else(config::default_data_dir);
+            let path = dir.join("admin.token");
+            std::fs::read_to_string(&path)
+                .with_context(|| {
+                    format!(
+                        "no admin token: give --token (or WULF_TOKEN), or put the cluster's \
+                         token in {}",
+                        path.display()
+                    )
+                })?
+                .trim()
+                .to_string()
+        }
+    };
+    let info: wulf_api::Info = wulf_api::Client::new(url, Some(token))
+        .get("/info")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    info.store_url.with_context(|| {
+        format!(
+            "head {} uses the embedded store, which one head alone can use; move its cluster \
+             to etcd first (wulfd migrate-store)",
+            info.head
+        )
+    })
+}
+
 /// mimalloc returns freed memory to the system promptly, so a bulk operation's peak does not
 /// stay as the head's footprint.
 #[global_allocator]
@@ -61,6 +101,14 @@ struct Args {
     /// in the config file's [etcd] section)
     #[arg(long, env = "WULFD_STORE")]
     store: Option<String>,
+    /// Join the cluster of the head at this URL (http://head1:8740): ask it which etcd it
+    /// uses and use the same (instead of --store; TLS files still come from the config file).
+    /// Needs the cluster's admin token: --token, WULF_TOKEN, or DATA_DIR/admin.token
+    #[arg(long, value_name = "URL", env = "WULFD_JOIN", conflicts_with = "store")]
+    join: Option<String>,
+    /// The admin token for --join
+    #[arg(long, env = "WULF_TOKEN", requires = "join", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -93,7 +141,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let store_spec = args.store.clone().or(file.store.clone());
+    let joined = match &args.join {
+        Some(url) => match ask_store(url, args.token.as_deref(), &file, &args) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("wulfd: cannot join through {url}: {e:#}");
+                return std::process::ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    let store_spec = joined.or(args.store.clone()).or(file.store.clone());
     let store_url = match store_spec.as_deref().unwrap_or("embedded").parse() {
         Ok(u) => u,
         Err(e) => {
