@@ -988,3 +988,242 @@ fn head_killed_while_nodes_report_and_dhcp_renews() {
     );
     drop(sim);
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. Exactly-once enrollment: two heads on one wire both try to enroll every new MAC
+// ---------------------------------------------------------------------------------------
+
+const ENROLL: &str = "[dhcp]\nlease_secs = 600\n[tftp]\nenabled = false\n[dns]\nenabled = false\n";
+
+/// busybox udhcpc in `ns` until it gets a lease: its address, or None after `tries` s.
+fn udhcpc_ip(ns: &str, tries: u32) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ip");
+    let script = dir.path().join("s.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip $serverid\" > {}\nexit 0\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "60", "ip", "netns", "exec", ns])
+        .args([
+            "busybox", "udhcpc", "-n", "-q", "-f", "-i", "eth0", "-T", "1", "-A", "1",
+        ])
+        .args(["-t", &tries.to_string(), "-s"])
+        .arg(&script)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    std::fs::read_to_string(&out)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+#[test]
+fn enrollment_is_exactly_once_across_heads() {
+    let _g = serial();
+    cluster::need("perfdhcp", "kea-admin");
+    cluster::need("busybox", "busybox-static");
+    let mut c = Cluster::new("10.79.0", ENROLL);
+    c.add_head();
+    c.add_head();
+    let (a, b) = (c.eps[0].clone(), c.eps[1].clone());
+    // A /16 net holding the heads (10.79.0.11, .12) and the new nodes from 10.79.4.0.
+    let o = a.wulf(&[
+        "net",
+        "create",
+        "name=big",
+        "first_ip=10.79.4.0",
+        "ip_count=1000",
+        "mask_bits=16",
+        "router_ip=10.79.0.1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = b.wulf(&["cluster", "update", "accept_new_nodes=yes"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for(
+        "both heads serve DHCP on their eth0",
+        Duration::from_secs(10),
+        || {
+            c.heads.iter().all(|h| {
+                h.log().contains("DHCP serving eth0") && h.log().contains("DHCP server listening")
+            })
+        },
+        || c.logs(),
+    );
+
+    // 100 unknown MACs from perfdhcp, broadcast on the wire (both heads get every DISCOVER;
+    // perfdhcp relays, giaddr = its own address), and 4 udhcpc clients of their own.
+    let dir = tempfile::tempdir().unwrap();
+    let macs: Vec<String> = (0..100u32)
+        .map(|i| format!("02:7b:00:00:{:02x}:{:02x}", i >> 8, i & 0xff))
+        .collect();
+    let file = dir.path().join("macs.txt");
+    std::fs::write(&file, macs.join("\n") + "\n").unwrap();
+    let perf_ns = c.lab.client("02:79:00:00:04:01");
+    c.lab.with_addr(&perf_ns, "10.79.0.40/24");
+    let udhcpc_macs: Vec<String> = (0..4).map(|i| format!("02:7b:00:01:00:{i:02x}")).collect();
+    let udhcpc_ns: Vec<String> = udhcpc_macs.iter().map(|m| c.lab.client(m)).collect();
+    let t = Instant::now();
+    let (perf, leases) = std::thread::scope(|s| {
+        let perf = s.spawn(|| {
+            std::process::Command::new("timeout")
+                .args(["-s", "KILL", "60", "ip", "netns", "exec", &perf_ns])
+                .args([
+                    "perfdhcp", "-4", "-l", "eth0", "-r", "150", "-p", "12", "-d", "2",
+                ])
+                .arg("-M")
+                .arg(&file)
+                .output()
+                .unwrap()
+        });
+        let clients: Vec<_> = udhcpc_ns
+            .iter()
+            .map(|ns| s.spawn(move || udhcpc_ip(ns, 20)))
+            .collect();
+        let leases: Vec<Option<String>> = clients.into_iter().map(|h| h.join().unwrap()).collect();
+        (perf.join().unwrap(), leases)
+    });
+    let text =
+        String::from_utf8_lossy(&perf.stdout).to_string() + &String::from_utf8_lossy(&perf.stderr);
+    eprintln!(
+        "perfdhcp ran {:.1} s:\n{}",
+        t.elapsed().as_secs_f64(),
+        text.lines()
+            .filter(|l| l.contains("sent packets")
+                || l.contains("received packets")
+                || l.contains("drops"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        text.contains("sent packets"),
+        "perfdhcp did not run:\n{text}"
+    );
+
+    let all_macs: BTreeSet<String> = macs.iter().chain(&udhcpc_macs).cloned().collect();
+    // Every MAC is a node, exactly once, through both heads.
+    let list = || {
+        a.json(&["node", "ls"])
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    wait_for(
+        "every MAC enrolled",
+        Duration::from_secs(20),
+        || list().len() >= all_macs.len(),
+        || {
+            let nodes = list();
+            let have: BTreeSet<String> = nodes
+                .iter()
+                .filter_map(|n| Some(n["mac"].as_str()?.to_string()))
+                .collect();
+            format!(
+                "{} nodes; missing {:?}\nperfdhcp:\n{text}\n{}",
+                nodes.len(),
+                all_macs.difference(&have).collect::<Vec<_>>(),
+                c.logs()
+            )
+        },
+    );
+    sleep_ms(1000);
+    let in_etcd = check_etcd(&c);
+    for ep in [&a, &b] {
+        let (nodes, groups) = read_all(ep);
+        check_view(&ep.name, &nodes, &groups, &[]);
+        let got: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| Some(n["mac"].as_str()?.to_string()))
+            .collect();
+        let distinct: BTreeSet<String> = got.iter().cloned().collect();
+        assert_eq!(
+            got.len(),
+            distinct.len(),
+            "{}: a MAC enrolled twice",
+            ep.name
+        );
+        assert_eq!(
+            distinct, all_macs,
+            "{}: nodes are not exactly the MACs that asked",
+            ep.name
+        );
+        assert_eq!(nodes.len(), in_etcd.len(), "{} and etcd disagree", ep.name);
+    }
+    // The real clients got the addresses their new nodes have.
+    let (nodes, _) = read_all(&a);
+    let ip_of: HashMap<&str, &str> = nodes
+        .iter()
+        .filter_map(|n| Some((n["mac"].as_str()?, n["ip"].as_str()?)))
+        .collect();
+    for (mac, lease) in udhcpc_macs.iter().zip(&leases) {
+        let lease = lease
+            .as_ref()
+            .unwrap_or_else(|| panic!("udhcpc {mac} got no lease\n{}", c.logs()));
+        assert_eq!(
+            lease.split_whitespace().next(),
+            Some(ip_of[mac.as_str()]),
+            "{mac}: {lease}"
+        );
+    }
+    // Each MAC was enrolled by exactly one head (its audit line), and both heads enrolled some.
+    let created: Vec<Vec<String>> = c
+        .heads
+        .iter()
+        .map(|h| {
+            h.log()
+                .lines()
+                .filter_map(|l| l.split("for new MAC ").nth(1))
+                .filter_map(|r| r.split_whitespace().next().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    let mut by_mac: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in created.iter().flatten() {
+        *by_mac.entry(m).or_default() += 1;
+    }
+    // The other head's attempts for the same MACs lost to the database's uniqueness check.
+    let lost: Vec<String> = c
+        .heads
+        .iter()
+        .flat_map(|h| {
+            h.log()
+                .lines()
+                .filter(|l| l.contains("already created: "))
+                .map(|l| {
+                    l.split("already created: ")
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let lost_mac = lost
+        .iter()
+        .filter(|l| l.contains("is already used"))
+        .count();
+    assert!(
+        lost_mac > 0,
+        "no head ever lost an enrollment race: the test did not make both heads try"
+    );
+    let twice: Vec<_> = by_mac.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "enrolled more than once: {twice:?}");
+    assert_eq!(by_mac.len(), all_macs.len(), "{by_mac:?}");
+    eprintln!(
+        "enrollment: {} distinct MACs asked both heads; {} nodes, each MAC exactly once, unique \
+         indexes, IPs and names; head-a enrolled {}, head-b {}; {lost_mac} attempts lost to the \
+         MAC already being a node, {} to a concurrent change (retried by the client)",
+        all_macs.len(),
+        nodes.len(),
+        created[0].len(),
+        created[1].len(),
+        lost.len() - lost_mac
+    );
+}
