@@ -76,6 +76,8 @@ struct Tally {
     given_up: usize,
     /// Some refusals, for the report.
     sample_errors: Vec<String>,
+    /// Refusals by cause (see `cause`).
+    causes: BTreeMap<&'static str, usize>,
     /// Every request: when it ended, how long it took, and its error if it was refused.
     requests: Vec<(Instant, Duration, Option<String>)>,
 }
@@ -196,6 +198,7 @@ fn writer(
                 Err(e) => {
                     let mut t = tally.lock().unwrap();
                     t.refused += 1;
+                    *t.causes.entry(cause(&e)).or_default() += 1;
                     if t.sample_errors.len() < 12 {
                         t.sample_errors.push(e);
                     }
@@ -475,12 +478,28 @@ fn print_timeline(t: &Tally, from: Instant) {
     );
 }
 
+/// Why a request was refused, from its error text.
+fn cause(e: &str) -> &'static str {
+    if e.contains("cannot reach the head") || e.contains("HTTP 0 ") || e.ends_with("HTTP 0") {
+        "head down"
+    } else if e.contains("store unavailable") || e.contains("store backend error") {
+        "etcd unavailable to the head (HTTP 503)"
+    } else if e.contains("already used") {
+        "retry of a create that had been applied (HTTP 409)"
+    } else {
+        "other"
+    }
+}
+
 fn print_tally(what: &str, t: &Tally, verified: usize) {
     eprintln!(
         "{what}: {} writes attempted, {} acknowledged, {} refused while a member/head was down \
          (each retried through the next head; {} never acknowledged), {verified} verified present",
         t.attempted, t.acknowledged, t.refused, t.given_up
     );
+    for (c, n) in &t.causes {
+        eprintln!("  refused, {c}: {n}");
+    }
     for e in &t.sample_errors {
         eprintln!("  refused: {e}");
     }
@@ -696,14 +715,53 @@ fn acknowledged_writes_survive_head_and_member_kills() {
         .iter()
         .filter(|o| o.acked && matches!(o.write, Write::CreateNode { .. }))
         .count();
+    let (applied, absent) = unacknowledged(&views[0].1, &views[0].2, &outcomes);
     eprintln!(
-        "faults: {creates} nodes created, {} nodes in etcd, identical on {} members and {} heads",
+        "faults: {creates} nodes created, {} nodes in etcd, identical on {} members and {} heads; \
+         of the writes never acknowledged, {applied} had been applied and {absent} had not",
         in_etcd.len(),
         c.etcd.len(),
         eps.len()
     );
-    assert!(tally.acknowledged > 100, "too few writes: {tally:?}");
-    let _ = tail;
+    assert!(
+        tally.acknowledged > 100,
+        "too few writes: {} acknowledged",
+        tally.acknowledged
+    );
+    assert_eq!(
+        tally.causes.get("other"),
+        None,
+        "refusals of an unexpected kind: {:#?}",
+        tally.sample_errors
+    );
+}
+
+/// Of the writes never acknowledged (their outcome unknown to the writer): how many are
+/// in the database anyway, and how many are not.
+fn unacknowledged(nodes: &[Value], groups: &[Value], outcomes: &[Outcome]) -> (usize, usize) {
+    let node = |mac: &str| nodes.iter().find(|n| n["mac"] == mac);
+    let group = |g: &str| groups.iter().find(|x| x["name"] == g);
+    let mut applied = 0;
+    let mut absent = 0;
+    for o in outcomes.iter().filter(|o| !o.acked) {
+        let found = match &o.write {
+            Write::CreateNode { mac } => node(mac).is_some(),
+            Write::SetNode { mac, key, value } => {
+                node(mac).is_some_and(|n| n["attributes"][key] == value.as_str())
+            }
+            Write::SetGroup {
+                group: g,
+                key,
+                value,
+            } => group(g).is_some_and(|x| x["attributes"][key] == value.as_str()),
+        };
+        if found {
+            applied += 1;
+        } else {
+            absent += 1;
+        }
+    }
+    (applied, absent)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1225,5 +1283,59 @@ fn enrollment_is_exactly_once_across_heads() {
         created[0].len(),
         created[1].len(),
         lost.len() - lost_mac
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Heads starting while etcd is degraded (one member down, or electing a leader)
+// ---------------------------------------------------------------------------------------
+
+/// One follower down: a head given all three endpoints starts and takes writes.
+#[test]
+fn a_head_starts_with_one_etcd_member_down() {
+    let _g = serial();
+    let mut c = Cluster::new("10.79.0", API_ONLY);
+    c.add_head();
+    let l = c.leader().expect("a leader");
+    let f = (l + 1) % c.etcd.len();
+    c.etcd[f].kill9();
+    let t = Instant::now();
+    c.add_head();
+    eprintln!(
+        "head-b started in {:.1} s with etcd {} down",
+        t.elapsed().as_secs_f64(),
+        c.etcd[f].name
+    );
+    let b = c.eps[1].clone();
+    for i in 0..10 {
+        let o = b.wulf(&["node", "create", &format!("mac=02:7c:00:00:00:{i:02x}")]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// The etcd leader killed, and a head started right away: it waits for the election (its
+/// registration is retried) instead of giving up.
+#[test]
+fn a_head_starts_while_etcd_elects_a_leader() {
+    let _g = serial();
+    let mut c = Cluster::new("10.79.0", API_ONLY);
+    c.add_head();
+    let l = c.leader().expect("a leader");
+    c.etcd[l].kill9();
+    let t = Instant::now();
+    c.add_head();
+    eprintln!(
+        "head-b started in {:.1} s while etcd elected a new leader",
+        t.elapsed().as_secs_f64()
+    );
+    let up = c.eps[1].json(&["head", "ls"]).unwrap();
+    assert_eq!(
+        up.as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["state"] == "up")
+            .count(),
+        2,
+        "{up}"
     );
 }

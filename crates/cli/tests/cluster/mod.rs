@@ -123,7 +123,7 @@ impl Member {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", "wulf-faults"])
-            .args(["--max-txn-ops", "25000", "--max-request-bytes", "16777216"])
+            .args(["--max-txn-ops", "65536", "--max-request-bytes", "16777216"])
             .args(["--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
