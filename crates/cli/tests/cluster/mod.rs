@@ -73,6 +73,9 @@ pub struct Member {
     child: Option<Child>,
 }
 
+/// Keys and values read from etcd.
+pub type Kvs = Vec<(String, Vec<u8>)>;
+
 /// What `/v3/maintenance/status` says about a member.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberStatus {
@@ -208,7 +211,7 @@ impl Member {
 
     /// Every key and value under `prefix`, read from this member's own copy (a serializable
     /// read: no round trip to the leader), with the revision it was read at.
-    pub fn local_range(&self, prefix: &str) -> Option<(i64, Vec<(String, Vec<u8>)>)> {
+    pub fn local_range(&self, prefix: &str) -> Option<(i64, Kvs)> {
         let v = self.post(
             "/v3/kv/range",
             &serde_json::json!({
