@@ -406,31 +406,79 @@ fn check_view(who: &str, nodes: &[Value], groups: &[Value], outcomes: &[Outcome]
     verified
 }
 
-/// Read `/wulf/obj/` straight from every etcd member's own copy (serializable reads, with
-/// curl on etcd's gateway): every member has the same revision and the same objects, and every
-/// object parses. Returns the node objects (uid → document).
+/// Read `/wulf/obj/` and `/wulf/idx/` straight from every etcd member's own copy
+/// (serializable reads, with curl on etcd's gateway): every member has the same revision and
+/// the same keys and values, every object parses, and the uniqueness keys are exactly those
+/// the objects hold, each owned by its object (no key missing, none left behind). Returns the
+/// node objects (uid → document).
 fn check_etcd(c: &Cluster) -> BTreeMap<String, Value> {
-    let mut views = Vec::new();
-    for m in &c.etcd {
-        let (rev, kvs) = m
-            .local_range("/wulf/obj/")
-            .unwrap_or_else(|| panic!("etcd {} does not answer", m.name));
-        views.push((m.name.clone(), rev, kvs));
-    }
-    let (_, rev0, kvs0) = &views[0];
-    for (name, rev, kvs) in &views[1..] {
-        assert_eq!(rev, rev0, "etcd {name} is at another revision than m0");
-        assert!(kvs == kvs0, "etcd {name} holds other objects than m0");
-    }
+    let read = |prefix: &str| {
+        let mut views = Vec::new();
+        for m in &c.etcd {
+            let (rev, kvs) = m
+                .local_range(prefix)
+                .unwrap_or_else(|| panic!("etcd {} does not answer", m.name));
+            views.push((m.name.clone(), rev, kvs));
+        }
+        let (_, rev0, kvs0) = &views[0];
+        for (name, rev, kvs) in &views[1..] {
+            assert_eq!(rev, rev0, "etcd {name} is at another revision than m0");
+            assert!(kvs == kvs0, "etcd {name} holds other {prefix} keys than m0");
+        }
+        views.swap_remove(0).2
+    };
+    let objs = read("/wulf/obj/");
+    let idx: BTreeMap<String, String> = read("/wulf/idx/")
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).to_string()))
+        .collect();
     let mut nodes = BTreeMap::new();
-    for (k, v) in kvs0 {
+    let mut expected: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in &objs {
         let doc: Value = serde_json::from_slice(v)
             .unwrap_or_else(|e| panic!("{k} in etcd is not JSON ({e}): {v:?}"));
-        if let Some(uid) = k.strip_prefix("/wulf/obj/node/") {
-            assert_eq!(doc["uid"], uid, "{k}: {doc}");
+        let (kind, uid) = k
+            .strip_prefix("/wulf/obj/")
+            .and_then(|r| r.split_once('/'))
+            .unwrap_or_else(|| panic!("odd key {k}"));
+        assert_eq!(doc["uid"], uid, "{k}: {doc}");
+        let mut own = |key: String| {
+            if let Some(other) = expected.insert(key.clone(), uid.to_string()) {
+                panic!("{key} belongs to two objects in etcd: {other} and {uid}");
+            }
+        };
+        if let Some(name) = doc["name"].as_str() {
+            own(format!("/wulf/idx/{kind}/name/{name}"));
+        }
+        if kind == "node" {
+            if let Some(i) = doc["index"].as_u64() {
+                own(format!("/wulf/idx/node/index/{i}"));
+            }
+            if let Some(m) = doc["mac"].as_str() {
+                own(format!("/wulf/idx/mac/{m}"));
+            }
+            if let Some(ip) = doc["ip"].as_str() {
+                own(format!("/wulf/idx/ip/{ip}"));
+            }
             nodes.insert(uid.to_string(), doc);
         }
     }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, uid)| idx.get(*k) != Some(uid))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "uniqueness keys missing or owned by another object: {missing:?}"
+    );
+    let stray: Vec<_> = idx
+        .iter()
+        .filter(|(k, _)| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "uniqueness keys no object holds: {stray:?}"
+    );
     nodes
 }
 
