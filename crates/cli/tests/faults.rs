@@ -1092,7 +1092,21 @@ fn head_killed_while_nodes_report_and_dhcp_renews() {
         log.contains(&format!("DHCPACK of {reserved} from {}", b.ip)),
         "{log}"
     );
-    drop(sim);
+    // Stop the simulator (its nodes report a clean shutdown) and show its own account.
+    let mut sim = sim;
+    unsafe { libc::kill(sim.child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    while sim.child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(10) {
+        sleep_ms(50);
+    }
+    let err = sim.stderr();
+    eprintln!(
+        "wulf sim said:\n{}",
+        err.lines()
+            .filter(|l| l.starts_with("sim:") || l.contains("failover"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
