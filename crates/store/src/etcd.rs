@@ -33,7 +33,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,9 @@ pub struct EtcdOptions {
     /// How long a watch keeps trying to resume after losing its stream before it ends with
     /// `Unavailable`.
     pub watch_retry: Duration,
+    /// How long a request keeps moving to other members when the one it went to cannot serve
+    /// it (writes only while they cannot have reached etcd).
+    pub failover_for: Duration,
 }
 
 impl Default for EtcdOptions {
@@ -106,17 +109,67 @@ impl Default for EtcdOptions {
             list_page_size: 5000,
             watch_buffer: 64,
             watch_retry: Duration::from_secs(60),
+            failover_for: Duration::from_secs(10),
         }
     }
 }
 
-/// The [`Store`] on an etcd cluster.
-pub struct EtcdStore {
+/// The clients of one endpoint.
+#[derive(Clone)]
+struct MemberClients {
     kv: KvClient,
     watch: WatchClient,
     lease: LeaseClient,
     maintenance: MaintenanceClient,
     cluster: ClusterClient,
+}
+
+/// One set of clients per endpoint, and the endpoint requests go to now. A member that cannot
+/// be reached (or has no leader, or times out) is skipped: requests move to the next one and
+/// stay there until it fails in turn. One balanced channel over all endpoints would keep
+/// sending a share of requests to a dead member.
+struct Members {
+    clients: Vec<(String, MemberClients)>,
+    current: AtomicUsize,
+}
+
+impl Members {
+    /// The endpoint to use now: its index and clients.
+    fn pick(&self) -> (usize, &MemberClients) {
+        let i = self.current.load(Ordering::Relaxed) % self.clients.len();
+        (i, &self.clients[i].1)
+    }
+
+    /// The member at `i` failed: move on to the next one (unless another request already did).
+    fn skip(&self, i: usize) {
+        let next = (i + 1) % self.clients.len();
+        if self
+            .current
+            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+            && self.clients.len() > 1
+        {
+            warn!(
+                failed = %self.clients[i].0,
+                now = %self.clients[next].0,
+                "etcd endpoint not answering; using the next one"
+            );
+        }
+    }
+}
+
+/// Whether a failed call may be sent again.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Again {
+    /// Reads and idempotent calls: after any transient failure.
+    Always,
+    /// Writes: only when the request cannot have reached etcd (no connection).
+    IfUnsent,
+}
+
+/// The [`Store`] on an etcd cluster.
+pub struct EtcdStore {
+    members: Arc<Members>,
     endpoints: Vec<String>,
     options: EtcdOptions,
     /// The highest compaction revision seen (etcd's own is authoritative).
@@ -175,20 +228,43 @@ impl EtcdStore {
         if endpoints.is_empty() {
             return Err(StoreError::Invalid("no etcd endpoints given".into()));
         }
-        let client = connect_client(endpoints, &options).await?;
-
+        let mut clients = Vec::new();
+        let mut failed = Vec::new();
+        for endpoint in endpoints {
+            // Lazy: no connection is made until a request (unless etcd authentication is on).
+            match connect_client(std::slice::from_ref(endpoint), &options).await {
+                Ok(client) => clients.push((
+                    endpoint.clone(),
+                    MemberClients {
+                        kv: client
+                            .kv_client()
+                            .max_decoding_message_size(options.max_message_bytes)
+                            .max_encoding_message_size(usize::MAX),
+                        watch: client
+                            .watch_client()
+                            .max_decoding_message_size(options.max_message_bytes),
+                        lease: client.lease_client(),
+                        maintenance: client.maintenance_client(),
+                        cluster: client.cluster_client(),
+                    },
+                )),
+                Err(e) => {
+                    warn!(endpoint = %endpoint, error = %e, "cannot connect to this etcd endpoint; leaving it out");
+                    failed.push(e);
+                }
+            }
+        }
+        if clients.is_empty() {
+            return Err(failed.pop().unwrap_or_else(|| {
+                StoreError::Unavailable(format!("etcd at {} unreachable", endpoints.join(",")))
+            }));
+        }
         let (shutdown, _) = signal::channel(());
         let store = EtcdStore {
-            kv: client
-                .kv_client()
-                .max_decoding_message_size(options.max_message_bytes)
-                .max_encoding_message_size(usize::MAX),
-            watch: client
-                .watch_client()
-                .max_decoding_message_size(options.max_message_bytes),
-            lease: client.lease_client(),
-            maintenance: client.maintenance_client(),
-            cluster: client.cluster_client(),
+            members: Arc::new(Members {
+                clients,
+                current: AtomicUsize::new(0),
+            }),
             endpoints: endpoints.to_vec(),
             options,
             compacted: Arc::new(AtomicI64::new(0)),
@@ -211,7 +287,13 @@ impl EtcdStore {
     /// asked with a transaction of reads that changes nothing.
     pub async fn accepts_txn_ops(&self, ops: usize) -> Result<bool, StoreError> {
         let reads = vec![TxnOp::get(PROBE_KEY, None); ops];
-        match self.kv().txn(EtcdTxn::new().and_then(reads)).await {
+        let asked = self
+            .kv_call(Again::Always, |mut kv| {
+                let txn = EtcdTxn::new().and_then(reads.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await;
+        match asked {
             Ok(_) => Ok(true),
             Err(e) if known(&e) == Known::TooManyOps => Ok(false),
             Err(e) => Err(convert("probe etcd's transaction limit", e)),
@@ -268,8 +350,65 @@ impl EtcdStore {
         m
     }
 
-    fn kv(&self) -> KvClient {
-        self.kv.clone()
+    /// Run `op` with the clients of the current endpoint. When it fails because that member
+    /// cannot serve it (unreachable, no leader, timed out), the next request goes to another
+    /// member, and this one is sent again there if `again` allows, for up to
+    /// [`EtcdOptions::failover_for`].
+    async fn call<T, F, Fut>(&self, again: Again, mut op: F) -> Result<T, etcd_client::Error>
+    where
+        F: FnMut(MemberClients) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + self.options.failover_for;
+        let n = self.members.clients.len();
+        let mut pause = Duration::from_millis(50);
+        let mut tries = 0usize;
+        loop {
+            let (i, clients) = self.members.pick();
+            let e = match op(clients.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let unsent = unsent(&e);
+            if !(unsent || transient(&e)) {
+                return Err(e);
+            }
+            self.members.skip(i);
+            let retry = unsent || again == Again::Always;
+            if !retry || Instant::now() >= deadline {
+                return Err(e);
+            }
+            debug!(error = %e, "etcd request failed; trying again");
+            tries += 1;
+            if tries.is_multiple_of(n) {
+                // Every member failed once: give the cluster a moment (an election).
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// The alarms raised on any member.
+    async fn raised_alarms(&self) -> Result<etcd_client::AlarmResponse, StoreError> {
+        self.call(Again::Always, |c| {
+            let mut maintenance = c.maintenance;
+            async move {
+                maintenance
+                    .alarm(AlarmAction::Get, AlarmType::None, None)
+                    .await
+            }
+        })
+        .await
+        .map_err(|e| convert("list etcd alarms", e))
+    }
+
+    /// A KV call (see [`EtcdStore::call`]).
+    async fn kv_call<T, F, Fut>(&self, again: Again, mut op: F) -> Result<T, etcd_client::Error>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.call(again, |c| op(c.kv)).await
     }
 
     fn note_compacted(&self, revision: Revision) {
@@ -286,17 +425,25 @@ impl EtcdStore {
         let txn = EtcdTxn::new()
             .when(compares(key, expect))
             .and_then(vec![op]);
-        self.kv()
-            .txn(txn)
-            .await
-            .map_err(|e| convert(&format!("write {key}"), e))
+        self.kv_call(Again::IfUnsent, |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(|e| convert(&format!("write {key}"), e))
     }
 
     /// Which of `leases` etcd does not know (for a txn refused with "lease not found").
     async fn missing_lease(&self, leases: &[LeaseId]) -> LeaseId {
         if leases.len() > 1 {
             for &id in leases {
-                match self.lease.clone().time_to_live(id, None).await {
+                let asked = self
+                    .call(Again::Always, |c| {
+                        let mut lease = c.lease;
+                        async move { lease.time_to_live(id, None).await }
+                    })
+                    .await;
+                match asked {
                     Ok(r) if r.ttl() < 0 => return id,
                     Err(e) if known(&e) == Known::LeaseNotFound => return id,
                     _ => {}
@@ -309,11 +456,13 @@ impl EtcdStore {
     /// The store's current compaction revision, asked of etcd.
     async fn probe_compacted(&self) -> Result<Revision, StoreError> {
         let at_one = self
-            .kv()
-            .get(
-                PROBE_KEY,
-                Some(GetOptions::new().with_revision(1).with_count_only()),
-            )
+            .kv_call(Again::Always, |mut kv| async move {
+                kv.get(
+                    PROBE_KEY,
+                    Some(GetOptions::new().with_revision(1).with_count_only()),
+                )
+                .await
+            })
             .await;
         match at_one {
             // Revision 1 is still readable: nothing has been compacted.
@@ -324,9 +473,14 @@ impl EtcdStore {
         // etcd cancels a watch from a compacted revision with the compaction revision.
         let probe = async {
             let mut stream = self
-                .watch
-                .clone()
-                .watch(PROBE_KEY, Some(WatchOptions::new().with_start_revision(1)))
+                .call(Again::Always, |c| {
+                    let mut watch = c.watch;
+                    async move {
+                        watch
+                            .watch(PROBE_KEY, Some(WatchOptions::new().with_start_revision(1)))
+                            .await
+                    }
+                })
                 .await
                 .map_err(|e| convert("watch the compaction probe", e))?;
             loop {
@@ -494,6 +648,23 @@ fn convert(what: &str, e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// Whether the request cannot have reached etcd: no connection could be made to the member.
+fn unsent(e: &etcd_client::Error) -> bool {
+    let text = match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_string(),
+        etcd_client::Error::TransportError(t) => format!("{t:?}"),
+        _ => return false,
+    };
+    [
+        "tcp connect error",
+        "error trying to connect",
+        "Connection refused",
+        "No route to host",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+}
+
 /// Whether a watch that failed with this error should resume.
 fn transient(e: &etcd_client::Error) -> bool {
     match e {
@@ -633,8 +804,10 @@ impl Store for EtcdStore {
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         let resp = self
-            .kv()
-            .get(PROBE_KEY, Some(GetOptions::new().with_count_only()))
+            .kv_call(Again::Always, |mut kv| async move {
+                kv.get(PROBE_KEY, Some(GetOptions::new().with_count_only()))
+                    .await
+            })
             .await
             .map_err(|e| convert("read the etcd revision", e))?;
         header_revision(resp.header())
@@ -643,8 +816,10 @@ impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         check_key(key)?;
         let mut resp = self
-            .kv()
-            .get(key, None)
+            .kv_call(
+                Again::Always,
+                |mut kv| async move { kv.get(key, None).await },
+            )
             .await
             .map_err(|e| convert(&format!("get {key}"), e))?;
         resp.take_kvs()
@@ -669,7 +844,13 @@ impl Store for EtcdStore {
                 if at > 0 {
                     opts = opts.with_revision(at);
                 }
-                let mut resp = match self.kv().get(from.clone(), Some(opts)).await {
+                let asked = self
+                    .kv_call(Again::Always, |mut kv| {
+                        let (from, opts) = (from.clone(), opts.clone());
+                        async move { kv.get(from, Some(opts)).await }
+                    })
+                    .await;
+                let mut resp = match asked {
                     Ok(r) => r,
                     Err(e) if known(&e) == Known::Compacted && attempts < 5 => {
                         debug!(prefix, "list snapshot compacted while paging; again");
@@ -702,8 +883,10 @@ impl Store for EtcdStore {
         check_key(key)?;
         if expect == Expect::Any {
             let resp = self
-                .kv()
-                .put(key, value, None)
+                .kv_call(Again::IfUnsent, |mut kv| {
+                    let value = value.clone();
+                    async move { kv.put(key, value, None).await }
+                })
                 .await
                 .map_err(|e| convert(&format!("put {key}"), e))?;
             return header_revision(resp.header());
@@ -723,8 +906,9 @@ impl Store for EtcdStore {
         check_key(key)?;
         if expect == Expect::Any {
             let resp = self
-                .kv()
-                .delete(key, None)
+                .kv_call(Again::IfUnsent, |mut kv| async move {
+                    kv.delete(key, None).await
+                })
                 .await
                 .map_err(|e| convert(&format!("delete {key}"), e))?;
             let revision = header_revision(resp.header())?;
@@ -764,11 +948,14 @@ impl Store for EtcdStore {
                 Op::Delete { key } => TxnOp::delete(key, None),
             })
             .collect();
-        let resp = match self
-            .kv()
-            .txn(EtcdTxn::new().when(compares).and_then(ops))
-            .await
-        {
+        let txn = EtcdTxn::new().when(compares).and_then(ops);
+        let asked = self
+            .kv_call(Again::IfUnsent, |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await;
+        let resp = match asked {
             Ok(resp) => resp,
             Err(e) if known(&e) == Known::LeaseNotFound => {
                 return Err(StoreError::LeaseNotFound(self.missing_lease(&leases).await))
@@ -805,12 +992,17 @@ impl Store for EtcdStore {
             from_revision
         };
         let range = prefix_range(prefix);
-        let stream = open_watch(&self.watch, &range, from)
+        let stream = self
+            .call(Again::Always, |c| {
+                let range = range.clone();
+                async move { open_watch(c.watch, &range, from).await }
+            })
             .await
             .map_err(|e| convert(&format!("watch {prefix}"), e))?;
         let (tx, rx) = mpsc::channel(self.options.watch_buffer.max(1));
         let task = WatchTask {
-            client: self.watch.clone(),
+            members: self.members.clone(),
+            member: self.members.pick().0,
             prefix: prefix.to_owned(),
             range,
             next: from,
@@ -832,11 +1024,13 @@ impl Store for EtcdStore {
         if revision <= self.compacted.load(Ordering::SeqCst) || revision == 0 {
             return Ok(());
         }
-        match self
-            .kv()
-            .compact(revision, Some(CompactionOptions::new().with_physical()))
-            .await
-        {
+        let asked = self
+            .kv_call(Again::Always, |mut kv| async move {
+                kv.compact(revision, Some(CompactionOptions::new().with_physical()))
+                    .await
+            })
+            .await;
+        match asked {
             Ok(_) => {
                 self.note_compacted(revision);
                 info!(revision, "etcd history compacted");
@@ -865,10 +1059,12 @@ impl Store for EtcdStore {
         // etcd counts in whole seconds: round up.
         let secs = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
             .unwrap_or(i64::MAX / 4);
+        // Sent again after any failure: a lease granted but not answered expires unused.
         let resp = self
-            .lease
-            .clone()
-            .grant(secs, None)
+            .call(Again::Always, |c| {
+                let mut lease = c.lease;
+                async move { lease.grant(secs, None).await }
+            })
             .await
             .map_err(|e| convert("grant a lease", e))?;
         if !resp.error().is_empty() {
@@ -882,9 +1078,10 @@ impl Store for EtcdStore {
 
     async fn db_status(&self) -> Result<DbStatus, StoreError> {
         let members = self
-            .cluster
-            .clone()
-            .member_list()
+            .call(Again::Always, |c| {
+                let mut cluster = c.cluster;
+                async move { cluster.member_list().await }
+            })
             .await
             .map_err(|e| convert("list etcd members", e))?;
         let mut names = std::collections::HashMap::new();
@@ -911,12 +1108,7 @@ impl Store for EtcdStore {
         }
         let mut members = futures_util::future::join_all(asks).await;
         members.sort_by(|a, b| a.name.cmp(&b.name));
-        let alarms = self
-            .maintenance
-            .clone()
-            .alarm(AlarmAction::Get, AlarmType::None, None)
-            .await
-            .map_err(|e| convert("list etcd alarms", e))?;
+        let alarms = self.raised_alarms().await?;
         let alarms = alarms
             .alarms()
             .iter()
@@ -958,35 +1150,41 @@ impl Store for EtcdStore {
     }
 
     async fn disarm_alarms(&self) -> Result<Vec<DbAlarm>, StoreError> {
-        let raised = self
-            .maintenance
-            .clone()
-            .alarm(AlarmAction::Get, AlarmType::None, None)
-            .await
-            .map_err(|e| convert("list etcd alarms", e))?;
-        let names: std::collections::HashMap<u64, String> =
-            match self.cluster.clone().member_list().await {
-                Ok(list) => list
-                    .members()
-                    .iter()
-                    .filter(|m| !m.name().is_empty())
-                    .map(|m| (m.id(), m.name().to_string()))
-                    .collect(),
-                Err(_) => Default::default(),
-            };
+        let raised = self.raised_alarms().await?;
+        let listed = self
+            .call(Again::Always, |c| {
+                let mut cluster = c.cluster;
+                async move { cluster.member_list().await }
+            })
+            .await;
+        let names: std::collections::HashMap<u64, String> = match listed {
+            Ok(list) => list
+                .members()
+                .iter()
+                .filter(|m| !m.name().is_empty())
+                .map(|m| (m.id(), m.name().to_string()))
+                .collect(),
+            Err(_) => Default::default(),
+        };
         let name_of = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("{id:x}"));
         let mut cleared = Vec::new();
         for a in raised.alarms() {
             if a.alarm() == AlarmType::None {
                 continue;
             }
-            let mut opts = AlarmOptions::new();
-            opts.with_member(a.member_id());
-            self.maintenance
-                .clone()
-                .alarm(AlarmAction::Deactivate, a.alarm(), Some(opts))
-                .await
-                .map_err(|e| convert("disarm an etcd alarm", e))?;
+            let (member, alarm) = (a.member_id(), a.alarm());
+            self.call(Again::Always, |c| {
+                let mut maintenance = c.maintenance;
+                let mut opts = AlarmOptions::new();
+                opts.with_member(member);
+                async move {
+                    maintenance
+                        .alarm(AlarmAction::Deactivate, alarm, Some(opts))
+                        .await
+                }
+            })
+            .await
+            .map_err(|e| convert("disarm an etcd alarm", e))?;
             warn!(member = %name_of(a.member_id()), alarm = alarm_name(a.alarm()), "etcd alarm disarmed");
             cleared.push(DbAlarm {
                 member: name_of(a.member_id()),
@@ -998,29 +1196,39 @@ impl Store for EtcdStore {
 
     async fn lease_keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
         let not_found = |e: &etcd_client::Error| known(e) == Known::LeaseNotFound;
-        let (mut keeper, mut stream) = match self.lease.clone().keep_alive(lease).await {
-            Ok(k) => k,
-            Err(e) if not_found(&e) => return Err(StoreError::LeaseNotFound(lease)),
-            Err(e) => return Err(convert(&format!("keep lease {lease} alive"), e)),
-        };
-        // The first keep-alive was answered inside `keep_alive`; a second one reports the TTL.
-        keeper
-            .keep_alive()
-            .await
-            .map_err(|e| convert(&format!("keep lease {lease} alive"), e))?;
-        match stream.message().await {
-            Ok(Some(resp)) if resp.ttl() > 0 => Ok(Duration::from_secs(resp.ttl().unsigned_abs())),
-            Ok(Some(_)) => Err(StoreError::LeaseNotFound(lease)),
-            Ok(None) => Err(StoreError::Unavailable(format!(
-                "keep lease {lease} alive: etcd closed the stream"
-            ))),
+        let renewed = self
+            .call(Again::Always, |c| {
+                let mut client = c.lease;
+                async move {
+                    let (mut keeper, mut stream) = client.keep_alive(lease).await?;
+                    // The first keep-alive was answered inside `keep_alive`; a second one
+                    // reports the TTL.
+                    keeper.keep_alive().await?;
+                    match stream.message().await? {
+                        Some(resp) => Ok(resp.ttl()),
+                        None => Err(etcd_client::Error::LeaseKeepAliveError(
+                            "etcd closed the keep-alive stream".into(),
+                        )),
+                    }
+                }
+            })
+            .await;
+        match renewed {
+            Ok(ttl) if ttl > 0 => Ok(Duration::from_secs(ttl.unsigned_abs())),
+            Ok(_) => Err(StoreError::LeaseNotFound(lease)),
             Err(e) if not_found(&e) => Err(StoreError::LeaseNotFound(lease)),
             Err(e) => Err(convert(&format!("keep lease {lease} alive"), e)),
         }
     }
 
     async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
-        match self.lease.clone().revoke(lease).await {
+        let revoked = self
+            .call(Again::Always, |c| {
+                let mut client = c.lease;
+                async move { client.revoke(lease).await }
+            })
+            .await;
+        match revoked {
             Ok(_) => Ok(()),
             Err(e) if known(&e) == Known::LeaseNotFound => Err(StoreError::LeaseNotFound(lease)),
             Err(e) => Err(convert(&format!("revoke lease {lease}"), e)),
@@ -1033,14 +1241,14 @@ impl Store for EtcdStore {
 
 /// Opens an etcd watch on `range` from `from` and waits until etcd has created it.
 async fn open_watch(
-    client: &WatchClient,
+    mut client: WatchClient,
     range: &(Vec<u8>, Vec<u8>),
     from: Revision,
 ) -> Result<WatchStream, etcd_client::Error> {
     let options = WatchOptions::new()
         .with_range(range.1.clone())
         .with_start_revision(from);
-    let mut stream = client.clone().watch(range.0.clone(), Some(options)).await?;
+    let mut stream = client.watch(range.0.clone(), Some(options)).await?;
     match stream.message().await? {
         Some(r) if r.created() => Ok(stream),
         Some(r) => Err(etcd_client::Error::WatchError(format!(
@@ -1054,7 +1262,9 @@ async fn open_watch(
 }
 
 struct WatchTask {
-    client: WatchClient,
+    members: Arc<Members>,
+    /// The member the stream comes from.
+    member: usize,
     prefix: String,
     range: (Vec<u8>, Vec<u8>),
     /// The first revision not delivered yet.
@@ -1080,6 +1290,7 @@ impl WatchTask {
                 Ok(stop) => break stop,
                 Err(lost) => {
                     warn!(prefix = %self.prefix, next = self.next, error = %lost, "etcd watch lost; resuming");
+                    self.members.skip(self.member);
                     match self.resume().await {
                         Ok(s) => stream = s,
                         Err(stop) => break stop,
@@ -1188,13 +1399,19 @@ impl WatchTask {
         let deadline = Instant::now() + self.retry;
         let mut pause = Duration::from_millis(100);
         loop {
+            let (member, clients) = self.members.pick();
+            let client = clients.watch.clone();
             let attempt = tokio::select! {
                 _ = self.shutdown.changed() => return Err(Stop::Quiet),
                 _ = self.tx.closed() => return Err(Stop::Quiet),
-                a = open_watch(&self.client, &self.range, self.next) => a,
+                a = open_watch(client, &self.range, self.next) => a,
             };
+            if attempt.as_ref().is_err_and(|e| unsent(e) || transient(e)) {
+                self.members.skip(member);
+            }
             match attempt {
                 Ok(stream) => {
+                    self.member = member;
                     info!(prefix = %self.prefix, next = self.next, "etcd watch resumed");
                     return Ok(stream);
                 }

@@ -218,26 +218,38 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.canonicalize().unwrap_or(cfg.data_dir.clone());
     tracing::info!(data_dir = %data_dir.display(), listen = %cfg.listen, "wulfd {} starting", env!("CARGO_PKG_VERSION"));
 
-    let store = open_store(&cfg, &data_dir).await?;
+    let store = patiently(|| open_store(&cfg, &data_dir)).await?;
     tracing::info!(backend = store.backend(), "database open");
     let cancel = CancellationToken::new();
     let cache = cache::Cache::new();
-    cache
-        .load(store.as_ref())
-        .await
-        .context("cannot read the database")?;
+    patiently(|| async {
+        cache
+            .load(store.as_ref())
+            .await
+            .context("cannot read the database")
+    })
+    .await?;
     let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
     let db = db::Db::new(store.clone(), cache.clone());
-    db.bootstrap(&cfg.cluster_name)
-        .await
-        .context("cannot create the cluster")?;
+    patiently(|| async {
+        db.bootstrap(&cfg.cluster_name)
+            .await
+            .context("cannot create the cluster")
+    })
+    .await?;
 
-    let token = auth::cluster_admin_token(store.as_ref(), &data_dir)
-        .await
-        .context("cannot set up the admin token")?;
-    let node_secret = boot::node_secret(store.as_ref())
-        .await
-        .context("cannot read the node credential secret")?;
+    let token = patiently(|| async {
+        auth::cluster_admin_token(store.as_ref(), &data_dir)
+            .await
+            .context("cannot set up the admin token")
+    })
+    .await?;
+    let node_secret = patiently(|| async {
+        boot::node_secret(store.as_ref())
+            .await
+            .context("cannot read the node credential secret")
+    })
+    .await?;
     let blobs = blobs::Blobs::open(&data_dir).context("cannot prepare the file store")?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -260,9 +272,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         started: db::now(),
     };
-    let lease = heads::register_or_wait(store.as_ref(), &record)
-        .await
-        .context("cannot register this head")?;
+    let lease = patiently(|| async {
+        heads::register_or_wait(store.as_ref(), &record)
+            .await
+            .context("cannot register this head")
+    })
+    .await?;
     let live_heads: heads::LiveHeads = Arc::new(std::sync::RwLock::new(vec![record.clone()]));
     let registration = tokio::spawn(heads::keep_alive(
         store.clone(),
@@ -275,10 +290,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         head_name.clone(),
         u32::try_from(cfg.boot.timeout_secs).unwrap_or(u32::MAX),
     );
-    let loaded = status
-        .load(store.as_ref())
-        .await
-        .context("cannot read node status")?;
+    let loaded = patiently(|| async {
+        status
+            .load(store.as_ref())
+            .await
+            .context("cannot read node status")
+    })
+    .await?;
     tracing::debug!(nodes = loaded, "node status loaded");
     let app = Arc::new(api::App {
         db,
@@ -367,6 +385,43 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Open the configured store.
+/// How long a head keeps trying to start while its store is unavailable.
+const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `e` comes from a store that cannot answer now (etcd starting, electing a leader,
+/// unreachable), rather than from something that trying again will not change.
+fn store_unavailable(e: &anyhow::Error) -> bool {
+    use wulf_store::StoreError::Unavailable;
+    e.chain().any(|c| {
+        matches!(c.downcast_ref(), Some(Unavailable(_)))
+            || matches!(c.downcast_ref(), Some(db::DbError::Store(Unavailable(_))))
+            || matches!(
+                c.downcast_ref(),
+                Some(heads::HeadError::Store(Unavailable(_)))
+            )
+    })
+}
+
+/// Run a start-up step again while the store is unavailable, for up to [`STARTUP_PATIENCE`].
+async fn patiently<T, F, Fut>(mut step: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match step().await {
+            Err(e) if store_unavailable(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!("{e:#}; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) async fn open_store(
     cfg: &Config,
     data_dir: &std::path::Path,
