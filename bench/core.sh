@@ -48,6 +48,7 @@ WRK_DURATION=${WRK_DURATION:-10s}
 LOOKUP_MACS=${LOOKUP_MACS:-1000}
 
 log() { printf '[core.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+source "$SCRIPT_DIR/lib.sh"
 die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- tools
@@ -102,21 +103,9 @@ stop_wulfd() {
 }
 # Long-running children run in the background and are waited for, so a signal
 # is handled at once and cleanup can end them.
-CHILD_PID=""
-run_child() {
-  local rc=0
-  "$@" &
-  CHILD_PID=$!
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  return "$rc"
-}
 cleanup() {
   local rc=$?
-  if [[ -n "$CHILD_PID" ]]; then
-    kill "$CHILD_PID" 2>/dev/null || true
-    wait "$CHILD_PID" 2>/dev/null || true
-  fi
+  stop_child
   stop_wulfd
   rm -rf "$TMP"
   exit "$rc"

@@ -46,6 +46,7 @@ PERIOD=${PERIOD:-6}
 NMACS=${NMACS:-10000}
 
 log() { printf '[dhcp.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+source "$SCRIPT_DIR/lib.sh"
 die() { log "ERROR: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (network namespaces, port 67)"
 T_START=$(date +%s)
@@ -389,17 +390,4 @@ fi
 log "wulfd VmHWM: ${WULFD_RSS:-?} kB"
 mkdir -p /tmp/wulf-dhcp-bench-last && cp "$TMP"/keep-*.txt "$TMP"/*smoke.txt "$TMP/wulfd.log" /tmp/wulf-dhcp-bench-last/ 2>/dev/null || true
 
-if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
-  if [[ -f "$RESULTS_FILE" ]] && grep -qxF "$HEADING" "$RESULTS_FILE"; then
-    awk -v h="$HEADING" -v sec="$SEC" '
-      $0 == h { while ((getline l < sec) > 0) print l; skip = 1; next }
-      skip && /^## / { skip = 0 }
-      !skip { print }' "$RESULTS_FILE" >"$TMP/results.new"
-  elif [[ -f "$RESULTS_FILE" ]]; then
-    { cat "$RESULTS_FILE"; echo; cat "$SEC"; } >"$TMP/results.new"
-  else
-    { printf '# Benchmarks\n\n'; cat "$SEC"; } >"$TMP/results.new"
-  fi
-  cat "$TMP/results.new" >"$RESULTS_FILE"
-  log "wrote section to $RESULTS_FILE"
-fi
+write_section "$HEADING" "$SEC"

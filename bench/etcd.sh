@@ -91,6 +91,7 @@ STEADY_TO=$((DURATION - 15))
 OFFERED=$((NODES / 10))
 
 log() { printf '[etcd.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+source "$SCRIPT_DIR/lib.sh"
 die() { log "ERROR: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (package installs, /proc/PID/clear_refs)"
 [[ "$DURATION" =~ ^[0-9]+$ ]] && ((DURATION >= 40)) || die "DURATION must be an integer >= 40"
@@ -138,7 +139,6 @@ WULF="$TMP/bin/wulf"
 declare -a ETCD_PIDS=() HEAD_PIDS=() HEAD_URLS=() HEAD_NAMES=() HEAD_DIRS=() ETCD_CLIENT=() ETCD_DATA=()
 SIM_PID=""
 TS_PID=""
-CHILD_PID=""
 
 wait_gone() { # pid [tenths of a second]
   local i
@@ -165,20 +165,9 @@ stop_etcd() {
   for p in "${ETCD_PIDS[@]}"; do stop_pid "$p"; done
   ETCD_PIDS=() ETCD_CLIENT=() ETCD_DATA=()
 }
-run_child() {
-  local rc=0
-  "$@" &
-  CHILD_PID=$!
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  return "$rc"
-}
 cleanup() {
   local rc=$?
-  if [[ -n "$CHILD_PID" ]]; then
-    kill "$CHILD_PID" 2>/dev/null || true
-    wait "$CHILD_PID" 2>/dev/null || true
-  fi
+  stop_child
   stop_sim
   stop_heads
   stop_etcd
@@ -786,17 +775,4 @@ echo
 cat "$SEC"
 [[ -z "$VERDICT" ]] || log "target: $VERDICT"
 
-if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
-  if [[ -f "$RESULTS_FILE" ]] && grep -qxF "$HEADING" "$RESULTS_FILE"; then
-    awk -v h="$HEADING" -v sec="$SEC" '
-      $0 == h { while ((getline l < sec) > 0) print l; skip = 1; next }
-      skip && /^## / { skip = 0 }
-      !skip { print }' "$RESULTS_FILE" >"$TMP/results.new"
-  elif [[ -f "$RESULTS_FILE" ]]; then
-    { cat "$RESULTS_FILE"; echo; cat "$SEC"; } >"$TMP/results.new"
-  else
-    { printf '# Benchmarks\n\n'; cat "$SEC"; } >"$TMP/results.new"
-  fi
-  cat "$TMP/results.new" >"$RESULTS_FILE"
-  log "wrote section to $RESULTS_FILE"
-fi
+write_section "$HEADING" "$SEC"

@@ -49,6 +49,7 @@ BUDGET_S=${BUDGET_S:-330}
 TARGET_RATIO=0.9
 
 log() { printf '[http.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+source "$SCRIPT_DIR/lib.sh"
 die() { log "ERROR: $*"; exit 1; }
 
 [[ "$SIZE_MIB" =~ ^[0-9]+$ && "$SIZE_MIB" -gt 0 ]] || die "bad SIZE_MIB '$SIZE_MIB'"
@@ -137,21 +138,9 @@ stop_nginx() {
     NGINX_WORKERS=()
   fi
 }
-CHILD_PID=""
-run_child() {
-  local rc=0
-  "$@" &
-  CHILD_PID=$!
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  return "$rc"
-}
 cleanup() {
   local rc=$?
-  if [[ -n "$CHILD_PID" ]]; then
-    kill "$CHILD_PID" 2>/dev/null || true
-    wait "$CHILD_PID" 2>/dev/null || true
-  fi
+  stop_child
   stop_wulfd
   stop_nginx
   rm -rf "$TMP"

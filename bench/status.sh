@@ -70,6 +70,7 @@ STEADY_TO=$((DURATION - 10))          # s after "booted"
 LIST_AT=$((DURATION - 30))            # listings start after this (s after "booted")
 
 log() { printf '[status.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+source "$SCRIPT_DIR/lib.sh"
 die() { log "ERROR: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (/proc/PID/clear_refs of wulfd, package installs)"
 [[ "$DURATION" =~ ^[0-9]+$ ]] && ((DURATION >= 60)) || die "DURATION must be an integer >= 60"
@@ -108,7 +109,6 @@ WULF="$TMP/bin/wulf"
 WULFD_PID=""
 SIM_PID=""
 TS_PID=""
-CHILD_PID=""
 
 wait_gone() { # pid [tenths of a second]
   local i
@@ -139,20 +139,9 @@ stop_sim() { # SIGTERM lets the sim send its shutdown reports; 10 s at most
 }
 # Short-lived foreground children run in the background and are waited for, so a
 # signal is handled at once and cleanup can end them.
-run_child() {
-  local rc=0
-  "$@" &
-  CHILD_PID=$!
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  return "$rc"
-}
 cleanup() {
   local rc=$?
-  if [[ -n "$CHILD_PID" ]]; then
-    kill "$CHILD_PID" 2>/dev/null || true
-    wait "$CHILD_PID" 2>/dev/null || true
-  fi
+  stop_child
   stop_sim
   stop_wulfd
   rm -rf "$TMP"
@@ -630,17 +619,4 @@ echo
 cat "$SEC"
 [[ -z "$VERDICT" ]] || log "target at 100,000 nodes: $VERDICT"
 
-if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
-  if [[ -f "$RESULTS_FILE" ]] && grep -qxF "$HEADING" "$RESULTS_FILE"; then
-    awk -v h="$HEADING" -v sec="$SEC" '
-      $0 == h { while ((getline l < sec) > 0) print l; skip = 1; next }
-      skip && /^## / { skip = 0 }
-      !skip { print }' "$RESULTS_FILE" >"$TMP/results.new"
-  elif [[ -f "$RESULTS_FILE" ]]; then
-    { cat "$RESULTS_FILE"; echo; cat "$SEC"; } >"$TMP/results.new"
-  else
-    { printf '# Benchmarks\n\n'; cat "$SEC"; } >"$TMP/results.new"
-  fi
-  cat "$TMP/results.new" >"$RESULTS_FILE"
-  log "wrote section to $RESULTS_FILE"
-fi
+write_section "$HEADING" "$SEC"
