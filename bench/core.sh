@@ -52,20 +52,9 @@ source "$SCRIPT_DIR/lib.sh"
 die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- tools
-need_pkgs=()
-command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
-command -v hyperfine >/dev/null 2>&1 || need_pkgs+=(hyperfine)
-command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-if ((${#need_pkgs[@]})); then
-  log "installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+install_missing wrk=wrk hyperfine=hyperfine curl=curl
 
-if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
+cargo_on_path
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building release binaries (cargo build --release -p wulfd -p wulf-cli)"
   build_log=$(mktemp /tmp/wulf-bench-core-build.XXXXXX)

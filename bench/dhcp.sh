@@ -52,16 +52,7 @@ die() { log "ERROR: $*"; exit 1; }
 T_START=$(date +%s)
 
 # ---------------------------------------------------------------- tools
-need_pkgs=()
-command -v perfdhcp >/dev/null 2>&1 || need_pkgs+=(kea-admin)
-command -v kea-dhcp4 >/dev/null 2>&1 || need_pkgs+=(kea-dhcp4-server)
-command -v dnsmasq >/dev/null 2>&1 || need_pkgs+=(dnsmasq-base)
-if ((${#need_pkgs[@]})); then
-  log "installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1 ||
-    { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null; }
-fi
+install_missing perfdhcp=kea-admin kea-dhcp4=kea-dhcp4-server dnsmasq=dnsmasq-base
 # The Debian packages may start their own services; we run the binaries directly.
 if command -v systemctl >/dev/null 2>&1; then
   systemctl stop kea-dhcp4-server dnsmasq >/dev/null 2>&1 || true

@@ -102,20 +102,9 @@ for c in "${CREATE_LIST[@]}"; do [[ "$c" =~ ^[0-9]+$ ]] && ((c > 0)) || die "bad
 T_START=$(date +%s)
 
 # ---------------------------------------------------------------- tools
-need_pkgs=()
-command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
-command -v hyperfine >/dev/null 2>&1 || need_pkgs+=(hyperfine)
-command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-if ((${#need_pkgs[@]})); then
-  log "installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null; }
-fi
+install_missing etcd=etcd-server hyperfine=hyperfine curl=curl
 
-if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
+cargo_on_path
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 # A wulfd built without the etcd feature carries this refusal message.
 NO_ETCD_MSG="built without the etcd store"

@@ -3,6 +3,8 @@
 # run_child CMD...      run CMD in the background and wait for it, so a signal is handled at
 #                       once and cleanup can end it (its pid is in CHILD_PID meanwhile)
 # stop_child            end that child, if any (for the scripts' cleanup traps)
+# install_missing C=P... apt-get install package P for each command C that is missing
+# cargo_on_path         put ~/.cargo/bin on PATH when cargo is not found
 # write_section H FILE  put FILE, a section whose first line is the heading H, into
 #                       $RESULTS_FILE: in place of the section with that heading, else at the
 #                       end (uses $TMP for the new file); does nothing with WRITE_RESULTS=0
@@ -40,4 +42,22 @@ write_section() {
   fi
   cat "$TMP/results.new" >"$RESULTS_FILE"
   log "wrote section to $RESULTS_FILE"
+}
+
+install_missing() {
+  local need=() pair
+  for pair in "$@"; do
+    command -v "${pair%%=*}" >/dev/null 2>&1 || need+=("${pair#*=}")
+  done
+  ((${#need[@]})) || return 0
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+}
+
+cargo_on_path() {
+  if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
 }

@@ -77,19 +77,9 @@ die() { log "ERROR: $*"; exit 1; }
 T_START=$(date +%s)
 
 # ---------------------------------------------------------------- tools
-need_pkgs=()
-command -v hyperfine >/dev/null 2>&1 || need_pkgs+=(hyperfine)
-command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-if ((${#need_pkgs[@]})); then
-  log "installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null; }
-fi
+install_missing hyperfine=hyperfine curl=curl
 
-if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
+cargo_on_path
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ ! -x "$TARGET_DIR/release/wulfd" || ! -x "$TARGET_DIR/release/wulf" ]]; then
   [[ "${SKIP_BUILD:-0}" != 1 ]] || die "binaries not found in $TARGET_DIR/release (SKIP_BUILD=1)"
