@@ -28,27 +28,17 @@ impl Etcd {
         let client = format!("http://127.0.0.1:{port}");
         let peer = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new("etcd")
-            .args(["--name", "m0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("m0={peer}")])
-            .args(["--max-txn-ops", "65536", "--max-request-bytes", "16777216"])
-            .args(["--log-level", "warn"])
+        let mut cmd = Command::new("etcd");
+        head::etcd_member(
+            &mut cmd,
+            "m0",
+            &dir.path().join("data"),
+            &client,
+            &peer,
+            &format!("m0={peer}"),
+        );
+        let child = cmd
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("etcd must be installed (./test.sh installs etcd-server)");

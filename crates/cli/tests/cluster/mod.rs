@@ -108,28 +108,18 @@ impl Member {
         let client = self.client_url();
         let peer = format!("http://{}:2380", self.ip);
         // `ip netns exec` execs etcd: the child's pid is etcd's, so kill() reaches it.
-        let child = Lab::cmd(&self.ns, "etcd")
-            .args(["--name", &self.name, "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &self.initial_cluster])
+        let mut cmd = Lab::cmd(&self.ns, "etcd");
+        crate::head::etcd_member(
+            &mut cmd,
+            &self.name,
+            &self.dir.path().join("data"),
+            &client,
+            &peer,
+            &self.initial_cluster,
+        );
+        let child = cmd
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", "wulf-faults"])
-            .args(["--max-txn-ops", "65536", "--max-request-bytes", "16777216"])
-            .args(["--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("etcd must be installed (./test.sh installs etcd-server)");

@@ -24,6 +24,38 @@ pub fn wulfd_bin() -> PathBuf {
     p
 }
 
+/// Add an etcd member's flags to `cmd` (`etcd`, or `ip netns exec NS etcd`): its name, data
+/// directory, client and peer URLs, the initial cluster, the limits wulf's bulk writes need
+/// and quiet logs. Flags added after these override them.
+pub fn etcd_member(
+    cmd: &mut Command,
+    name: &str,
+    data: &Path,
+    client: &str,
+    peer: &str,
+    initial_cluster: &str,
+) {
+    cmd.args(["--name", name, "--data-dir"])
+        .arg(data)
+        .args([
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+        ])
+        .args(["--initial-cluster", initial_cluster])
+        .args(["--max-txn-ops", "65536", "--max-request-bytes", "16777216"])
+        .args(["--log-level", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
