@@ -227,6 +227,17 @@ fn joining_needs_a_shared_store_and_the_token() {
     let (code, err) = join("wrong");
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot join through"), "{err}");
+    // WULF_TOKEN in the environment (the CLI's) does not disturb wulfd without --join.
+    let out = Command::new(head::wulfd_bin())
+        .env("WULF_TOKEN", "abc")
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .args(["migrate-store", "--to", "etcd://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("--join"), "{err}");
 }
 
 /// `wulfd migrate-store`: a cluster built on the embedded store moves to etcd and carries on
@@ -423,13 +434,13 @@ fn pxe_once_across_heads() {
 fn etcd_maintenance_and_space_alarm() {
     // An 8 MiB quota, so little data fills it.
     let etcd = Etcd::start_with(&["--quota-backend-bytes", "8388608"]);
-    let a = head_with(
+    let mut a = head_with(
         &etcd,
         "head-a",
         "history_revisions = 100\n[db]\ncheck_secs = 1\nquota_mib = 8\ndefrag_min_free_mib = 1\n",
     );
-    let db = || a.json(&["cluster", "db"]);
-    let st = db();
+    let db = |h: &Head| h.json(&["cluster", "db"]);
+    let st = db(&a);
     assert_eq!(st["backend"], "etcd");
     assert_eq!(st["quota_bytes"], 8 << 20);
     assert_eq!(st["members"].as_array().unwrap().len(), 1);
@@ -450,7 +461,7 @@ fn etcd_maintenance_and_space_alarm() {
     }
     let t = Instant::now();
     loop {
-        let m = &db()["maintenance"];
+        let m = &db(&a)["maintenance"];
         if m["compacted"][0].as_i64().unwrap_or(0) > 0 && m["defragmented"][0].is_array() {
             assert_eq!(m["head"], "head-a");
             break;
@@ -483,13 +494,19 @@ fn etcd_maintenance_and_space_alarm() {
     );
     // Reads still work; the alarm shows.
     a.ok(&["attrib", "-i", "big", "ls"]);
-    let st = db();
+    let st = db(&a);
     assert_eq!(st["alarms"][0]["alarm"], "NOSPACE", "{st}");
     assert!(a.ok(&["cluster", "db"]).contains("ALARM NOSPACE on m0"));
     assert!(
         a.log().contains("ERROR") && a.log().contains("NOSPACE alarm"),
         "the head's log says so"
     );
+
+    // A head restarted now still starts (unregistered), and the way out runs through it.
+    a.stop();
+    a.spawn();
+    assert!(a.log().contains("Starting unregistered"), "{}", a.log());
+    assert!(a.ok(&["cluster", "db"]).contains("ALARM NOSPACE on m0"));
 
     // The documented way out.
     let done = a.ok(&["cluster", "db", "--recover"]);
@@ -498,10 +515,20 @@ fn etcd_maintenance_and_space_alarm() {
         "{done}"
     );
     assert!(done.contains("disarmed NOSPACE on member m0"), "{done}");
-    assert_eq!(db()["alarms"], serde_json::json!([]));
+    assert_eq!(db(&a)["alarms"], serde_json::json!([]));
     a.ok(&["attrib", "-i", "big", "set", "note=small-again"]);
     let note = a.json(&["attrib", "-i", "big", "ls"]);
     assert_eq!(note[0]["attributes"]["note"], "small-again");
+    // It registers once writes work again.
+    let t = Instant::now();
+    while a.head_states() != [("head-a".to_string(), "up".to_string())] {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            a.head_states()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Usage errors.
     a.fails(2, &["cluster", "db", "--recover", "--compact"]);
     a.fails(2, &["node", "db"]);

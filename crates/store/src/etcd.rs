@@ -95,6 +95,9 @@ pub struct EtcdOptions {
     /// How long a request keeps moving to other members when the one it went to cannot serve
     /// it (writes only while they cannot have reached etcd).
     pub failover_for: Duration,
+    /// How long one member may take to answer one request before the next member is asked
+    /// (compaction gets [`COMPACT_TIMEOUT`]).
+    pub request_timeout: Duration,
 }
 
 impl Default for EtcdOptions {
@@ -110,6 +113,7 @@ impl Default for EtcdOptions {
             watch_buffer: 64,
             watch_retry: Duration::from_secs(60),
             failover_for: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -191,7 +195,10 @@ async fn connect_client(endpoints: &[String], options: &EtcdOptions) -> Result<C
     let mut connect = ConnectOptions::new()
         .with_connect_timeout(options.connect_timeout)
         .with_keep_alive(options.keep_alive_interval, options.keep_alive_timeout)
-        .with_keep_alive_while_idle(true);
+        .with_keep_alive_while_idle(true)
+        // A member cut off from the quorum refuses requests and cancels watches rather than
+        // serving stale data: they move to a member that has a leader.
+        .with_require_leader(true);
     if let Some((user, password)) = &options.user {
         connect = connect.with_user(user.clone(), password.clone());
     }
@@ -217,6 +224,8 @@ async fn connect_client(endpoints: &[String], options: &EtcdOptions) -> Result<C
 const MEMBER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one member's defragmentation may take.
 const DEFRAG_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a physical compaction may take on one member.
+const COMPACT_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl EtcdStore {
     /// Connects to the etcd cluster at `endpoints` (`http://host:port`, `https://host:port`,
@@ -351,10 +360,27 @@ impl EtcdStore {
     }
 
     /// Run `op` with the clients of the current endpoint. When it fails because that member
-    /// cannot serve it (unreachable, no leader, timed out), the next request goes to another
-    /// member, and this one is sent again there if `again` allows, for up to
-    /// [`EtcdOptions::failover_for`].
-    async fn call<T, F, Fut>(&self, again: Again, mut op: F) -> Result<T, etcd_client::Error>
+    /// cannot serve it (unreachable, no leader, no answer within
+    /// [`EtcdOptions::request_timeout`]), the next request goes to another member, and this
+    /// one is sent again there if `again` allows: to every member at least once, and for up
+    /// to [`EtcdOptions::failover_for`].
+    async fn call<T, F, Fut>(&self, again: Again, op: F) -> Result<T, etcd_client::Error>
+    where
+        F: FnMut(MemberClients) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.call_with(again, self.options.request_timeout, op)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// [`EtcdStore::call`] with its own per-attempt timeout; also says which member answered.
+    async fn call_with<T, F, Fut>(
+        &self,
+        again: Again,
+        timeout: Duration,
+        mut op: F,
+    ) -> Result<(T, usize), etcd_client::Error>
     where
         F: FnMut(MemberClients) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -365,21 +391,28 @@ impl EtcdStore {
         let mut tries = 0usize;
         loop {
             let (i, clients) = self.members.pick();
-            let e = match op(clients.clone()).await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
+            let e = match tokio::time::timeout(timeout, op(clients.clone())).await {
+                Ok(Ok(v)) => return Ok((v, i)),
+                Ok(Err(e)) => e,
+                // A member that hangs (defragmenting, partitioned) counts as not answering.
+                Err(_) => {
+                    etcd_client::Error::GRpcStatus(tonic::Status::deadline_exceeded(format!(
+                        "no answer from {} within {timeout:?}",
+                        self.members.clients[i].0
+                    )))
+                }
             };
             let unsent = unsent(&e);
             if !(unsent || transient(&e)) {
                 return Err(e);
             }
             self.members.skip(i);
+            tries += 1;
             let retry = unsent || again == Again::Always;
-            if !retry || Instant::now() >= deadline {
+            if !retry || (Instant::now() >= deadline && tries >= n) {
                 return Err(e);
             }
             debug!(error = %e, "etcd request failed; trying again");
-            tries += 1;
             if tries.is_multiple_of(n) {
                 // Every member failed once: give the cluster a moment (an election).
                 tokio::time::sleep(pause).await;
@@ -626,10 +659,14 @@ fn convert(what: &str, e: etcd_client::Error) -> StoreError {
         etcd_client::Error::GRpcStatus(s) => {
             let message = format!("{what}: {}", s.message());
             match s.code() {
+                // The codes `transient` retries: a connection reset mid-request comes as
+                // Unknown ("transport error"), an HTTP/2 reset as Internal.
                 tonic::Code::Unavailable
                 | tonic::Code::DeadlineExceeded
                 | tonic::Code::Cancelled
-                | tonic::Code::Aborted => StoreError::Unavailable(message),
+                | tonic::Code::Aborted
+                | tonic::Code::Unknown
+                | tonic::Code::Internal => StoreError::Unavailable(message),
                 tonic::Code::InvalidArgument => StoreError::Invalid(message),
                 tonic::Code::OutOfRange if s.message().contains("message length too large") => {
                     StoreError::Backend(format!(
@@ -992,8 +1029,8 @@ impl Store for EtcdStore {
             from_revision
         };
         let range = prefix_range(prefix);
-        let stream = self
-            .call(Again::Always, |c| {
+        let (stream, member) = self
+            .call_with(Again::Always, self.options.request_timeout, |c| {
                 let range = range.clone();
                 async move { open_watch(c.watch, &range, from).await }
             })
@@ -1002,7 +1039,7 @@ impl Store for EtcdStore {
         let (tx, rx) = mpsc::channel(self.options.watch_buffer.max(1));
         let task = WatchTask {
             members: self.members.clone(),
-            member: self.members.pick().0,
+            member,
             prefix: prefix.to_owned(),
             range,
             next: from,
@@ -1025,11 +1062,15 @@ impl Store for EtcdStore {
             return Ok(());
         }
         let asked = self
-            .kv_call(Again::Always, |mut kv| async move {
-                kv.compact(revision, Some(CompactionOptions::new().with_physical()))
-                    .await
+            .call_with(Again::Always, COMPACT_TIMEOUT, |c| {
+                let mut kv = c.kv;
+                async move {
+                    kv.compact(revision, Some(CompactionOptions::new().with_physical()))
+                        .await
+                }
             })
-            .await;
+            .await
+            .map(|(v, _)| v);
         match asked {
             Ok(_) => {
                 self.note_compacted(revision);
@@ -1329,6 +1370,13 @@ impl WatchTask {
                     requested: self.next,
                     compacted,
                 }));
+            }
+            if resp.canceled() && resp.cancel_reason().contains("no leader") {
+                // Its member lost the quorum: resume on another.
+                return Err(etcd_client::Error::WatchError(format!(
+                    "etcd cancelled the watch: {}",
+                    resp.cancel_reason()
+                )));
             }
             if resp.canceled() {
                 return Ok(Stop::Error(StoreError::Backend(format!(

@@ -107,7 +107,7 @@ struct Args {
     #[arg(long, value_name = "URL", env = "WULFD_JOIN", conflicts_with = "store")]
     join: Option<String>,
     /// The admin token for --join
-    #[arg(long, env = "WULF_TOKEN", requires = "join", hide_env_values = true)]
+    #[arg(long, env = "WULF_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -272,12 +272,25 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         started: db::now(),
     };
-    let lease = patiently(|| async {
+    let registered = patiently(|| async {
         heads::register_or_wait(store.as_ref(), &record)
             .await
             .context("cannot register this head")
     })
-    .await?;
+    .await;
+    let lease = match registered {
+        Ok(lease) => lease,
+        // etcd refuses every write until space is made; this head can still serve and run
+        // the recovery. It registers once writes work again.
+        Err(e) if store_out_of_space(&e) => {
+            tracing::error!(
+                "{e:#}. Starting unregistered: run `wulf cluster db --recover` through this \
+                 head; it registers once the store takes writes again"
+            );
+            0
+        }
+        Err(e) => return Err(e),
+    };
     let live_heads: heads::LiveHeads = Arc::new(std::sync::RwLock::new(vec![record.clone()]));
     let registration = tokio::spawn(heads::keep_alive(
         store.clone(),
@@ -399,6 +412,15 @@ fn store_unavailable(e: &anyhow::Error) -> bool {
                 c.downcast_ref(),
                 Some(heads::HeadError::Store(Unavailable(_)))
             )
+    })
+}
+
+/// Whether `e` comes from a store refusing writes for lack of space (etcd's NOSPACE alarm).
+fn store_out_of_space(e: &anyhow::Error) -> bool {
+    use wulf_store::StoreError::NoSpace;
+    e.chain().any(|c| {
+        matches!(c.downcast_ref(), Some(NoSpace(_)))
+            || matches!(c.downcast_ref(), Some(heads::HeadError::Store(NoSpace(_))))
     })
 }
 

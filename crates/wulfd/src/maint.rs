@@ -121,6 +121,11 @@ pub async fn db_status(app: &App) -> Result<DbStatus, StoreError> {
 /// Check sizes and alarms; defragment members where worthwhile. Returns the members
 /// defragmented.
 async fn look_after(app: &App) -> Vec<String> {
+    // The embedded store needs no looking after, and its size figures cost a walk of the
+    // whole file while writes wait: only `wulf cluster db` asks for them.
+    if app.store.backend() != "etcd" {
+        return Vec::new();
+    }
     let st = match db_status(app).await {
         Ok(st) => st,
         Err(e) => {
@@ -157,9 +162,6 @@ async fn look_after(app: &App) -> Vec<String> {
                 }
             }
         }
-    }
-    if st.backend != "etcd" {
-        return Vec::new();
     }
     let min_free = app.cfg.db.defrag_min_free_mib << 20;
     let due: Vec<&wulf_model::db::DbMember> = st
