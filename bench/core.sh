@@ -49,7 +49,6 @@ LOOKUP_MACS=${LOOKUP_MACS:-1000}
 
 log() { printf '[core.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 source "$SCRIPT_DIR/lib.sh"
-die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- tools
 install_missing wrk=wrk hyperfine=hyperfine curl=curl
@@ -104,29 +103,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 20000))
-    if ! port_in_use "$p"; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
-now_ns() { date +%s%N; }
-# interference: count rustc/cargo processes that are not ours
-COMPILE_SEEN=0
-sample_interference() {
-  local c
-  c=$(ps -eo comm= | grep -cxE 'rustc|cargo|cargo-clippy|clippy-driver|cc1|cc1plus|ld|ld\.lld|rust-lld' || true)
-  if ((c > 0)); then COMPILE_SEEN=$((COMPILE_SEEN + 1)); log "note: $c compiler process(es) running (another build?) during '$1'"; fi
-}
 
 # CPU used by other processes while this benchmark ran: all busy CPU time on the
 # machine (/proc/stat) minus this script's own and its waited-for children's
 # (wulfd, wulf, hyperfine, wrk, curl), as a share of the machine's capacity.
-cpu_busy_total() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; print b, t }' /proc/stat; }
-cpu_self() { sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $12 + $13 + $14 + $15 }'; }
 other_cpu_pct() { # BUSY0 TOTAL0 SELF0 BUSY1 TOTAL1 SELF1
   awk -v b0="$1" -v t0="$2" -v s0="$3" -v b1="$4" -v t1="$5" -v s1="$6" 'BEGIN {
     o = (b1 - b0) - (s1 - s0); if (o < 0) o = 0
@@ -176,19 +156,14 @@ start_wulfd() { # DATADIR PORT
 }
 
 # hyperfine CSV (command,mean,stddev,median,user,system,min,max) -> mean in ms for NAME
-hf_mean_ms() { awk -F, -v n="$2" '$1 == n { printf "%.1f", $2 * 1000 }' "$1"; }
-hf_sd_ms() { awk -F, -v n="$2" '$1 == n { printf "%.1f", $3 * 1000 }' "$1"; }
 
 kb_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # ---------------------------------------------------------------- machine
 NPROC=$(nproc)
-CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-CPU_MODEL=${CPU_MODEL:-unknown}
-MEM_TOTAL=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+machine_facts
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WULF_VERSION=$("$WULF" --version 2>/dev/null || echo unknown)
-DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 log "machine: $NPROC cores, $CPU_MODEL, $MEM_TOTAL; loadavg at start $LOAD_START"
 sample_interference "start"
 
@@ -379,11 +354,7 @@ TARGETS=$(
   fi
 )
 
-if ((COMPILE_SEEN > 0)); then
-  INTERFERENCE="yes: compiler processes (rustc/cargo/cc/ld, not this script's build) were seen at $COMPILE_SEEN of the sample points; figures may be disturbed"
-else
-  INTERFERENCE="none seen (no rustc/cargo/cc/ld process at any sample point)"
-fi
+INTERFERENCE=$(interference)
 
 echo
 echo "Core benchmark: $DATE, $NPROC cores, $CPU_MODEL"
@@ -428,16 +399,5 @@ if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
     echo "- Memory: VmHWM (peak) and VmRSS of wulfd from /proc/<pid>/status after all of the above for that N; MiB = 1024 KiB (the 150 MB target is compared as 150 MiB)."
     echo
   } >"$SEC"
-  if [[ -f "$RESULTS_FILE" ]] && grep -qxF "$HEADING" "$RESULTS_FILE"; then
-    awk -v h="$HEADING" -v sec="$SEC" '
-      $0 == h { while ((getline l < sec) > 0) print l; skip = 1; next }
-      skip && /^## / { skip = 0 }
-      !skip { print }' "$RESULTS_FILE" >"$TMP/results.new"
-  elif [[ -f "$RESULTS_FILE" ]]; then
-    { cat "$RESULTS_FILE"; echo; cat "$SEC"; } >"$TMP/results.new"
-  else
-    { printf '# Benchmarks\n\n'; cat "$SEC"; } >"$TMP/results.new"
-  fi
-  cat "$TMP/results.new" >"$RESULTS_FILE"
-  log "wrote section to $RESULTS_FILE"
+  write_section "$HEADING" "$SEC"
 fi

@@ -47,7 +47,6 @@ NMACS=${NMACS:-10000}
 
 log() { printf '[dhcp.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 source "$SCRIPT_DIR/lib.sh"
-die() { log "ERROR: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (network namespaces, port 67)"
 T_START=$(date +%s)
 
@@ -115,11 +114,6 @@ awk -v n="$NMACS" 'BEGIN { for (i = 0; i < n; i++) printf "02:90:%02x:%02x:%02x:
 # ---------------------------------------------------------------- helpers
 ns_srv() { ip netns exec "$SRV" "$@"; }
 
-wait_gone() { # pid
-  local i
-  for ((i = 0; i < 50; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
-}
 
 stop_server() {
   if [[ -n "$SERVER_PID" ]]; then
@@ -131,9 +125,6 @@ stop_server() {
   for p in $(ip netns pids "$SRV" 2>/dev/null); do kill "$p" 2>/dev/null || true; wait_gone "$p"; done
 }
 
-cpu_ticks() { # pid -> utime+stime in clock ticks
-  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
 CLK_TCK=$(getconf CLK_TCK)
 
 # UDP RcvbufErrors (datagrams the kernel dropped for a full socket receive buffer) in a namespace

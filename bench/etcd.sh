@@ -92,7 +92,6 @@ OFFERED=$((NODES / 10))
 
 log() { printf '[etcd.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 source "$SCRIPT_DIR/lib.sh"
-die() { log "ERROR: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (package installs, /proc/PID/clear_refs)"
 [[ "$DURATION" =~ ^[0-9]+$ ]] && ((DURATION >= 40)) || die "DURATION must be an integer >= 40"
 [[ "$NODES" =~ ^[0-9]+$ ]] && ((NODES >= 10)) || die "NODES must be an integer >= 10"
@@ -129,11 +128,6 @@ declare -a ETCD_PIDS=() HEAD_PIDS=() HEAD_URLS=() HEAD_NAMES=() HEAD_DIRS=() ETC
 SIM_PID=""
 TS_PID=""
 
-wait_gone() { # pid [tenths of a second]
-  local i
-  for ((i = 0; i < ${2:-50}; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
-}
 stop_pid() { # pid [tenths]
   [[ -n "$1" ]] || return 0
   kill "$1" 2>/dev/null || true
@@ -168,46 +162,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
-PORTS_TAKEN=" "
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 20000))
-    if [[ "$PORTS_TAKEN" != *" $p "* ]] && ! port_in_use "$p"; then
-      PORTS_TAKEN+="$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-now() { printf '%s\n' "$EPOCHREALTIME"; }
-now_ns() { date +%s%N; }
 ms_since() { echo $((($(now_ns) - $1) / 1000000)); }
-sleep_until() {
-  local d
-  d=$(awk -v t="$1" -v n="$EPOCHREALTIME" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')
-  [[ "$d" == 0.000 ]] || sleep "$d"
-}
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 kb_to_mib() { awk -v k="${1:-0}" 'BEGIN { printf "%.0f", k / 1024 }'; }
 b_to_mib() { awk -v b="${1:-0}" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 vm() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$2/status" 2>/dev/null || echo 0; } # FIELD PID -> kB
 median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cpu_pct() { awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / (t1 - t0) }'; }
-cpu_busy_total() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; print b, t }' /proc/stat; }
-cpu_self() { sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $12 + $13 + $14 + $15 }'; }
-COMPILE_SEEN=0
-SAMPLES=0
-sample_interference() {
-  local c
-  SAMPLES=$((SAMPLES + 1))
-  c=$(ps -eo comm= | grep -cxE 'rustc|cargo|cargo-clippy|clippy-driver|cc1|cc1plus|ld|ld\.lld|rust-lld|qemu-system-x86_64|qemu-system-x86' || true)
-  if ((c > 0)); then COMPILE_SEEN=$((COMPILE_SEEN + 1)); log "note: $c compiler/QEMU process(es) running (another job?) during '$1'"; fi
-}
 # status summary, whitespace-normalised
 norm() { sed 's/[[:space:]]\+/ /g; s/^ //; s/ $//' | sed '/^$/d'; }
 count_nodes() { # URL -> number of nodes `wulf node ls` lists
@@ -298,18 +260,10 @@ etcd_metric() { # member metric -> value (bytes)
 # hyperfine CSV (command,mean,stddev,...) -> "mean ± sd" ms
 hf_ms() { awk -F, -v n="$2" '$1 == n { printf "%.1f ± %.1f", $2 * 1000, $3 * 1000 }' "$1"; }
 
-timestamp_lines() {
-  local l
-  while IFS= read -r l; do
-    printf '%s %s\n' "$EPOCHREALTIME" "$l"
-    log "sim: $l"
-  done
-}
 
 # ---------------------------------------------------------------- machine
 NPROC=$(nproc)
-CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-MEM_TOTAL=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+machine_facts
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ETCD_VERSION=$(etcd --version 2>/dev/null | awk '/^etcd Version/ { print $3; exit }')
 ETCD_FS=$(findmnt -n -o FSTYPE -T "$ETCD_TMP" 2>/dev/null || echo unknown)
@@ -322,7 +276,6 @@ if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- crates Car
   GIT_REV+=" with uncommitted changes under crates/"
 fi
 HF_VERSION=$(hyperfine --version 2>/dev/null || echo unknown)
-DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 log "machine: $NPROC cores, $CPU_MODEL, $MEM_TOTAL; etcd $ETCD_VERSION, member data on $ETCD_FS ($ETCD_SRC); loadavg $LOAD_START"
 sample_interference start
 
@@ -700,11 +653,7 @@ if have etcd; then
   TARGET_LINE="Target ($NODES nodes reporting every 10 s through 2 heads on a 3-member etcd: ≥ 99 % of the offered $OFFERED reports/s sustained, no errors, every head showing every node up): **$VERDICT** — sustained ${I_RATE[etcd]} reports/s ($(awk -v r="${I_RATE[etcd]}" -v o="$OFFERED" 'BEGIN { printf "%.1f", 100 * r / o }') % of offered), ${I_ERR[etcd]} errors, every head correct: ${I_HEADS[etcd]}."
 fi
 
-if ((COMPILE_SEEN > 0)); then
-  INTERFERENCE="yes: compiler or QEMU processes were seen at $COMPILE_SEEN of $SAMPLES sample points; figures may be disturbed"
-else
-  INTERFERENCE="none seen (no rustc/cargo/cc/ld/QEMU process at any of $SAMPLES sample points)"
-fi
+INTERFERENCE=$(interference)
 
 SEC="$TMP/section.md"
 {

@@ -50,7 +50,6 @@ TARGET_RATIO=0.9
 
 log() { printf '[http.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 source "$SCRIPT_DIR/lib.sh"
-die() { log "ERROR: $*"; exit 1; }
 
 [[ "$SIZE_MIB" =~ ^[0-9]+$ && "$SIZE_MIB" -gt 0 ]] || die "bad SIZE_MIB '$SIZE_MIB'"
 [[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -gt 0 ]] || die "bad RUNS '$RUNS'"
@@ -151,16 +150,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 20000))
-    if ! port_in_use "$p"; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
-now_ns() { date +%s%N; }
 CLK_TCK=$(getconf CLK_TCK)
 proc_ticks() { # PID...: utime+stime summed (ticks)
   local t=0 p v
@@ -173,28 +162,17 @@ proc_ticks() { # PID...: utime+stime summed (ticks)
 machine_cpu() { # "busy total" jiffies over all CPUs
   awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
-COMPILE_SEEN=0
-SAMPLES=0
-sample_interference() {
-  local c
-  SAMPLES=$((SAMPLES + 1))
-  c=$(ps -eo comm= | grep -cxE 'rustc|cargo|cargo-clippy|clippy-driver|cc1|cc1plus|ld|ld\.lld|rust-lld' || true)
-  if ((c > 0)); then COMPILE_SEEN=$((COMPILE_SEEN + 1)); log "note: $c compiler process(es) running (another build?) during '$1'"; fi
-}
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
 
 # ---------------------------------------------------------------- machine
 NPROC=$(nproc)
-CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-CPU_MODEL=${CPU_MODEL:-unknown}
-MEM_TOTAL=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+machine_facts
 KERNEL=$(uname -r)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WULF_VERSION=$("$WULF" --version 2>/dev/null || echo unknown)
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 CURL_VERSION=$(curl --version | awk 'NR == 1 { print $1, $2 }')
-DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 log "machine: $NPROC cores, $CPU_MODEL, $MEM_TOTAL; kernel $KERNEL; loadavg at start $LOAD_START"
 sample_interference "start"
 
@@ -448,11 +426,7 @@ RAW=$(
     done
   done
 )
-if ((COMPILE_SEEN > 0)); then
-  INTERFERENCE="yes: compiler processes (rustc/cargo/cc/ld, not this script's build) were seen at $COMPILE_SEEN of $SAMPLES sample points; figures may be disturbed"
-else
-  INTERFERENCE="none seen (no rustc/cargo/cc/ld process at any of $SAMPLES sample points)"
-fi
+INTERFERENCE=$(interference)
 HWM_START_MIB=$(awk -v k="$WULFD_HWM_START" 'BEGIN { printf "%.1f", k / 1024 }')
 HWM_END_MIB=$(awk -v k="$WULFD_HWM_END" 'BEGIN { printf "%.1f", k / 1024 }')
 

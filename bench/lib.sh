@@ -3,6 +3,21 @@
 # run_child CMD...      run CMD in the background and wait for it, so a signal is handled at
 #                       once and cleanup can end it (its pid is in CHILD_PID meanwhile)
 # stop_child            end that child, if any (for the scripts' cleanup traps)
+# die MSG               log MSG as an error and exit 1
+# pick_port             a free TCP port on 127.0.0.1 below the ephemeral range, where no
+#                       outgoing connection takes it meanwhile (port_in_use PORT tests one)
+# now, now_ns           the time: epoch seconds with microseconds / nanoseconds
+# wait_gone PID [T]     wait up to T tenths of a second (50) for PID to exit, then SIGKILL it
+# cpu_ticks PID         utime+stime of PID, all threads, in clock ticks (0 if it is gone)
+# sample_interference W count compiler and QEMU processes now (another job disturbing the
+#                       figures), logging them with W; COMPILE_SEEN of SAMPLES sample points
+# interference          one line saying whether sample_interference ever saw any
+# cpu_busy_total        busy and total CPU ticks of the machine (/proc/stat)
+# cpu_self              CPU ticks of this script and its waited-for children
+# sleep_until T         sleep until epoch second T (a float), if it is still ahead
+# timestamp_lines       copy stdin to stdout with the arrival time in front, logging each line
+# hf_mean_ms F CMD, hf_sd_ms F CMD   mean / σ in ms of CMD in hyperfine's CSV export F
+# machine_facts         set CPU_MODEL, MEM_TOTAL and DATE (UTC, to the minute) for the results
 # install_missing C=P... apt-get install package P for each command C that is missing
 # cargo_on_path         put ~/.cargo/bin on PATH when cargo is not found
 # write_section H FILE  put FILE, a section whose first line is the heading H, into
@@ -10,6 +25,43 @@
 #                       end (uses $TMP for the new file); does nothing with WRITE_RESULTS=0
 
 CHILD_PID=""
+COMPILE_SEEN=0
+SAMPLES=0
+
+die() { log "ERROR: $*"; exit 1; }
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+  local p i
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 12000))
+    if ! port_in_use "$p"; then echo "$p"; return 0; fi
+  done
+  die "no free port found"
+}
+now() { printf '%s\n' "$EPOCHREALTIME"; }
+now_ns() { date +%s%N; }
+
+wait_gone() {
+  local i
+  for ((i = 0; i < ${2:-50}; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+sample_interference() {
+  local c
+  SAMPLES=$((SAMPLES + 1))
+  c=$(ps -eo comm= | grep -cxE 'rustc|cargo|cargo-clippy|clippy-driver|cc1|cc1plus|ld|ld\.lld|rust-lld|qemu-system-x86_64|qemu-system-x86' || true)
+  if ((c > 0)); then COMPILE_SEEN=$((COMPILE_SEEN + 1)); log "note: $c compiler/QEMU process(es) running (another job?) during '$1'"; fi
+}
+interference() {
+  if ((COMPILE_SEEN > 0)); then
+    echo "yes: compiler or QEMU processes were seen at $COMPILE_SEEN of $SAMPLES sample points; figures may be disturbed"
+  else
+    echo "none seen (no rustc/cargo/cc/ld/QEMU process at any of $SAMPLES sample points)"
+  fi
+}
 
 run_child() {
   local rc=0
@@ -61,3 +113,27 @@ cargo_on_path() {
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
 }
+
+machine_facts() {
+  CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  CPU_MODEL=${CPU_MODEL:-unknown}
+  MEM_TOTAL=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+  DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+}
+
+cpu_busy_total() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; print b, t }' /proc/stat; }
+cpu_self() { sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $12 + $13 + $14 + $15 }'; }
+sleep_until() {
+  local d
+  d=$(awk -v t="$1" -v n="$EPOCHREALTIME" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')
+  [[ "$d" == 0.000 ]] || sleep "$d"
+}
+timestamp_lines() {
+  local l
+  while IFS= read -r l; do
+    printf '%s %s\n' "$EPOCHREALTIME" "$l"
+    log "sim: $l"
+  done
+}
+hf_mean_ms() { awk -F, -v n="$2" '$1 == n { printf "%.1f", $2 * 1000 }' "$1"; }
+hf_sd_ms() { awk -F, -v n="$2" '$1 == n { printf "%.1f", $3 * 1000 }' "$1"; }

@@ -71,7 +71,6 @@ LIST_AT=$((DURATION - 30))            # listings start after this (s after "boot
 
 log() { printf '[status.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 source "$SCRIPT_DIR/lib.sh"
-die() { log "ERROR: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (/proc/PID/clear_refs of wulfd, package installs)"
 [[ "$DURATION" =~ ^[0-9]+$ ]] && ((DURATION >= 60)) || die "DURATION must be an integer >= 60"
 T_START=$(date +%s)
@@ -100,11 +99,6 @@ WULFD_PID=""
 SIM_PID=""
 TS_PID=""
 
-wait_gone() { # pid [tenths of a second]
-  local i
-  for ((i = 0; i < ${2:-50}; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
-}
 stop_wulfd() {
   if [[ -n "$WULFD_PID" ]]; then
     kill "$WULFD_PID" 2>/dev/null || true
@@ -142,23 +136,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 20000))
-    if ! port_in_use "$p"; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
-now() { printf '%s\n' "$EPOCHREALTIME"; }
-now_ns() { date +%s%N; }
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
-sleep_until() { # epoch seconds (float)
-  local d
-  d=$(awk -v t="$1" -v n="$EPOCHREALTIME" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')
-  [[ "$d" == 0.000 ]] || sleep "$d"
-}
 store_mib() { # FILE -> "size (allocated)" in MiB
   awk -v b="$(stat -c %s "$1")" -v a="$(du -k "$1" | cut -f1)" 'BEGIN { printf "%.1f (%.1f)", b / 1048576, a / 1024 }'
 }
@@ -166,40 +144,18 @@ kb_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 vm() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$2/status"; } # FIELD PID -> kB
 
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { # pid -> utime+stime in clock ticks (all threads)
-  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
 cpu_pct() { # TICKS0 TICKS1 T0 T1 -> % of one core
   awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / (t1 - t0) }'
 }
 # CPU used by other processes: all busy CPU time on the machine (/proc/stat) minus
 # wulfd's, the sim's and this script's own and its waited-for children's (wulf listings,
 # hyperfine), as a share of the machine's capacity.
-cpu_busy_total() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; print b, t }' /proc/stat; }
-cpu_self() { sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $12 + $13 + $14 + $15 }'; }
 other_cpu_pct() { # BUSY0 TOTAL0 BUSY1 TOTAL1 OURS_TICKS
   awk -v b0="$1" -v t0="$2" -v b1="$3" -v t1="$4" -v s="$5" 'BEGIN {
     o = (b1 - b0) - s; if (o < 0) o = 0
     printf "%.0f", (t1 > t0 ? 100 * o / (t1 - t0) : 0) }'
 }
-# interference: count rustc/cargo processes that are not ours
-COMPILE_SEEN=0
-SAMPLES=0
-sample_interference() {
-  local c
-  SAMPLES=$((SAMPLES + 1))
-  c=$(ps -eo comm= | grep -cxE 'rustc|cargo|cargo-clippy|clippy-driver|cc1|cc1plus|ld|ld\.lld|rust-lld|qemu-system-x86_64|qemu-system-x86' || true)
-  if ((c > 0)); then COMPILE_SEEN=$((COMPILE_SEEN + 1)); log "note: $c compiler/QEMU process(es) running (another job?) during '$1'"; fi
-}
 
-# The sim's stderr, one line at a time with the arrival time (epoch seconds) in front.
-timestamp_lines() {
-  local l
-  while IFS= read -r l; do
-    printf '%s %s\n' "$EPOCHREALTIME" "$l"
-    log "sim: $l"
-  done
-}
 stats_lines() { grep -c ' reports/s ' "$1" 2>/dev/null || true; }
 # wait for the next 5-s stats line after this moment (at most 8 s)
 wait_next_window() {
@@ -253,8 +209,6 @@ wulfd_alive() {
 }
 
 # hyperfine CSV (command,mean,stddev,median,user,system,min,max) -> mean / sd in ms
-hf_mean_ms() { awk -F, -v n="$2" '$1 == n { printf "%.1f", $2 * 1000 }' "$1"; }
-hf_sd_ms() { awk -F, -v n="$2" '$1 == n { printf "%.1f", $3 * 1000 }' "$1"; }
 
 # Time one listing kind: NAME START|"" [wulf node status ARGS...]; sets L_MS and L_HOW for
 # (N, NAME); records the interval it ran in (from START if given) to $LISTS.
@@ -284,9 +238,7 @@ time_listing() {
 
 # ---------------------------------------------------------------- machine
 NPROC=$(nproc)
-CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-CPU_MODEL=${CPU_MODEL:-unknown}
-MEM_TOTAL=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+machine_facts
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WULF_VERSION=$("$WULF" --version 2>/dev/null || echo unknown)
 BUILT=$(date -u -r "$TARGET_DIR/release/wulfd" '+%Y-%m-%d %H:%M UTC')
@@ -295,7 +247,6 @@ if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- crates Car
   GIT_REV+=" with uncommitted changes under crates/"
 fi
 HF_VERSION=$(hyperfine --version 2>/dev/null || echo unknown)
-DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 log "machine: $NPROC cores, $CPU_MODEL, $MEM_TOTAL; loadavg at start $LOAD_START"
 sample_interference "start"
 
@@ -552,11 +503,7 @@ else
   TARGETS="| target | not run (N=100000 not in SIZES) |"$'\n''|---|---|'
 fi
 
-if ((COMPILE_SEEN > 0)); then
-  INTERFERENCE="yes: compiler or QEMU processes were seen at $COMPILE_SEEN of $SAMPLES sample points; figures may be disturbed"
-else
-  INTERFERENCE="none seen (no rustc/cargo/cc/ld/QEMU process at any of $SAMPLES sample points)"
-fi
+INTERFERENCE=$(interference)
 
 SEC="$TMP/section.md"
 {

@@ -13,25 +13,13 @@ use crate::config::Settings;
 use crate::cost::{Cost, Cycle};
 use crate::cpuset::Pinner;
 use crate::gather::{CpuSample, Full, Gatherer, Paths};
+use crate::hardware;
 use crate::send::{SendError, Sender};
 use crate::signals::Stop;
-use crate::{hardware, DEFAULT_STATUS_SECS};
+pub use wulf_model::{status_secs, DEFAULT_STATUS_SECS};
 
 /// Gathering that takes longer than this is logged as a warning.
 pub const SLOW_GATHER: Duration = Duration::from_millis(100);
-
-/// `_status_secs` from the attributes: the default when unset, `Err(value)` when invalid.
-pub fn status_secs(attrs: &BTreeMap<String, String>) -> Result<u32, String> {
-    match attrs.get("_status_secs") {
-        None => Ok(DEFAULT_STATUS_SECS),
-        Some(v) => v
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| v.clone()),
-    }
-}
 
 /// The agent's state between reports.
 pub struct Agent {
@@ -208,11 +196,12 @@ impl Agent {
             self.hardware_sent = true;
             self.hardware = None;
         }
-        if self.failures > 0 || self.cost.reports == 0 || self.attrs != reply.attributes {
+        let changed = self.attrs != reply.attributes;
+        if self.failures > 0 || self.cost.reports == 0 || changed {
             info!("reported to {head} as {}", reply.name);
         }
         self.failures = 0;
-        if self.attrs != reply.attributes {
+        if changed {
             self.attrs = reply.attributes.clone();
         }
         match self.attr_file.update(&self.attrs) {

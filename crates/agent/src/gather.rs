@@ -61,6 +61,8 @@ pub struct Gatherer {
     paths: Paths,
     buf: String,
     boot_id: Option<String>,
+    /// `/proc/cmdline`, credential masked: it cannot change while the node runs.
+    cmdline: Option<String>,
     cpus: u32,
 }
 
@@ -85,10 +87,18 @@ impl Gatherer {
         if boot_id.is_none() {
             warn!("cannot read the boot id from /proc/sys/kernel/random/boot_id");
         }
+        let cmdline = match std::fs::read_to_string(paths.proc_dir.join("cmdline")) {
+            Ok(c) => Some(mask_cmdline(c.trim())),
+            Err(e) => {
+                warn!("cannot read /proc/cmdline: {e}");
+                None
+            }
+        };
         Gatherer {
             paths,
             buf: String::with_capacity(4096),
             boot_id,
+            cmdline,
             cpus: online_cpus(),
         }
     }
@@ -140,13 +150,7 @@ impl Gatherer {
                 (None, None)
             }
         };
-        let cmdline = match read_into(&self.paths.proc_dir.join("cmdline"), &mut self.buf) {
-            Ok(()) => Some(mask_cmdline(self.buf.trim())),
-            Err(e) => {
-                warn!("cannot read /proc/cmdline: {e}");
-                None
-            }
-        };
+        let cmdline = self.cmdline.clone();
         let modules = match read_into(&self.paths.proc_dir.join("modules"), &mut self.buf) {
             Ok(()) => Some(parse_modules(&self.buf)),
             // A kernel without module support has no /proc/modules: nothing is loaded.

@@ -30,5 +30,4 @@ pub mod signals;
 /// The agent's version, sent in every report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// `_status_secs` when the node has none (or an invalid one).
-pub const DEFAULT_STATUS_SECS: u32 = 10;
+pub use wulf_model::DEFAULT_STATUS_SECS;

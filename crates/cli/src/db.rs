@@ -4,7 +4,7 @@ use serde::Deserialize;
 use wulf_api::{ApiError, Client};
 use wulf_model::db::{human_size, DbStatus};
 
-use crate::status::ago;
+use crate::status::{ago, now};
 
 /// What the head answers to a maintenance request.
 #[derive(Deserialize)]
@@ -38,13 +38,6 @@ pub fn run(c: &Client, action: Option<&str>, json: bool) -> Result<(), ApiError>
         print(&st);
     }
     Ok(())
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 fn print(st: &DbStatus) {

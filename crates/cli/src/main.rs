@@ -640,14 +640,7 @@ fn node_status(
 /// `wulf head`.
 fn head_cmd(cli: &Cli, h: &HeadCmd) -> Result<(), Fail> {
     let c = client(cli)?;
-    let names: Vec<String> = h
-        .ids
-        .iter()
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let names = split_list(&h.ids);
     match h.action {
         HeadAction::Ls => {
             let mut heads: Vec<Value> = c.get("/head")?;
@@ -662,10 +655,7 @@ fn head_cmd(cli: &Cli, h: &HeadCmd) -> Result<(), Fail> {
                 output::print_json(&heads);
                 return Ok(());
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
+            let now = status::now();
             let mut t = comfy_table::Table::new();
             t.load_preset(comfy_table::presets::NOTHING)
                 .set_header(["HEAD", "STATE", "API", "VERSION", "STARTED"]);

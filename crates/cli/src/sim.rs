@@ -458,12 +458,8 @@ fn send(
         }
         *taken.entry(head).or_default() += 1;
         n.reports += 1;
-        n.interval = reply
-            .attributes
-            .get("_status_secs")
-            .and_then(|v| v.parse().ok())
-            .filter(|&s: &u32| s > 0)
-            .unwrap_or(10);
+        n.interval =
+            wulf_model::status_secs(&reply.attributes).unwrap_or(wulf_model::DEFAULT_STATUS_SECS);
         n.busy = reply
             .attributes
             .get("_busy")

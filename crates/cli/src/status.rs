@@ -39,6 +39,14 @@ pub fn nodes(c: &Client, ids: Option<&str>, detail: u8) -> Result<Vec<NodeStatus
     ))
 }
 
+/// Unix time now, in seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// "2 seconds ago", "5 minutes ago".
 pub fn ago(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;

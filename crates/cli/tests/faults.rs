@@ -411,6 +411,32 @@ fn check_view(who: &str, nodes: &[Value], groups: &[Value], outcomes: &[Outcome]
 /// the same keys and values, every object parses, and the uniqueness keys are exactly those
 /// the objects hold, each owned by its object (no key missing, none left behind). Returns the
 /// node objects (uid → document).
+/// A head's name, its nodes and its attribute groups.
+type View = (String, Vec<Value>, Vec<Value>);
+
+/// Check every head's view (`check_view`) and that it lists exactly the nodes etcd holds.
+/// Returns the writes verified and each head's view.
+fn check_heads(
+    eps: &[Ep],
+    in_etcd: &BTreeMap<String, Value>,
+    outcomes: &[Outcome],
+) -> (usize, Vec<View>) {
+    let mut views = Vec::new();
+    let mut verified = 0;
+    for ep in eps {
+        let (nodes, groups) = read_all(ep);
+        verified = check_view(&ep.name, &nodes, &groups, outcomes);
+        let uids: BTreeSet<&str> = nodes.iter().filter_map(|n| n["uid"].as_str()).collect();
+        assert!(
+            uids.iter().copied().eq(in_etcd.keys().map(String::as_str)),
+            "{} lists other nodes than etcd holds",
+            ep.name
+        );
+        views.push((ep.name.clone(), nodes, groups));
+    }
+    (verified, views)
+}
+
 fn check_etcd(c: &Cluster) -> BTreeMap<String, Value> {
     let read = |prefix: &str| {
         let mut views = Vec::new();
@@ -633,17 +659,7 @@ fn etcd_member_killed_under_writes_catches_up() {
     let took = wait_members_agree(&c);
     eprintln!("restarted member {name} caught up {took:?} after the writes stopped");
     let in_etcd = check_etcd(&c);
-    let mut verified = 0;
-    for ep in &eps {
-        let (nodes, groups) = read_all(ep);
-        verified = check_view(&ep.name, &nodes, &groups, &outcomes);
-        let uids: BTreeSet<&str> = nodes.iter().filter_map(|n| n["uid"].as_str()).collect();
-        assert!(
-            uids.iter().copied().eq(in_etcd.keys().map(String::as_str)),
-            "{} lists other nodes than etcd holds",
-            ep.name
-        );
-    }
+    let (verified, _) = check_heads(&eps, &in_etcd, &outcomes);
     print_tally("member kill", &tally, verified);
     assert!(tally.acknowledged > 0);
     assert!(
@@ -679,20 +695,11 @@ fn acknowledged_writes_survive_head_and_member_kills() {
         let [ha, hb, hc] = &mut heads[..] else {
             panic!("three heads")
         };
-        let leader_of = |etcd: &[cluster::Member]| {
-            let id = etcd
-                .iter()
-                .filter(|m| m.running())
-                .find_map(|m| m.status())?
-                .leader;
-            etcd.iter()
-                .position(|m| m.running() && m.status().is_some_and(|s| s.member_id == id))
-        };
         let elected = |etcd: &[cluster::Member], dead: usize| {
             wait_for(
                 "the members left elect a leader",
                 Duration::from_secs(15),
-                || leader_of(etcd).is_some_and(|l| l != dead),
+                || cluster::leader(etcd).is_some_and(|l| l != dead),
                 String::new,
             )
         };
@@ -700,7 +707,7 @@ fn acknowledged_writes_survive_head_and_member_kills() {
         // A head and the etcd leader die together; the writers carry on through the other
         // heads while the two members left elect a leader. Requests in flight at the kill
         // fail after etcd's request timeout (7 s).
-        let l = leader_of(etcd).expect("a leader");
+        let l = cluster::leader(etcd).expect("a leader");
         note(format!("SIGKILL head-a and etcd leader {}", etcd[l].name));
         ha.kill9();
         etcd[l].kill9();
@@ -715,7 +722,7 @@ fn acknowledged_writes_survive_head_and_member_kills() {
 
         // A head and a follower.
         let f = (0..etcd.len())
-            .find(|&i| Some(i) != leader_of(etcd))
+            .find(|&i| Some(i) != cluster::leader(etcd))
             .unwrap();
         note(format!("SIGKILL head-b and etcd follower {}", etcd[f].name));
         hb.kill9();
@@ -738,19 +745,7 @@ fn acknowledged_writes_survive_head_and_member_kills() {
     eprintln!("faults: {}", log.into_inner().unwrap().join("; "));
     wait_members_agree(&c);
     let in_etcd = check_etcd(&c);
-    let mut views = Vec::new();
-    let mut verified = 0;
-    for ep in &eps {
-        let (nodes, groups) = read_all(ep);
-        verified = check_view(&ep.name, &nodes, &groups, &outcomes);
-        let uids: BTreeSet<&str> = nodes.iter().filter_map(|n| n["uid"].as_str()).collect();
-        assert!(
-            uids.iter().copied().eq(in_etcd.keys().map(String::as_str)),
-            "{} lists other nodes than etcd holds",
-            ep.name
-        );
-        views.push((ep.name.clone(), nodes, groups));
-    }
+    let (verified, views) = check_heads(&eps, &in_etcd, &outcomes);
     for (name, nodes, groups) in &views[1..] {
         assert!(
             nodes == &views[0].1 && groups == &views[0].2,

@@ -7,7 +7,7 @@ mod head;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use head::{free_port, write, Head};
+use head::{free_port, wait_every, wait_for, write, Head};
 
 /// One etcd member on loopback, killed when dropped.
 struct Etcd {
@@ -64,12 +64,7 @@ impl Drop for Etcd {
 
 /// Poll `ok` until it holds; fail with `what` after a second. Returns how long it took.
 fn within_1s(what: &str, ok: impl Fn() -> bool) -> Duration {
-    let t = Instant::now();
-    while !ok() {
-        assert!(t.elapsed() < Duration::from_secs(1), "{what} within 1 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.elapsed()
+    wait_for(what, Duration::from_secs(1), ok, String::new)
 }
 
 fn head_on(etcd: &Etcd, name: &str) -> Head {
@@ -77,21 +72,16 @@ fn head_on(etcd: &Etcd, name: &str) -> Head {
 }
 
 fn head_with(etcd: &Etcd, name: &str, extra: &str) -> Head {
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = write(
-        cfg_dir.path(),
-        "wulfd.toml",
-        format!("head_name = \"{name}\"\n{extra}\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n").as_bytes(),
-    );
-    let cfg = cfg.to_str().unwrap().to_string();
-    // The config file must outlive the head's restarts: keep its directory.
-    std::mem::forget(cfg_dir);
-    Head::start_with(&[
-        "--config",
-        &cfg,
-        "--store",
-        &format!("etcd://127.0.0.1:{}", etcd.port),
-    ])
+    Head::start_configured(
+        None,
+        &head_config(name, extra),
+        &["--store", &format!("etcd://127.0.0.1:{}", etcd.port)],
+    )
+}
+
+/// A head's config file: its name, `extra`, and DHCP, TFTP and DNS off.
+fn head_config(name: &str, extra: &str) -> String {
+    format!("head_name = \"{name}\"\n{extra}\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n")
 }
 
 #[test]
@@ -176,20 +166,11 @@ fn two_heads_share_one_etcd() {
     assert_eq!(a.head_states(), [("head-a".into(), "up".into())]);
 
     // A new head joins by pointing at A, which tells it the etcd endpoints.
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = write(
-        cfg_dir.path(),
-        "wulfd.toml",
-        b"head_name = \"head-c\"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n",
+    let c = Head::start_configured(
+        None,
+        &head_config("head-c", ""),
+        &["--join", &a.url(), "--token", &a.token()],
     );
-    let c = Head::start_with(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--join",
-        &a.url(),
-        "--token",
-        &a.token(),
-    ]);
     assert_eq!(c.json(&["info"])["store"], "etcd");
     assert_eq!(c.json(&["node", "ls"]).as_array().unwrap().len(), 4);
     assert_eq!(
@@ -346,17 +327,13 @@ fn status_on_every_head_and_agent_failover() {
     );
     let n0_on = |h: &Head| h.json(&["node", "status"])[0].clone();
     let wait = |h: &Head, what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| {
-        let t = Instant::now();
-        loop {
-            let n0 = n0_on(h);
-            if ok(&n0) {
-                return;
-            }
-            if t.elapsed() > Duration::from_secs(20) {
-                panic!("{what}: {n0}\nhead log:\n{}", h.log());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_every(
+            what,
+            Duration::from_secs(20),
+            Duration::from_millis(200),
+            || ok(&n0_on(h)),
+            || format!("{}\nhead log:\n{}", n0_on(h), h.log()),
+        );
     };
     wait(&a, "up on A", &|n| n["state"] == "up");
     wait(&b, "up on B through the store", &|n| {
@@ -459,20 +436,17 @@ fn etcd_maintenance_and_space_alarm() {
         let v = format!("n={i}");
         a.ok(&["attrib", "-i", "big", "set", &v, &set_small]);
     }
-    let t = Instant::now();
-    loop {
-        let m = &db(&a)["maintenance"];
-        if m["compacted"][0].as_i64().unwrap_or(0) > 0 && m["defragmented"][0].is_array() {
-            assert_eq!(m["head"], "head-a");
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "maintenance did not compact and defragment: {m}\n{}",
-            a.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_every(
+        "maintenance compacts and defragments",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let m = &db(&a)["maintenance"];
+            m["compacted"][0].as_i64().unwrap_or(0) > 0 && m["defragmented"][0].is_array()
+        },
+        || format!("{}\n{}", db(&a)["maintenance"], a.log()),
+    );
+    assert_eq!(db(&a)["maintenance"]["head"], "head-a");
 
     // Big updates until etcd refuses: a clear error, nothing written.
     let big = write(dir.path(), "big", "y".repeat(700 << 10).as_bytes());
@@ -520,15 +494,13 @@ fn etcd_maintenance_and_space_alarm() {
     let note = a.json(&["attrib", "-i", "big", "ls"]);
     assert_eq!(note[0]["attributes"]["note"], "small-again");
     // It registers once writes work again.
-    let t = Instant::now();
-    while a.head_states() != [("head-a".to_string(), "up".to_string())] {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            a.head_states()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_every(
+        "the head registers",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || a.head_states() == [("head-a".to_string(), "up".to_string())],
+        || format!("{:?}", a.head_states()),
+    );
     // Usage errors.
     a.fails(2, &["cluster", "db", "--recover", "--compact"]);
     a.fails(2, &["node", "db"]);
@@ -587,24 +559,20 @@ fn etcd_default_limits() {
         "{}",
         String::from_utf8_lossy(&sim.stderr)
     );
-    let t = Instant::now();
-    loop {
+    let up_on_b = || {
         let st = b.json(&["node", "status"]);
-        let up = st
-            .as_array()
+        st.as_array()
             .unwrap()
             .iter()
             .filter(|n| n["state"] == "up")
-            .count();
-        if up == 300 {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "B sees {up} of 300 nodes up\n{}",
-            a.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            .count()
+    };
+    wait_every(
+        "B sees all 300 nodes up",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || up_on_b() == 300,
+        || format!("B sees {} of 300\n{}", up_on_b(), a.log()),
+    );
     assert!(a.log().contains("status writes now go"), "{}", a.log());
 }

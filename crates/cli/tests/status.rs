@@ -195,9 +195,7 @@ fn silent_nodes_and_boot_timeouts_go_down_with_their_reason() {
     // A node that fetches its boot script but never reports: booting, then down.
     h.ok(&["node", "create", "mac=02:57:00:00:10:00", "type=simulated"]);
     h.ok(&["node", "-i", "n3", "set", "_boot_timeout=3"]);
-    let (code, script) = h.curl(&[&format!("{}/boot/ipxe?mac=02:57:00:00:10:00", h.url())]);
-    assert_eq!(code, 200);
-    assert!(String::from_utf8_lossy(&script).contains("wulf.cred="));
+    h.boot_params("02:57:00:00:10:00"); // asserts a script with a credential
     wait_summary(&h, 5, "booting 1 n3");
     wait_summary(&h, 10, "down (boot timeout) 1 n3");
     let n3 = by_name(&h.json(&["node", "status"]), "n3").clone();
@@ -232,13 +230,7 @@ fn reports_need_the_nodes_own_credential() {
     h.ok(&["node", "create", "mac=02:57:00:00:00:02", "type=simulated"]);
     let list = h.json(&["node", "ls"]);
     let uid = |i: usize| list[i]["uid"].as_str().unwrap().to_string();
-    let (_, script) = h.curl(&[&format!("{}/boot/ipxe?mac=02:57:00:00:00:01", h.url())]);
-    let script = String::from_utf8(script).unwrap();
-    let cred = script
-        .split_whitespace()
-        .find_map(|t| t.strip_prefix("wulf.cred="))
-        .unwrap()
-        .to_string();
+    let cred = h.boot_params("02:57:00:00:00:01")["cred"].clone();
     let url = format!("{}/api/v1/node/status", h.url());
     let post = |token: &str, body: &str| -> (u16, String) {
         let (code, b) = h.curl(&[

@@ -51,6 +51,23 @@ pub const RESERVED: &[(&str, &str)] = &[
     ),
 ];
 
+/// `_status_secs` when a node has none (or an invalid one).
+pub const DEFAULT_STATUS_SECS: u32 = 10;
+
+/// `_status_secs` from a node's attributes: the default when unset, `Err(value)` when it is
+/// not a positive whole number of seconds.
+pub fn status_secs(attrs: &BTreeMap<String, String>) -> Result<u32, String> {
+    match attrs.get("_status_secs") {
+        None => Ok(DEFAULT_STATUS_SECS),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| v.clone()),
+    }
+}
+
 /// Parse a boolean the way administrators write them: 1/on/y/yes/t/true and
 /// 0/off/n/no/f/false, any case.
 pub fn parse_bool(s: &str) -> Option<bool> {

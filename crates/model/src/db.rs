@@ -101,13 +101,6 @@ pub struct Maintenance {
     pub defragmented: Option<(Vec<String>, u64)>,
 }
 
-impl DbStatus {
-    /// Whether a member's space alarm is raised (writes are refused).
-    pub fn out_of_space(&self) -> bool {
-        self.alarms.iter().any(|a| a.alarm == "NOSPACE")
-    }
-}
-
 /// `n` bytes for people: "512 B", "1.5 MiB".
 pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -153,21 +146,5 @@ mod tests {
         let mut m = member(200 * MIB, 10 * MIB);
         m.unreachable = Some("connection refused".into());
         assert!(!m.worth_defragmenting(64 * MIB, None, 0.8));
-    }
-
-    #[test]
-    fn out_of_space_is_a_nospace_alarm() {
-        let mut s = DbStatus::default();
-        assert!(!s.out_of_space());
-        s.alarms.push(DbAlarm {
-            member: "m1".into(),
-            alarm: "CORRUPT".into(),
-        });
-        assert!(!s.out_of_space());
-        s.alarms.push(DbAlarm {
-            member: "m1".into(),
-            alarm: "NOSPACE".into(),
-        });
-        assert!(s.out_of_space());
     }
 }

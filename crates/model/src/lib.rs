@@ -11,7 +11,9 @@ pub mod net;
 pub mod objects;
 pub mod status;
 
-pub use attributes::{effective_attributes, parse_bool, AttrSource, EffectiveAttr};
+pub use attributes::{
+    effective_attributes, parse_bool, status_secs, AttrSource, EffectiveAttr, DEFAULT_STATUS_SECS,
+};
 pub use error::ModelError;
 pub use ids::{is_uid, Kind, MacAddr};
 pub use objects::*;

@@ -474,7 +474,7 @@ impl Inner {
     }
 
     fn apply_txn(&self, txn: Txn) -> Result<Applied, StoreError> {
-        validate_txn(&txn)?;
+        txn.validate()?;
         self.write(|wtx| stage_txn(wtx, txn))
     }
 
@@ -690,37 +690,6 @@ impl Inner {
         }
         (expired, next)
     }
-}
-
-fn validate_txn(txn: &Txn) -> Result<(), StoreError> {
-    let mut seen = HashSet::with_capacity(txn.ops.len());
-    for op in &txn.ops {
-        let key = match op {
-            Op::Put { key, lease, .. } => {
-                if let Some(l) = lease {
-                    if *l <= 0 {
-                        return Err(StoreError::LeaseNotFound(*l));
-                    }
-                }
-                key
-            }
-            Op::Delete { key } => key,
-        };
-        if key.is_empty() {
-            return Err(StoreError::Invalid("empty key".into()));
-        }
-        if !seen.insert(key.as_str()) {
-            return Err(StoreError::Invalid(format!(
-                "key {key} appears in more than one op of a transaction"
-            )));
-        }
-    }
-    for c in &txn.compares {
-        if c.key.is_empty() {
-            return Err(StoreError::Invalid("empty key in compare".into()));
-        }
-    }
-    Ok(())
 }
 
 fn stage_txn(wtx: &WriteTransaction, txn: Txn) -> Result<Staged<Applied>, StoreError> {

@@ -31,7 +31,6 @@
 //! [`StoreError::Compacted`]. Dropping the [`EtcdStore`] ends every watch (`next()` returns
 //! `None`).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -309,17 +308,16 @@ impl EtcdStore {
         }
     }
 
-    /// The endpoints this store was connected to.
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
-    }
-
-    /// A maintenance client talking to the one member at `endpoint` only.
+    /// A maintenance client talking to the one member at `endpoint` only: the store's own
+    /// for a configured endpoint, else a new connection (a member etcd lists by another URL).
     async fn member_client(
         &self,
         endpoint: &str,
         timeout: Duration,
     ) -> Result<MaintenanceClient, StoreError> {
+        if let Some((_, c)) = self.members.clients.iter().find(|(e, _)| e == endpoint) {
+            return Ok(c.maintenance.clone());
+        }
         let options = EtcdOptions {
             connect_timeout: timeout.min(self.options.connect_timeout),
             ..self.options.clone()
@@ -419,6 +417,16 @@ impl EtcdStore {
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
         }
+    }
+
+    /// The cluster's members.
+    async fn member_list(&self) -> Result<etcd_client::MemberListResponse, StoreError> {
+        self.call(Again::Always, |c| {
+            let mut cluster = c.cluster;
+            async move { cluster.member_list().await }
+        })
+        .await
+        .map_err(|e| convert("list etcd members", e))
     }
 
     /// The alarms raised on any member.
@@ -613,6 +621,24 @@ fn known(e: &etcd_client::Error) -> Known {
     }
 }
 
+/// A member's name, or its id in hex while it has none (not started yet).
+fn member_name(m: &etcd_client::Member) -> String {
+    if m.name().is_empty() {
+        format!("{:x}", m.id())
+    } else {
+        m.name().to_string()
+    }
+}
+
+/// The name of member `id` among `members`.
+fn name_of(members: &etcd_client::MemberListResponse, id: u64) -> String {
+    members
+        .members()
+        .iter()
+        .find(|m| m.id() == id)
+        .map_or_else(|| format!("{id:x}"), member_name)
+}
+
 /// etcd's name for an alarm, as `etcdctl alarm list` prints it.
 fn alarm_name(a: AlarmType) -> &'static str {
     match a {
@@ -790,39 +816,6 @@ fn prefix_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// Checks a txn as the embedded backend does (etcd refuses the same ones, less clearly).
-fn check_txn(txn: &Txn) -> Result<Vec<LeaseId>, StoreError> {
-    let mut seen = HashSet::new();
-    let mut leases = Vec::new();
-    for op in &txn.ops {
-        let key = match op {
-            Op::Put { key, lease, .. } => {
-                if let Some(l) = lease {
-                    if *l <= 0 {
-                        return Err(StoreError::LeaseNotFound(*l));
-                    }
-                    if !leases.contains(l) {
-                        leases.push(*l);
-                    }
-                }
-                key
-            }
-            Op::Delete { key } => key,
-        };
-        if key.is_empty() {
-            return Err(StoreError::Invalid("empty key".into()));
-        }
-        if !seen.insert(key.as_str()) {
-            return Err(StoreError::Invalid(format!(
-                "key {key} appears in more than one op of a transaction"
-            )));
-        }
-    }
-    if txn.compares.iter().any(|c| c.key.is_empty()) {
-        return Err(StoreError::Invalid("empty key in compare".into()));
-    }
-    Ok(leases)
-}
-
 fn check_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() {
         return Err(StoreError::Invalid("empty key".into()));
@@ -968,7 +961,7 @@ impl Store for EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResult, StoreError> {
-        let leases = check_txn(&txn)?;
+        let leases = txn.validate()?;
         let ops_count = txn.ops.len();
         let compares: Vec<EtcdCompare> = txn
             .compares
@@ -1118,22 +1111,10 @@ impl Store for EtcdStore {
     }
 
     async fn db_status(&self) -> Result<DbStatus, StoreError> {
-        let members = self
-            .call(Again::Always, |c| {
-                let mut cluster = c.cluster;
-                async move { cluster.member_list().await }
-            })
-            .await
-            .map_err(|e| convert("list etcd members", e))?;
-        let mut names = std::collections::HashMap::new();
+        let listed = self.member_list().await?;
         let mut asks = Vec::new();
-        for m in members.members() {
-            let name = if m.name().is_empty() {
-                format!("{:x}", m.id())
-            } else {
-                m.name().to_string()
-            };
-            names.insert(m.id(), name.clone());
+        for m in listed.members() {
+            let name = member_name(m);
             let (id, url) = (m.id(), m.client_urls().first().cloned());
             asks.push(async move {
                 match url {
@@ -1154,10 +1135,7 @@ impl Store for EtcdStore {
             .alarms()
             .iter()
             .map(|a| DbAlarm {
-                member: names
-                    .get(&a.member_id())
-                    .cloned()
-                    .unwrap_or_else(|| format!("{:x}", a.member_id())),
+                member: name_of(&listed, a.member_id()),
                 alarm: alarm_name(a.alarm()).to_string(),
             })
             .collect();
@@ -1192,22 +1170,13 @@ impl Store for EtcdStore {
 
     async fn disarm_alarms(&self) -> Result<Vec<DbAlarm>, StoreError> {
         let raised = self.raised_alarms().await?;
-        let listed = self
-            .call(Again::Always, |c| {
-                let mut cluster = c.cluster;
-                async move { cluster.member_list().await }
-            })
-            .await;
-        let names: std::collections::HashMap<u64, String> = match listed {
-            Ok(list) => list
-                .members()
-                .iter()
-                .filter(|m| !m.name().is_empty())
-                .map(|m| (m.id(), m.name().to_string()))
-                .collect(),
-            Err(_) => Default::default(),
+        // Names only make the answer readable: ids do if the list cannot be read.
+        let members = self.member_list().await.ok();
+        let name_of = |id: u64| {
+            members
+                .as_ref()
+                .map_or_else(|| format!("{id:x}"), |m| name_of(m, id))
         };
-        let name_of = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("{id:x}"));
         let mut cleared = Vec::new();
         for a in raised.alarms() {
             if a.alarm() == AlarmType::None {
@@ -1497,17 +1466,14 @@ mod tests {
     #[test]
     fn txn_checks() {
         let dup = Txn::new().put("k", vec![]).delete("k");
-        assert!(matches!(check_txn(&dup), Err(StoreError::Invalid(_))));
+        assert!(matches!(dup.validate(), Err(StoreError::Invalid(_))));
         let leases = Txn::new()
             .put_with_lease("a", vec![], 7)
             .put_with_lease("b", vec![], 7)
             .put_with_lease("c", vec![], 9);
-        assert_eq!(check_txn(&leases).ok(), Some(vec![7, 9]));
+        assert_eq!(leases.validate().ok(), Some(vec![7, 9]));
         let zero = Txn::new().put_with_lease("a", vec![], 0);
-        assert!(matches!(
-            check_txn(&zero),
-            Err(StoreError::LeaseNotFound(0))
-        ));
+        assert!(matches!(zero.validate(), Err(StoreError::LeaseNotFound(0))));
     }
 
     #[test]

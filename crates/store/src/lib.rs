@@ -116,6 +116,41 @@ impl Txn {
         self.ops.push(Op::Delete { key: key.into() });
         self
     }
+
+    /// Check what every backend refuses: an empty key, a key in more than one op, a lease id
+    /// that cannot exist. Returns the distinct leases the puts name, in order.
+    pub fn validate(&self) -> Result<Vec<LeaseId>, StoreError> {
+        let mut seen = std::collections::HashSet::with_capacity(self.ops.len());
+        let mut leases = Vec::new();
+        for op in &self.ops {
+            let key = match op {
+                Op::Put { key, lease, .. } => {
+                    if let Some(l) = lease {
+                        if *l <= 0 {
+                            return Err(StoreError::LeaseNotFound(*l));
+                        }
+                        if !leases.contains(l) {
+                            leases.push(*l);
+                        }
+                    }
+                    key
+                }
+                Op::Delete { key } => key,
+            };
+            if key.is_empty() {
+                return Err(StoreError::Invalid("empty key".into()));
+            }
+            if !seen.insert(key.as_str()) {
+                return Err(StoreError::Invalid(format!(
+                    "key {key} appears in more than one op of a transaction"
+                )));
+            }
+        }
+        if self.compares.iter().any(|c| c.key.is_empty()) {
+            return Err(StoreError::Invalid("empty key in compare".into()));
+        }
+        Ok(leases)
+    }
 }
 
 /// The outcome of a transaction.
@@ -206,6 +241,11 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// A short name for logs: "embedded" or "etcd".
     fn backend(&self) -> &'static str;
+
+    /// Whether several heads share this store (etcd), rather than one head owning it.
+    fn shared(&self) -> bool {
+        self.backend() != "embedded"
+    }
 
     /// The current revision of the whole store.
     async fn revision(&self) -> Result<Revision, StoreError>;

@@ -501,13 +501,10 @@ async fn head_remove(
                     format!("no head named '{n}'"),
                 ))
             }
-            Err(e @ HeadError::StillUp(_)) => {
+            Err(e @ (HeadError::StillUp(_) | HeadError::AlreadyRunning(_))) => {
                 return Err(ApiErr::new(StatusCode::CONFLICT, e.to_string()))
             }
             Err(HeadError::Store(e)) => return Err(e.into()),
-            Err(e @ HeadError::AlreadyRunning(_)) => {
-                return Err(ApiErr::new(StatusCode::CONFLICT, e.to_string()))
-            }
         }
     }
     Ok(axum::Json(Deleted { deleted }))

@@ -44,6 +44,23 @@ impl Blobs {
             .then(|| self.dir.join(sha256.to_ascii_lowercase()))
     }
 
+    /// A new temporary file name for a file being received.
+    fn part(&self) -> PathBuf {
+        self.tmp
+            .join(format!("{}.part", hex::encode(rand::random::<[u8; 8]>())))
+    }
+
+    /// Make a received file durable and put it in place as blob `sha`: fsync it, rename it,
+    /// fsync the directory. Blocking.
+    fn keep(&self, file: &std::fs::File, part: &Path, sha: &str) -> std::io::Result<()> {
+        file.sync_all()?;
+        std::fs::rename(part, self.dir.join(sha))?;
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
     /// Store a stream; returns its sha256 and size.
     pub async fn ingest<S, B, E>(
         &self,
@@ -55,9 +72,7 @@ impl Blobs {
         B: AsRef<[u8]>,
         E: std::fmt::Display,
     {
-        let tmp = self
-            .tmp
-            .join(format!("{}.part", hex::encode(rand::random::<[u8; 8]>())));
+        let tmp = self.part();
         let result = async {
             let file = tokio::fs::File::create(&tmp).await?;
             let mut w = tokio::io::BufWriter::with_capacity(1 << 20, file);
@@ -79,14 +94,12 @@ impl Blobs {
                 }
             }
             w.flush().await?;
-            let file = w.into_inner();
-            file.sync_all().await?;
+            let file = w.into_inner().into_std().await;
             let sha = hex::encode(hasher.finalize());
-            let dest = self.dir.join(&sha);
-            tokio::fs::rename(&tmp, &dest).await?;
-            if let Ok(d) = tokio::fs::File::open(&self.dir).await {
-                let _ = d.sync_all().await;
-            }
+            let (this, part, name) = (self.clone(), tmp.clone(), sha.clone());
+            tokio::task::spawn_blocking(move || this.keep(&file, &part, &name))
+                .await
+                .map_err(|e| BlobError::Interrupted(format!("file store worker failed: {e}")))??;
             Ok((sha, size))
         }
         .await;
@@ -104,9 +117,7 @@ impl Blobs {
         sha256: &str,
     ) -> Result<u64, BlobError> {
         use std::io::Write;
-        let part = self
-            .tmp
-            .join(format!("{}.part", hex::encode(rand::random::<[u8; 8]>())));
+        let part = self.part();
         let result = (|| {
             let mut file = std::fs::File::create(&part)?;
             let mut hasher = Sha256::new();
@@ -127,8 +138,7 @@ impl Blobs {
                     "the content's sha256 is {got}, not {sha256}"
                 )));
             }
-            file.sync_all()?;
-            std::fs::rename(&part, self.dir.join(&got))?;
+            self.keep(&file, &part, &got)?;
             Ok(size)
         })();
         if result.is_err() {

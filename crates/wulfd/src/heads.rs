@@ -92,7 +92,7 @@ pub async fn register_or_wait(store: &dyn Store, rec: &HeadRecord) -> Result<Lea
         match register(store, rec).await {
             Err(HeadError::AlreadyRunning(name)) => {
                 let alive = format!("{ALIVE_PREFIX}{name}");
-                if store.backend() == "embedded" {
+                if !store.shared() {
                     if let Some(lease) = store.get(&alive).await?.and_then(|kv| kv.lease) {
                         tracing::info!(head = %name, "taking over the liveness key of this head's previous run");
                         let _ = store.lease_revoke(lease).await;
@@ -109,8 +109,6 @@ pub async fn register_or_wait(store: &dyn Store, rec: &HeadRecord) -> Result<Lea
     }
 }
 
-/// Keep the lease alive until `cancel`; then revoke it, so the head shows down at once. If the
-/// lease is lost (the store was unreachable for longer than its TTL), register again.
 /// The heads that are up, as last read (refreshed with every lease renewal).
 pub type LiveHeads = Arc<std::sync::RwLock<Vec<HeadRecord>>>;
 
@@ -123,6 +121,8 @@ async fn live(store: &dyn Store) -> Result<Vec<HeadRecord>, StoreError> {
         .collect())
 }
 
+/// Keep the lease alive until `cancel`; then revoke it, so the head shows down at once. If the
+/// lease is lost (the store was unreachable for longer than its TTL), register again.
 pub async fn keep_alive(
     store: Arc<dyn Store>,
     rec: HeadRecord,

@@ -30,21 +30,11 @@ use wulf_store::{EmbeddedStore, Store};
 use crate::config::{Config, FileConfig, DEFAULT_CONFIG};
 
 /// Ask the head at `url` which store its cluster uses (`--join`).
-fn ask_store(
-    url: &str,
-    token: Option<&str>,
-    file: &FileConfig,
-    args: &Args,
-) -> anyhow::Result<String> {
+fn ask_store(url: &str, token: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<String> {
     let token = match token {
         Some(t) => t.trim().to_string(),
         None => {
-            let dir = args
-                .data_dir
-                .clone()
-                .or(file.data_dir.clone())
-                .unwrap_or_else(config::default_data_dir);
-            let path = dir.join("admin.token");
+            let path = data_dir.join("admin.token");
             std::fs::read_to_string(&path)
                 .with_context(|| {
                     format!(
@@ -141,8 +131,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let file_store = file.store.clone();
+    let mut cfg = Config::settle(file, args.data_dir.clone(), args.listen, args.log.clone());
     let joined = match &args.join {
-        Some(url) => match ask_store(url, args.token.as_deref(), &file, &args) {
+        Some(url) => match ask_store(url, args.token.as_deref(), &cfg.data_dir) {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("wulfd: cannot join through {url}: {e:#}");
@@ -151,7 +143,7 @@ fn main() -> std::process::ExitCode {
         },
         None => None,
     };
-    let store_spec = joined.or(args.store.clone()).or(file.store.clone());
+    let store_spec = joined.or(args.store.clone()).or(file_store);
     let store_url = match store_spec.as_deref().unwrap_or("embedded").parse() {
         Ok(u) => u,
         Err(e) => {
@@ -159,7 +151,6 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let mut cfg = Config::settle(file, args.data_dir, args.listen, args.log);
     cfg.store = store_url;
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log);
     let filter = match filter {
@@ -303,7 +294,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         head_name.clone(),
         u32::try_from(cfg.boot.timeout_secs).unwrap_or(u32::MAX),
     );
-    let loaded = patiently(|| async {
+    let (loaded, loaded_at) = patiently(|| async {
         status
             .load(store.as_ref())
             .await
@@ -329,7 +320,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         fetches: Default::default(),
     });
     // Other heads write status too only when the store is shared.
-    let follower_status = if store.backend() == "embedded" {
+    let follower_status = if !store.shared() {
         None
     } else {
         // Their routine heartbeats arrive as often as they store them.
@@ -340,6 +331,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         Some(tokio::spawn(status::follow(
             status.clone(),
             store.clone(),
+            loaded_at,
             cancel.clone(),
         )))
     };
@@ -397,7 +389,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Open the configured store.
 /// How long a head keeps trying to start while its store is unavailable.
 const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -444,6 +435,7 @@ where
     }
 }
 
+/// Open the configured store.
 pub(crate) async fn open_store(
     cfg: &Config,
     data_dir: &std::path::Path,

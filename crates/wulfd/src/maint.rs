@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use wulf_model::db::{DbStatus, Maintenance};
+use wulf_model::db::{human_size, DbMember, DbStatus, Maintenance};
 use wulf_model::Kind;
 use wulf_store::{Expect, StoreError};
 
@@ -39,7 +39,8 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Ok(rev) = app.store.revision().await {
+        let rev = app.store.revision().await.ok();
+        if let Some(rev) = rev {
             seen.push_back((std::time::Instant::now(), rev));
         }
         let mut old_enough = None;
@@ -50,8 +51,8 @@ pub async fn run(
             old_enough = Some(rev);
             seen.pop_front();
         }
-        if maintains_store(&app) {
-            let compacted = compact(&app, keep_revisions, old_enough).await;
+        if let (Some(rev), true) = (rev, maintains_store(&app)) {
+            let compacted = compact(&app, rev, keep_revisions, old_enough).await;
             let defragmented = look_after(&app).await;
             if compacted.is_some() || !defragmented.is_empty() {
                 record(&app, compacted, defragmented).await;
@@ -82,13 +83,11 @@ fn maintains_store(app: &App) -> bool {
         .is_none_or(|first| first == app.head)
 }
 
-/// Compact history older than `keep` revisions back or older than `before` (the revision the
-/// store had `history_secs` ago), whichever removes more. Returns the revision compacted to.
-async fn compact(app: &App, keep: i64, before: Option<i64>) -> Option<i64> {
-    let (Ok(rev), Ok(done)) = (
-        app.store.revision().await,
-        app.store.compacted_revision().await,
-    ) else {
+/// Compact history older than `keep` revisions before `rev` (the current one) or older than
+/// `before` (the revision the store had `history_secs` ago), whichever removes more. Returns
+/// the revision compacted to.
+async fn compact(app: &App, rev: i64, keep: i64, before: Option<i64>) -> Option<i64> {
+    let Ok(done) = app.store.compacted_revision().await else {
         return None;
     };
     let target = (rev - keep).max(before.unwrap_or(0)).min(rev);
@@ -104,12 +103,18 @@ async fn compact(app: &App, keep: i64, before: Option<i64>) -> Option<i64> {
     None
 }
 
-/// The store's status with this head's view of the quota and the last maintenance.
-pub async fn db_status(app: &App) -> Result<DbStatus, StoreError> {
+/// The store's status with this head's view of the quota.
+async fn store_status(app: &App) -> Result<DbStatus, StoreError> {
     let mut st = app.store.db_status().await?;
-    if st.backend == "etcd" {
+    if app.store.shared() {
         st.quota_bytes = Some(app.cfg.db.quota_mib << 20);
     }
+    Ok(st)
+}
+
+/// The store's status, with the quota and what maintenance last did (`wulf cluster db`).
+pub async fn db_status(app: &App) -> Result<DbStatus, StoreError> {
+    let mut st = store_status(app).await?;
     st.maintenance = app
         .store
         .get(MAINT_KEY)
@@ -123,10 +128,10 @@ pub async fn db_status(app: &App) -> Result<DbStatus, StoreError> {
 async fn look_after(app: &App) -> Vec<String> {
     // The embedded store needs no looking after, and its size figures cost a walk of the
     // whole file while writes wait: only `wulf cluster db` asks for them.
-    if app.store.backend() != "etcd" {
+    if !app.store.shared() {
         return Vec::new();
     }
-    let st = match db_status(app).await {
+    let st = match store_status(app).await {
         Ok(st) => st,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the database status");
@@ -164,36 +169,42 @@ async fn look_after(app: &App) -> Vec<String> {
         }
     }
     let min_free = app.cfg.db.defrag_min_free_mib << 20;
-    let due: Vec<&wulf_model::db::DbMember> = st
+    let due = st
         .members
         .iter()
-        .filter(|m| m.worth_defragmenting(min_free, st.quota_bytes, app.cfg.db.quota_fill))
-        .collect();
-    defragment(app, &due).await
+        .filter(|m| m.worth_defragmenting(min_free, st.quota_bytes, app.cfg.db.quota_fill));
+    defragment(app, due)
+        .await
+        .into_iter()
+        .filter_map(|(m, r)| r.ok().map(|()| m.name.clone()))
+        .collect()
 }
 
-/// Defragment `members` one at a time, the leader last (it answers nothing while it runs).
-async fn defragment(app: &App, members: &[&wulf_model::db::DbMember]) -> Vec<String> {
-    let mut order: Vec<&&wulf_model::db::DbMember> = members.iter().collect();
+/// Defragment the reachable ones of `members`, one at a time, the leader last (it answers
+/// nothing while it runs). Returns each member tried with its outcome, in that order.
+async fn defragment<'a>(
+    app: &App,
+    members: impl Iterator<Item = &'a DbMember>,
+) -> Vec<(&'a DbMember, Result<(), StoreError>)> {
+    let mut order: Vec<&DbMember> = members.filter(|m| m.unreachable.is_none()).collect();
     order.sort_by_key(|m| m.leader);
-    let mut done = Vec::new();
+    let mut out = Vec::with_capacity(order.len());
     for m in order {
         let t = std::time::Instant::now();
-        match app.store.defragment(&m.endpoint).await {
-            Ok(()) => {
-                tracing::info!(
-                    member = %m.name,
-                    freed_about = m.free(),
-                    took_ms = t.elapsed().as_millis() as u64,
-                    "etcd member {} defragmented",
-                    m.name
-                );
-                done.push(m.name.clone());
-            }
+        let done = app.store.defragment(&m.endpoint).await;
+        match &done {
+            Ok(()) => tracing::info!(
+                member = %m.name,
+                freed_about = m.free(),
+                took_ms = t.elapsed().as_millis() as u64,
+                "etcd member {} defragmented",
+                m.name
+            ),
             Err(e) => tracing::warn!(member = %m.name, error = %e, "defragmentation failed"),
         }
+        out.push((m, done));
     }
-    done
+    out
 }
 
 fn alarm_advice(alarm: &str) -> String {
@@ -257,29 +268,36 @@ pub async fn act(app: &App, action: DbAction) -> Result<Vec<String>, StoreError>
     }
     if matches!(action, DbAction::Defrag | DbAction::Recover) {
         let st = app.store.db_status().await?;
-        if st.backend != "etcd" {
+        if !app.store.shared() {
             steps.push(
                 "the embedded store reuses its free pages itself: nothing to defragment".into(),
             );
         } else {
-            let mut members: Vec<&wulf_model::db::DbMember> = st.members.iter().collect();
-            members.sort_by_key(|m| m.leader);
-            let mut done = Vec::new();
-            for m in members {
+            for m in &st.members {
                 if let Some(why) = &m.unreachable {
                     steps.push(format!("skipped member {} ({why})", m.name));
-                    continue;
                 }
-                app.store.defragment(&m.endpoint).await?;
-                steps.push(format!(
-                    "defragmented member {} (was {} with {} in use)",
-                    m.name,
-                    wulf_model::db::human_size(m.db_size),
-                    wulf_model::db::human_size(m.db_in_use)
-                ));
-                done.push(m.name.clone());
+            }
+            let mut done = Vec::new();
+            let mut failed = None;
+            for (m, r) in defragment(app, st.members.iter()).await {
+                match r {
+                    Ok(()) => {
+                        steps.push(format!(
+                            "defragmented member {} (was {} with {} in use)",
+                            m.name,
+                            human_size(m.db_size),
+                            human_size(m.db_in_use)
+                        ));
+                        done.push(m.name.clone());
+                    }
+                    Err(e) => failed = failed.or(Some(e)),
+                }
             }
             record(app, None, done).await;
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
     }
     if matches!(action, DbAction::Disarm | DbAction::Recover) {

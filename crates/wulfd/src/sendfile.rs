@@ -117,6 +117,8 @@ struct Head {
     sha256: String,
     range: Option<String>,
     if_none_match: Option<String>,
+    /// Sent by a peer head fetching a file it lacks: never passed on to another peer.
+    from_peer: bool,
 }
 
 fn parse_head(raw: &[u8]) -> Option<Head> {
@@ -129,6 +131,7 @@ fn parse_head(raw: &[u8]) -> Option<Head> {
     let sha256 = path.strip_prefix("/boot/file/")?.to_string();
     let mut range = None;
     let mut if_none_match = None;
+    let mut from_peer = false;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
@@ -136,6 +139,7 @@ fn parse_head(raw: &[u8]) -> Option<Head> {
         match name.trim().to_ascii_lowercase().as_str() {
             "range" => range = Some(value.trim().to_string()),
             "if-none-match" => if_none_match = Some(value.trim().to_string()),
+            crate::peers::PEER_HEADER => from_peer = true,
             _ => {}
         }
     }
@@ -144,6 +148,7 @@ fn parse_head(raw: &[u8]) -> Option<Head> {
         sha256,
         range,
         if_none_match,
+        from_peer,
     })
 }
 
@@ -221,16 +226,9 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
         return reply(&mut stream, "400 Bad Request", "", "bad request\n").await;
     };
     let referenced = crate::boot::referenced(app, &req.sha256);
-    if let Some(f) = &referenced {
-        // Only a missing file costs anything here; a peer head asking is never sent on.
-        let missing = app.blobs.path(&f.sha256).is_some_and(|p| !p.exists());
-        if missing
-            && !String::from_utf8_lossy(&raw)
-                .to_ascii_lowercase()
-                .contains(crate::peers::PEER_HEADER)
-        {
-            crate::peers::ensure_local(app, &f.sha256).await;
-        }
+    if let (Some(f), false) = (&referenced, req.from_peer) {
+        // One stat when the file is here; a peer head asking is never sent on.
+        crate::peers::ensure_local(app, &f.sha256).await;
     }
     let found = referenced.and_then(|f| app.blobs.path(&f.sha256).map(|p| (f, p)));
     let Some((file_ref, path)) = found else {
@@ -363,6 +361,9 @@ mod tests {
         assert_eq!(h.sha256, "abc");
         assert_eq!(h.range.as_deref(), Some("bytes=0-1"));
         assert_eq!(h.if_none_match.as_deref(), Some("\"abc\""));
+        assert!(!h.from_peer);
+        let p = parse_head(b"GET /boot/file/abc HTTP/1.1\r\nX-Wulf-Peer-Fetch: 1").unwrap();
+        assert!(p.from_peer);
         assert!(parse_head(b"GET /other HTTP/1.1").is_none());
         assert!(parse_head(&[0xff, 0xfe]).is_none());
     }

@@ -32,8 +32,7 @@ pub const STATUS_PREFIX: &str = "/wulf/status/";
 const HB_PREFIX: &str = "/wulf/status/hb/";
 const INFO_PREFIX: &str = "/wulf/status/info/";
 
-/// Default `_status_secs`.
-pub const DEFAULT_STATUS_SECS: u32 = 10;
+use wulf_model::DEFAULT_STATUS_SECS;
 
 /// Nodes read per hold of the status lock when answering a status request.
 const VIEW_CHUNK: usize = 2048;
@@ -140,6 +139,14 @@ fn intern(pool: &mut HashSet<Arc<Vec<String>>>, list: Vec<String>) -> Arc<Vec<St
     a
 }
 
+/// Share `info`'s module list with every node that has the same one.
+fn intern_modules(pool: &mut HashSet<Arc<Vec<String>>>, info: &mut Info) {
+    if let Some(m) = info.modules.take() {
+        let list = Arc::try_unwrap(m).unwrap_or_else(|a| (*a).clone());
+        info.modules = Some(intern(pool, list));
+    }
+}
+
 /// How much of a node's status to answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Detail {
@@ -199,8 +206,9 @@ impl Status {
     }
 
     /// Read what the store holds (at start).
-    pub async fn load(&self, store: &dyn Store) -> Result<usize, StoreError> {
-        let (kvs, _) = store.list(STATUS_PREFIX).await?;
+    /// Returns the nodes with a status and the store revision read at.
+    pub async fn load(&self, store: &dyn Store) -> Result<(usize, i64), StoreError> {
+        let (kvs, revision) = store.list(STATUS_PREFIX).await?;
         let mut inner = self.lock();
         let mut n = 0;
         for kv in kvs {
@@ -224,10 +232,7 @@ impl Status {
                             module_lists,
                             ..
                         } = &mut *inner;
-                        if let Some(m) = info.modules.take() {
-                            let list = Arc::try_unwrap(m).unwrap_or_else(|a| (*a).clone());
-                            info.modules = Some(intern(module_lists, list));
-                        }
+                        intern_modules(module_lists, &mut info);
                         nodes.entry(uid.to_string()).or_default().info = Arc::new(info)
                     }
                     Err(e) => {
@@ -236,7 +241,7 @@ impl Status {
                 }
             }
         }
-        Ok(n)
+        Ok((n, revision))
     }
 
     /// The node was served its boot script now.
@@ -295,10 +300,7 @@ impl Status {
                 let e = nodes.entry(uid.to_string()).or_default();
                 // Info follows whoever received the node's latest report.
                 if e.hb.head != self.head && !e.info_dirty {
-                    if let Some(m) = info.modules.take() {
-                        let list = Arc::try_unwrap(m).unwrap_or_else(|a| (*a).clone());
-                        info.modules = Some(intern(module_lists, list));
-                    }
+                    intern_modules(module_lists, &mut info);
                     e.info = Arc::new(info);
                     changed = true;
                 }
@@ -570,7 +572,7 @@ impl Status {
     ) -> Result<usize, StoreError> {
         let batch = self.take_dirty(persist_ms, all);
         let n = batch.len();
-        let max_bytes = if store.backend() == "embedded" {
+        let max_bytes = if !store.shared() {
             usize::MAX
         } else {
             FLUSH_BYTES
@@ -713,15 +715,27 @@ pub async fn run_flusher(
 /// With a shared store: follow what other heads write to the status key space, so every head
 /// answers for every node. (With the embedded store this head is the only writer.) After a
 /// lost or compacted watch it reads everything again and carries on.
-pub async fn follow(status: Arc<Status>, store: Arc<dyn Store>, cancel: CancellationToken) {
+pub async fn follow(
+    status: Arc<Status>,
+    store: Arc<dyn Store>,
+    loaded_at: i64,
+    cancel: CancellationToken,
+) {
+    // `load` has just read everything up to `loaded_at`: watch on from there; re-list only
+    // after the watch is lost.
+    let mut resume = Some(loaded_at + 1);
     loop {
-        let from = match store.list(STATUS_PREFIX).await {
-            Ok((kvs, rev)) => {
+        let listed = match resume.take() {
+            Some(from) => Ok(from),
+            None => store.list(STATUS_PREFIX).await.map(|(kvs, rev)| {
                 for kv in kvs {
                     status.apply_remote(&kv.key, &kv.value);
                 }
                 rev + 1
-            }
+            }),
+        };
+        let from = match listed {
+            Ok(from) => from,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read other heads' node status; retrying");
                 tokio::select! {
@@ -828,7 +842,7 @@ mod tests {
         assert_eq!(s.flush(store.as_ref(), hour, true).await.unwrap(), 1, "all");
         // A restarted head reads it back.
         let s2 = Status::new("h1".into(), 600);
-        assert_eq!(s2.load(store.as_ref()).await.unwrap(), 1);
+        assert_eq!(s2.load(store.as_ref()).await.unwrap().0, 1);
         let t = s2.times("u1");
         assert!(t.booted_ms.is_some() && t.report_ms.is_some());
         let inner = s2.lock();

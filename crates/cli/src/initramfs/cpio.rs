@@ -126,10 +126,6 @@ impl<W: Write> Writer<W> {
         self.header("TRAILER!!!", 0, 0, (0, 0))?;
         Ok(self.out)
     }
-
-    pub fn has(&self, dir: &str) -> bool {
-        self.dirs.contains(dir)
-    }
 }
 
 #[cfg(test)]

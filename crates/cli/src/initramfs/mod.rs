@@ -819,7 +819,6 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
         )
         .as_bytes(),
     )?;
-    debug_assert!(w.has("etc/wulf"));
     let unpacked = w.content_bytes;
     let gz = w.finish()?;
     let mut buf = gz.finish()?;

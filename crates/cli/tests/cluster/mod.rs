@@ -41,21 +41,7 @@ pub fn need(tool: &str, package: &str) {
     );
 }
 
-/// Poll `ok` every 20 ms until it holds; panic with `what` (and `why()`) after `limit`.
-/// Returns how long it took.
-pub fn wait_for(
-    what: &str,
-    limit: Duration,
-    mut ok: impl FnMut() -> bool,
-    why: impl Fn() -> String,
-) -> Duration {
-    let t = Instant::now();
-    while !ok() {
-        assert!(t.elapsed() < limit, "{what} (waited {limit:?})\n{}", why());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.elapsed()
-}
+pub use crate::head::wait_for;
 
 /// The last `n` lines of `s`.
 pub fn tail(s: &str, n: usize) -> String {
@@ -232,6 +218,17 @@ impl Drop for Member {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Which of `etcd` is the leader, as the running members report it.
+pub fn leader(etcd: &[Member]) -> Option<usize> {
+    let id = etcd
+        .iter()
+        .filter(|m| m.running())
+        .find_map(|m| m.status())?
+        .leader;
+    etcd.iter()
+        .position(|m| m.running() && m.status().is_some_and(|s| s.member_id == id))
 }
 
 /// `curl` inside namespace `ns`; returns (HTTP status, body); status 0 when nothing answered.
@@ -448,15 +445,7 @@ impl Cluster {
 
     /// The member etcd currently follows as its leader (asked of the members that answer).
     pub fn leader(&self) -> Option<usize> {
-        let id = self
-            .etcd
-            .iter()
-            .filter(|m| m.running())
-            .find_map(|m| m.status())?
-            .leader;
-        self.etcd
-            .iter()
-            .position(|m| m.running() && m.status().is_some_and(|s| s.member_id == id))
+        leader(&self.etcd)
     }
 
     /// Every head's log, for failure messages.

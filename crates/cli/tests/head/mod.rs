@@ -56,6 +56,33 @@ pub fn etcd_member(
         .stdout(Stdio::null());
 }
 
+/// Poll `ok` every 20 ms until it holds; panic with `what` (and `why()`) after `limit`.
+/// Returns how long it took.
+pub fn wait_for(
+    what: &str,
+    limit: Duration,
+    ok: impl FnMut() -> bool,
+    why: impl Fn() -> String,
+) -> Duration {
+    wait_every(what, limit, Duration::from_millis(20), ok, why)
+}
+
+/// [`wait_for`], polling every `every` (for checks that cost the head something).
+pub fn wait_every(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut ok: impl FnMut() -> bool,
+    why: impl Fn() -> String,
+) -> Duration {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < limit, "{what} (waited {limit:?})\n{}", why());
+        std::thread::sleep(every);
+    }
+    t.elapsed()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -105,15 +132,23 @@ impl Head {
     /// Start wulfd inside network namespace `ns` with this config file text (data_dir and
     /// listen are set by the harness).
     pub fn start_in(ns: &str, config: &str) -> Head {
+        Self::start_configured(Some(ns), config, &[])
+    }
+
+    /// Start wulfd with this config file text, kept in the head's own directory so it lasts
+    /// through restarts, and `extra` flags; inside `ns` when given (then on port 8740).
+    pub fn start_configured(ns: Option<&str>, config: &str, extra: &[&str]) -> Head {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("wulfd.toml");
         std::fs::write(&cfg, config).unwrap();
+        let mut extra_args = vec!["--config".to_string(), cfg.display().to_string()];
+        extra_args.extend(extra.iter().map(|s| s.to_string()));
         let mut h = Head {
             dir,
-            port: 8740,
+            port: if ns.is_some() { 8740 } else { free_port() },
             child: None,
-            extra_args: vec!["--config".into(), cfg.display().to_string()],
-            ns: Some(ns.to_string()),
+            extra_args,
+            ns: ns.map(str::to_string),
         };
         h.spawn();
         h
