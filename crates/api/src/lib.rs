@@ -14,6 +14,11 @@
 //! | GET | `/node/unknown` | MACs the DHCP server saw that belong to no node |
 //! | GET | `/node/status?ids=SEL` | node status derived by this head ([`status::NodeStatus`]) |
 //! | POST | `/node/status` | a node's status report (bearer `node:<uid>:<cred>`, [`status::StatusReport`]) |
+//! | POST | `/node/power?ids=SEL` | power and soft reboot/shutdown ([`action::PowerRequest`]) |
+//! | POST | `/node/exec?ids=SEL` | run a command on nodes ([`action::ExecRequest`]) |
+//! | POST | `/node/orphan?ids=SEL` | make nodes orphans ([`action::ActionReply`]) |
+//! | GET | `/node/commands?wait=SECS` | an agent's long poll for commands (node token, [`command::Command`]) |
+//! | POST | `/node/commands/result` | an agent's result of one command (node token) |
 //! | PUT | `/{kind}/{id}/files/{field}?filename=F` | upload a file (raw body, streamed) |
 //! | GET | `/{kind}/{id}/files/{field}` | download it (Range supported) |
 //!
@@ -24,7 +29,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod action;
 pub mod client;
+pub mod command;
 pub mod status;
 
 pub use client::{ApiError, Client};
