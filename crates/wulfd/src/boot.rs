@@ -16,8 +16,9 @@ use sha2::Sha256;
 use wulf_model::{parse_bool, FileRef, Kind, MacAddr};
 use wulf_store::{Expect, Store, StoreError};
 
-use crate::api::{serve_blob, ApiErr, App};
+use crate::app::App;
 use crate::objects::AnyObj;
+use crate::web::{serve_blob, ApiErr};
 
 /// Store key of the secret node credentials are derived from.
 const SECRET_KEY: &str = "/wulf/secret/node-credential";

@@ -234,6 +234,64 @@ pub fn urls(listen: std::net::SocketAddr, boot_url: Option<&str>) -> Vec<String>
     out
 }
 
+/// `GET|DELETE /api/v1/head`.
+pub fn routes() -> axum::Router<std::sync::Arc<crate::app::App>> {
+    axum::Router::new().route(
+        "/api/v1/head",
+        axum::routing::get(head_list).delete(head_remove),
+    )
+}
+
+/// `GET /api/v1/head`: every known head, up or down.
+async fn head_list(
+    axum::extract::State(app): crate::app::AppState,
+) -> Result<axum::Json<Vec<crate::heads::HeadView>>, crate::web::ApiErr> {
+    Ok(axum::Json(crate::heads::list(app.store.as_ref()).await?))
+}
+
+/// `DELETE /api/v1/head?ids=NAME,…`: remove down heads' records.
+async fn head_remove(
+    axum::extract::State(app): crate::app::AppState,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<axum::Json<wulf_api::Deleted>, crate::web::ApiErr> {
+    use crate::heads::HeadError;
+    let names: Vec<&str> = q
+        .get("ids")
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Err(crate::web::ApiErr::bad("say which heads: ids=NAME[,NAME…]"));
+    }
+    let mut deleted = Vec::new();
+    for name in names {
+        match crate::heads::remove(app.store.as_ref(), name).await {
+            Ok(()) => {
+                tracing::info!(target: "audit", head = %name, "removed a down head");
+                deleted.push(name.to_string());
+            }
+            Err(HeadError::NotFound(n)) => {
+                return Err(crate::web::ApiErr::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!("no head named '{n}'"),
+                ))
+            }
+            Err(e @ (HeadError::StillUp(_) | HeadError::AlreadyRunning(_))) => {
+                return Err(crate::web::ApiErr::new(
+                    axum::http::StatusCode::CONFLICT,
+                    e.to_string(),
+                ))
+            }
+            Err(HeadError::Store(e)) => return Err(e.into()),
+        }
+    }
+    Ok(axum::Json(wulf_api::Deleted { deleted }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! wulfd: the wulf head node daemon.
 
 mod api;
+mod app;
 mod auth;
 mod blobs;
 mod boot;
@@ -18,6 +19,7 @@ mod peers;
 mod sendfile;
 mod status;
 mod tftp;
+mod web;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -302,7 +304,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     })
     .await?;
     tracing::debug!(nodes = loaded, "node status loaded");
-    let app = Arc::new(api::App {
+    let app = Arc::new(app::App {
         db,
         cache: cache.clone(),
         store: store.clone(),

@@ -16,7 +16,7 @@ use wulf_model::db::{human_size, DbMember, DbStatus, Maintenance};
 use wulf_model::Kind;
 use wulf_store::{Expect, StoreError};
 
-use crate::api::App;
+use crate::app::App;
 use crate::objects::AnyObj;
 
 /// What the maintaining head last did.
@@ -329,4 +329,50 @@ fn referenced_files(app: &App) -> HashSet<String> {
         }
     }
     out
+}
+
+/// `GET|POST /api/v1/cluster/db`.
+pub fn routes() -> axum::Router<std::sync::Arc<App>> {
+    axum::Router::new().route(
+        "/api/v1/cluster/db",
+        axum::routing::get(cluster_db).post(cluster_db_act),
+    )
+}
+
+/// `GET /api/v1/cluster/db`: the store's size and health, member by member.
+async fn cluster_db(
+    axum::extract::State(app): crate::app::AppState,
+) -> Result<axum::Json<wulf_model::db::DbStatus>, crate::web::ApiErr> {
+    Ok(axum::Json(db_status(&app).await?))
+}
+
+/// What `POST /api/v1/cluster/db` did, and the status after it.
+#[derive(serde::Serialize)]
+struct DbActed {
+    done: Vec<String>,
+    status: wulf_model::db::DbStatus,
+}
+
+/// `POST /api/v1/cluster/db` `{"action": "compact"|"defrag"|"disarm"|"recover"}`.
+async fn cluster_db_act(
+    axum::extract::State(app): crate::app::AppState,
+    body: axum::body::Body,
+) -> Result<axum::Json<DbActed>, crate::web::ApiErr> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        action: DbAction,
+    }
+    let ask: Ask =
+        serde_json::from_value(crate::web::read_json(&app, body).await?).map_err(|e| {
+            crate::web::ApiErr::bad(format!(
+                "expected {{\"action\": \"compact\"|\"defrag\"|\"disarm\"|\"recover\"}}: {e}"
+            ))
+        })?;
+    let done = act(&app, ask.action).await?;
+    tracing::info!(action = ?ask.action, steps = ?done, "database maintenance on request");
+    Ok(axum::Json(DbActed {
+        done,
+        status: db_status(&app).await?,
+    }))
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::api::App;
+use crate::app::App;
 
 /// The header a head sets when it fetches from a peer; a head never forwards such a request
 /// to its own peers (no loops between two heads that both lack a file).

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::App;
+use crate::app::App;
 
 const PREFIXES: [&[u8]; 2] = [b"GET /boot/file/", b"HEAD /boot/file/"];
 const MAX_HEAD: usize = 16 * 1024;

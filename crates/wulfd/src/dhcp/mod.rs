@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use wulf_model::attributes::parse_assignments;
 use wulf_model::{parse_bool, Kind, MacAddr, Network, Node};
 
-use crate::api::App;
+use crate::app::App;
 use crate::cache::State;
 use crate::db::DbError;
 use logic::{BootFile, ClientType, Dest, ReplyParams, Reservation, Verdict, Who};
@@ -757,4 +757,17 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
     })
     .await;
     tracing::debug!("DHCP server stopped");
+}
+
+/// `GET /api/v1/node/unknown`.
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new().route("/api/v1/node/unknown", axum::routing::get(node_unknown))
+}
+
+/// MACs the DHCP server saw that belong to no node (while new nodes are not accepted).
+async fn node_unknown(
+    axum::extract::State(app): crate::app::AppState,
+) -> axum::Json<Vec<UnknownMac>> {
+    let st = app.cache.read();
+    axum::Json(unknown_macs(|m| st.macs.contains_key(m)))
 }

@@ -23,7 +23,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiErr, App};
+use crate::app::App;
+use crate::web::ApiErr;
 use forward::Forwarder;
 use names::Snapshot;
 use zone::Index;
@@ -529,9 +530,14 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
     tracing::debug!("DNS: stopped");
 }
 
+/// `GET /api/v1/cluster/hosts`.
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new().route("/api/v1/cluster/hosts", axum::routing::get(cluster_hosts))
+}
+
 /// `GET /api/v1/cluster/hosts?format=hosts|ethers`: /etc/hosts or /etc/ethers lines for the
 /// heads, nodes and hosts, made from the same names the DNS server answers.
-pub async fn cluster_hosts(
+async fn cluster_hosts(
     State(app): State<Arc<App>>,
     QueryParams(q): QueryParams<HashMap<String, String>>,
 ) -> Result<Response, ApiErr> {

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::App;
+use crate::app::App;
 use crate::config::TftpSection;
 use packet::{Mode, ReadRequest, Request, RequestError};
 use path::Refusal;

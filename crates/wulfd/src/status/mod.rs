@@ -16,6 +16,8 @@
 //! never written: it is derived from the receiving head's clock at read time
 //! ([`wulf_model::derive_state`]).
 
+pub mod routes;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

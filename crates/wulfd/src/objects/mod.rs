@@ -1,5 +1,7 @@
 //! Typed objects of any kind, and the store keys they live under.
 
+pub mod routes;
+
 use std::sync::Arc;
 
 use wulf_model::{

@@ -1,0 +1,33 @@
+//! The daemon's shared state: what every service and the HTTP layer work from.
+
+use std::sync::Arc;
+
+use wulf_store::Store;
+
+use crate::auth::Tokens;
+use crate::blobs::Blobs;
+use crate::cache::Cache;
+use crate::db::Db;
+
+pub struct App {
+    pub db: Db,
+    pub cache: Arc<Cache>,
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+    pub tokens: Tokens,
+    pub head: String,
+    pub max_body: usize,
+    /// The settled configuration (service sections, API port).
+    pub cfg: crate::config::Config,
+    /// Secret the per-node boot credentials are derived from (shared by all heads).
+    pub node_secret: Vec<u8>,
+    /// Node status as this head sees it.
+    pub status: Arc<crate::status::Status>,
+    /// The heads that are up (for agents to fall back on).
+    pub live_heads: crate::heads::LiveHeads,
+    /// Files being fetched from peer heads.
+    pub fetches: crate::peers::Fetches,
+}
+
+/// How axum handlers take the shared state.
+pub type AppState = axum::extract::State<Arc<App>>;

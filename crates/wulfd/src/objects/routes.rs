@@ -1,0 +1,271 @@
+//! Object routes: list, create, update, delete, upload and download files, effective attributes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+use wulf_api::{Deleted, NodeAttributes, UpdateRequest};
+use wulf_model::{FileRef, Kind};
+
+use crate::app::{App, AppState};
+use crate::blobs::BlobError;
+use crate::cache::State as CacheState;
+use crate::objects::AnyObj;
+use crate::web::{json_response, parse_kind, read_json, selection, serve_blob, summarize, ApiErr};
+
+/// `/{kind}` and its files, and the nodes' effective attributes.
+pub fn routes() -> Router<Arc<App>> {
+    let files = Router::new()
+        .route(
+            "/api/v1/{kind}/{id}/files/{field}",
+            get(download).put(upload),
+        )
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/api/v1/node/attributes", get(node_attributes))
+        .route(
+            "/api/v1/{kind}",
+            get(list).post(create).patch(update).delete(remove),
+        )
+        .layer(DefaultBodyLimit::disable())
+        .merge(files)
+}
+
+/// `fields=a,b` from a query: answer only those fields of each object.
+fn requested_fields(q: &HashMap<String, String>) -> Option<Vec<String>> {
+    q.get("fields").map(|f| {
+        f.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+/// An object's JSON, or only the named fields of it.
+fn object_bytes(obj: &AnyObj, fields: Option<&[String]>) -> Vec<u8> {
+    match fields {
+        None => obj.to_bytes(),
+        Some(fields) => {
+            let full = obj.to_json();
+            let picked: serde_json::Map<String, Value> = fields
+                .iter()
+                .filter_map(|f| full.get(f).map(|v| (f.clone(), v.clone())))
+                .collect();
+            serde_json::to_vec(&picked).unwrap_or_default()
+        }
+    }
+}
+
+fn objects_json(objs: &[AnyObj], fields: Option<&[String]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(objs.len() * 64 + 2);
+    out.push(b'[');
+    for (i, o) in objs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&object_bytes(o, fields));
+    }
+    out.push(b']');
+    out
+}
+
+async fn list(
+    State(app): AppState,
+    Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    let fields = requested_fields(&q);
+    let st = app.cache.read();
+    let uids = selection(&st, kind, &q, true)?;
+    let mut out = Vec::with_capacity(uids.len() * 256 + 2);
+    out.push(b'[');
+    for (i, uid) in uids.iter().enumerate() {
+        let Some(e) = st.get(kind, uid) else { continue };
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&object_bytes(&e.obj, fields.as_deref()));
+    }
+    out.push(b']');
+    Ok(json_response(out, StatusCode::OK))
+}
+
+async fn create(
+    State(app): AppState,
+    Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    let docs = match read_json(&app, body).await? {
+        Value::Array(a) => a,
+        v @ Value::Object(_) => vec![v],
+        _ => return Err(ApiErr::bad("expected a JSON object or an array of objects")),
+    };
+    let objs = app.db.create(kind, docs).await?;
+    let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
+    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "created {}", summarize(kind, &names));
+    Ok(json_response(
+        objects_json(&objs, requested_fields(&q).as_deref()),
+        StatusCode::CREATED,
+    ))
+}
+
+async fn update(
+    State(app): AppState,
+    Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    let req: UpdateRequest = serde_json::from_value(read_json(&app, body).await?)
+        .map_err(|e| ApiErr::bad(format!("malformed update request: {e}")))?;
+    let uids = selection(&app.cache.read(), kind, &q, false)?;
+    let objs = app.db.update(kind, &uids, &req).await?;
+    let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
+    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "updated {}", summarize(kind, &names));
+    Ok(json_response(
+        objects_json(&objs, requested_fields(&q).as_deref()),
+        StatusCode::OK,
+    ))
+}
+
+async fn remove(
+    State(app): AppState,
+    Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Deleted>, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    let uids = selection(&app.cache.read(), kind, &q, false)?;
+    let objs = app.db.delete(kind, &uids).await?;
+    let names: Vec<String> = objs.iter().map(|o| o.name().to_string()).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "deleted {}", summarize(kind, &refs));
+    Ok(axum::Json(Deleted { deleted: names }))
+}
+
+async fn node_attributes(
+    State(app): AppState,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Vec<NodeAttributes>>, ApiErr> {
+    let st = app.cache.read();
+    let uids = selection(&st, Kind::Node, &q, true)?;
+    let out = uids
+        .iter()
+        .filter_map(|u| st.get(Kind::Node, u)?.obj.as_node())
+        .map(|n| NodeAttributes {
+            uid: n.uid.clone(),
+            name: n.name.clone(),
+            attributes: st.effective_attributes(n),
+        })
+        .collect();
+    Ok(axum::Json(out))
+}
+
+/// The kinds and fields that hold files.
+fn file_field(kind: Kind, field: &str) -> Result<(), ApiErr> {
+    match (kind, field) {
+        (Kind::Boot, "kernel" | "initramfs") | (Kind::Image, "content") => Ok(()),
+        _ => Err(ApiErr::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} has no file field '{field}' (boot: kernel, initramfs; image: content)",
+                kind.title()
+            ),
+        )),
+    }
+}
+
+fn one(st: &CacheState, kind: Kind, id: &str) -> Result<Arc<AnyObj>, ApiErr> {
+    let uids = st.select(kind, id)?;
+    match uids.as_slice() {
+        [uid] => st
+            .get(kind, uid)
+            .map(|e| e.obj.clone())
+            .ok_or_else(|| ApiErr::new(StatusCode::NOT_FOUND, format!("no {} {id}", kind.title()))),
+        _ => Err(ApiErr::bad(format!(
+            "'{id}' names {} objects; name one",
+            uids.len()
+        ))),
+    }
+}
+
+async fn upload(
+    State(app): AppState,
+    Path((kind, id, field)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    file_field(kind, &field)?;
+    let obj = one(&app.cache.read(), kind, &id)?;
+    if obj.to_json().get("frozen").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{} '{}' is frozen; set frozen=false first",
+                kind.title(),
+                obj.name()
+            ),
+        ));
+    }
+    let expected = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let stream = req.into_body().into_data_stream();
+    let (sha256, size) = app
+        .blobs
+        .ingest(stream, expected)
+        .await
+        .map_err(|e| match e {
+            BlobError::Io(_) => {
+                tracing::error!(error = %e, "cannot store upload");
+                ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            _ => ApiErr::bad(e.to_string()),
+        })?;
+    let file = FileRef {
+        sha256,
+        size,
+        filename: q.get("filename").cloned().unwrap_or_default(),
+    };
+    let value = serde_json::to_value(&file).unwrap_or(Value::Null);
+    let updated = app.db.set_field(kind, obj.uid(), &field, value).await?;
+    tracing::info!(target: "audit", kind = %kind, sha256 = %file.sha256, size, "uploaded {field} of {}", obj.name());
+    Ok(json_response(
+        objects_json(&[updated], None),
+        StatusCode::OK,
+    ))
+}
+
+async fn download(
+    State(app): AppState,
+    Path((kind, id, field)): Path<(String, String, String)>,
+    req: Request,
+) -> Result<Response, ApiErr> {
+    let kind = parse_kind(&kind)?;
+    file_field(kind, &field)?;
+    let obj = one(&app.cache.read(), kind, &id)?;
+    let file: FileRef = obj
+        .to_json()
+        .get(&field)
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::NOT_FOUND,
+                format!("{} '{}' has no {field} uploaded", kind.title(), obj.name()),
+            )
+        })?;
+    crate::peers::ensure_local(&app, &file.sha256).await;
+    serve_blob(&app.blobs, &file, req).await
+}

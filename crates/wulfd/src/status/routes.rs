@@ -1,0 +1,175 @@
+//! Status routes: nodes' reports in, derived status and summaries out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use wulf_model::Kind;
+
+use crate::app::{App, AppState};
+use crate::web::{bearer, by_index, json_response, selection, ApiErr};
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route(
+            "/api/v1/node/status",
+            get(node_status).post(node_status_report),
+        )
+        .route("/api/v1/node/status/summary", get(node_status_summary))
+}
+
+/// `GET /api/v1/node/status?ids=SEL&detail=0|1|2`.
+async fn node_status(
+    State(app): AppState,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiErr> {
+    use crate::status::Detail;
+    let detail = match q.get("detail").map(String::as_str) {
+        None | Some("2") | Some("full") => Detail::Full,
+        Some("1") | Some("heartbeat") => Detail::Heartbeat,
+        Some("0") | Some("state") => Detail::State,
+        Some(other) => {
+            return Err(ApiErr::bad(format!(
+                "detail must be 0 (state), 1 (heartbeat) or 2 (full), not '{other}'"
+            )))
+        }
+    };
+    let view = {
+        let st = app.cache.read();
+        let uids = by_index(&st, selection(&st, Kind::Node, &q, true)?);
+        app.status.view(&st, &uids, detail)
+    };
+    let bytes = serde_json::to_vec(&view)
+        .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(json_response(bytes, StatusCode::OK))
+}
+
+/// `GET /api/v1/node/status/summary?ids=SEL[&since=N]`.
+async fn node_status_summary(
+    State(app): AppState,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<wulf_api::status::StatusSummary>, ApiErr> {
+    use wulf_api::status::{StateGroup, StatusSummary};
+    use wulf_model::NodeState;
+    if let Some(since) = q.get("since") {
+        let since: u64 = since
+            .parse()
+            .map_err(|_| ApiErr::bad(format!("since must be a number, not '{since}'")))?;
+        let mut rx = app.status.subscribe();
+        let wait = rx.wait_for(|n| *n > since);
+        // No change for a while: answer anyway (states also change with time alone).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await;
+    }
+    let changes = *app.status.subscribe().borrow();
+    let states = {
+        let st = app.cache.read();
+        let uids = by_index(&st, selection(&st, Kind::Node, &q, true)?);
+        app.status.states(&st, &uids)
+    };
+    let total = states.len();
+    type Group = ((NodeState, Option<&'static str>), Vec<String>);
+    let mut groups: Vec<Group> = Vec::new();
+    for (state, reason, name) in states {
+        let key = (state, reason.map(|r| r.as_str()));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((key, vec![name])),
+        }
+    }
+    let order = |s: NodeState| match s {
+        NodeState::Up => 0,
+        NodeState::Booting => 1,
+        NodeState::Down => 2,
+        NodeState::New => 3,
+    };
+    groups.sort_by_key(|((s, r), _)| (order(*s), *r));
+    Ok(axum::Json(StatusSummary {
+        changes,
+        total,
+        groups: groups
+            .into_iter()
+            .map(|((s, r), names)| StateGroup {
+                state: s.as_str().to_string(),
+                down_reason: r.map(str::to_string),
+                count: names.len(),
+                nodes: wulf_model::hostlist::compress(&names),
+            })
+            .collect(),
+    }))
+}
+
+/// `POST /api/v1/node/status`: a node's report, with its own credential.
+async fn node_status_report(
+    State(app): AppState,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<axum::Json<wulf_api::status::ReportReply>, ApiErr> {
+    use subtle::ConstantTimeEq;
+    let token = bearer(&headers).ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send 'Authorization: Bearer node:UID:CREDENTIAL'",
+        )
+    })?;
+    let Some((uid, cred)) = wulf_api::status::parse_node_token(token) else {
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "a status report needs the node's token 'node:UID:CREDENTIAL'",
+        ));
+    };
+    let expected = crate::boot::node_credential(&app.node_secret, uid);
+    if !bool::from(expected.as_bytes().ct_eq(cred.as_bytes())) {
+        tracing::warn!(target: "audit", node = %uid, "refused a status report with a wrong node credential");
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "the node credential is not valid",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|_| {
+        ApiErr::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "a status report is at most 1 MiB",
+        )
+    })?;
+    let report: wulf_api::status::StatusReport = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiErr::bad(format!("malformed status report: {e}")))?;
+    if report.node != uid {
+        tracing::warn!(target: "audit", node = %uid, claimed = %report.node, "refused a status report for another node");
+        return Err(ApiErr::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this credential belongs to node {uid}, not to {}",
+                report.node
+            ),
+        ));
+    }
+    let reply = {
+        let st = app.cache.read();
+        let node = st
+            .get(Kind::Node, uid)
+            .and_then(|e| e.obj.as_node())
+            .ok_or_else(|| ApiErr::new(StatusCode::NOT_FOUND, format!("no node {uid}")))?;
+        wulf_api::status::ReportReply {
+            name: node.name.clone(),
+            attributes: crate::status::reply_attributes(&st, node),
+            heads: {
+                // This head as the node reached it, then every other head that is up.
+                let mine = crate::boot::request_base(&app, &headers);
+                let mut heads = vec![mine.clone()];
+                if let Ok(live) = app.live_heads.read() {
+                    for h in live.iter().filter(|h| h.name != app.head) {
+                        heads.extend(h.urls.iter().filter(|u| **u != mine).cloned());
+                    }
+                }
+                heads
+            },
+        }
+    };
+    app.status.report(uid, report);
+    Ok(axum::Json(reply))
+}
