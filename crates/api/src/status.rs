@@ -30,6 +30,9 @@ pub enum ReportState {
     Up,
     /// The node is shutting down cleanly (the agent got SIGTERM); its last report.
     Shutdown,
+    /// The node became an orphan on request (`wulf node orphan`): it stops reporting and
+    /// follows its `_orphan_policy`; its last report until it rejoins.
+    Orphan,
 }
 
 /// `POST /api/v1/node/status` from a node (bearer `node:<uid>:<cred>`).
