@@ -42,6 +42,8 @@ pub enum DownReason {
     StoppedSending,
     /// Its agent said it was shutting down.
     CleanShutdown,
+    /// Its agent said it became an orphan on request (`wulf node orphan`).
+    Orphaned,
 }
 
 impl DownReason {
@@ -50,6 +52,7 @@ impl DownReason {
             DownReason::BootTimeout => "boot timeout",
             DownReason::StoppedSending => "node stopped sending status",
             DownReason::CleanShutdown => "clean shutdown",
+            DownReason::Orphaned => "orphaned",
         }
     }
 }
@@ -71,6 +74,8 @@ pub struct StatusTimes {
     pub interval_secs: u32,
     /// The last report was a clean-shutdown notice.
     pub shutdown: bool,
+    /// The last report said the node became an orphan.
+    pub orphan: bool,
     /// Extra time (ms) added to the up window: when these times were received by another
     /// head and reach this one only as often as that head stores them.
     pub slack_ms: i64,
@@ -96,7 +101,9 @@ pub fn derive_state(
     };
     if report_current {
         let r = t.report_ms.unwrap_or_default();
-        if t.shutdown {
+        if t.orphan {
+            (NodeState::Down, Some(DownReason::Orphaned))
+        } else if t.shutdown {
             (NodeState::Down, Some(DownReason::CleanShutdown))
         } else if now_ms - r <= up_window_ms(t.interval_secs) + t.slack_ms.max(0) {
             (NodeState::Up, None)
@@ -124,8 +131,21 @@ mod tests {
             report_ms: report,
             interval_secs: 10,
             shutdown,
+            orphan: false,
             slack_ms: 0,
         }
+    }
+
+    #[test]
+    fn orphan_is_down_at_once_until_it_reports_again() {
+        let mut t = times(Some(1), Some(2), false);
+        t.orphan = true;
+        assert_eq!(
+            derive_state(&t, 3, 600),
+            (NodeState::Down, Some(DownReason::Orphaned))
+        );
+        t.orphan = false;
+        assert_eq!(derive_state(&t, 3, 600).0, NodeState::Up);
     }
 
     #[test]

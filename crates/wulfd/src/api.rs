@@ -23,6 +23,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::dns::routes())
         .merge(crate::heads::routes())
         .merge(crate::maint::routes())
+        .merge(crate::exec::routes::routes())
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -32,6 +33,8 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(api)
         .merge(crate::boot::routes())
+        // Agents poll for commands with their node token, checked by the handlers.
+        .merge(crate::exec::routes::node_routes())
         .fallback(|| async { ApiErr::new(StatusCode::NOT_FOUND, "no such API path") })
         .with_state(app)
 }

@@ -27,6 +27,8 @@ pub struct App {
     pub live_heads: crate::heads::LiveHeads,
     /// Files being fetched from peer heads.
     pub fetches: crate::peers::Fetches,
+    /// Commands waiting for nodes' agents, and the results waited for.
+    pub commands: crate::exec::Commands,
 }
 
 /// How axum handlers take the shared state.

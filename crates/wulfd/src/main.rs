@@ -10,6 +10,7 @@ mod config;
 mod db;
 mod dhcp;
 mod dns;
+mod exec;
 mod heads;
 mod maint;
 mod migrate;
@@ -320,6 +321,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         status: status.clone(),
         live_heads,
         fetches: Default::default(),
+        commands: Default::default(),
     });
     // Other heads write status too only when the store is shared.
     let follower_status = if !store.shared() {

@@ -60,6 +60,9 @@ pub struct Heartbeat {
     pub interval_secs: u32,
     #[serde(default)]
     pub shutdown: bool,
+    /// The last report said the node became an orphan on request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphan: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,11 +329,13 @@ impl Status {
             let e = nodes.entry(uid.to_string()).or_default();
             let hb = &mut e.hb;
             let shutdown = r.state == ReportState::Shutdown;
+            let orphan = r.state == ReportState::Orphan;
             let urgent = match (hb.report_ms, hb.booted_ms) {
                 (None, _) => true,
                 (Some(rep), Some(boot)) if boot > rep => true,
                 _ => {
                     hb.shutdown != shutdown
+                        || hb.orphan != orphan
                         || hb.interval_secs != r.interval_secs
                         || hb.busy != r.busy
                 }
@@ -339,6 +344,7 @@ impl Status {
             hb.report_ms = Some(now);
             hb.interval_secs = r.interval_secs;
             hb.shutdown = shutdown;
+            hb.orphan = orphan;
             if r.boot_id.is_some() {
                 hb.boot_id = r.boot_id;
             }
@@ -375,6 +381,11 @@ impl Status {
             }
         }
         self.changed();
+    }
+
+    /// A node's last heartbeat as this head knows it.
+    pub fn heartbeat(&self, uid: &str) -> Option<Heartbeat> {
+        self.lock().nodes.get(uid).map(|e| e.hb.clone())
     }
 
     /// The receive times a node's state derives from.
@@ -651,6 +662,7 @@ fn times(hb: &Heartbeat) -> StatusTimes {
             hb.interval_secs
         },
         shutdown: hb.shutdown,
+        orphan: hb.orphan,
     }
 }
 

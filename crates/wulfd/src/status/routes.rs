@@ -12,7 +12,7 @@ use axum::Router;
 use wulf_model::Kind;
 
 use crate::app::{App, AppState};
-use crate::web::{bearer, by_index, json_response, selection, ApiErr};
+use crate::web::{by_index, json_response, selection, ApiErr};
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -109,27 +109,8 @@ async fn node_status_report(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<axum::Json<wulf_api::status::ReportReply>, ApiErr> {
-    use subtle::ConstantTimeEq;
-    let token = bearer(&headers).ok_or_else(|| {
-        ApiErr::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: send 'Authorization: Bearer node:UID:CREDENTIAL'",
-        )
-    })?;
-    let Some((uid, cred)) = wulf_api::status::parse_node_token(token) else {
-        return Err(ApiErr::new(
-            StatusCode::UNAUTHORIZED,
-            "a status report needs the node's token 'node:UID:CREDENTIAL'",
-        ));
-    };
-    let expected = crate::boot::node_credential(&app.node_secret, uid);
-    if !bool::from(expected.as_bytes().ct_eq(cred.as_bytes())) {
-        tracing::warn!(target: "audit", node = %uid, "refused a status report with a wrong node credential");
-        return Err(ApiErr::new(
-            StatusCode::UNAUTHORIZED,
-            "the node credential is not valid",
-        ));
-    }
+    let uid = crate::auth::node_uid(&app, &headers, "a status report")?;
+    let uid = uid.as_str();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|_| {
         ApiErr::new(
             StatusCode::PAYLOAD_TOO_LARGE,
