@@ -12,6 +12,10 @@
 //! seen the command's id before. So a stranger who can answer the agent's HTTP requests
 //! cannot make it run anything.
 
+pub mod orphan;
+
+use std::collections::{HashSet, VecDeque};
+
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -122,6 +126,100 @@ pub const MAX_OUTPUT: usize = 1 << 20;
 /// Appended to output cut at [`MAX_OUTPUT`].
 pub const TRUNCATED: &str = "\n[output truncated at 1 MiB]\n";
 
+/// How far the node's clock may be behind the head's: a command is still started this many
+/// seconds after its deadline by the node's clock. The head sets deadlines only seconds ahead
+/// (the time an agent has to pick a command up), so a node whose clock runs more than this
+/// ahead of the head's refuses every command as expired: keep node clocks in step (NTP).
+pub const CLOCK_SKEW_SECS: u64 = 30;
+
+/// How many accepted command ids a [`Checker`] remembers to refuse replays. A command can only
+/// be replayed until its deadline (plus [`CLOCK_SKEW_SECS`]) passes, and no node is sent
+/// anywhere near this many commands in that time.
+pub const SEEN_IDS: usize = 1024;
+
+/// Why a node refused a command. The text is what goes back to the head as the result's
+/// `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("refused: the command is for node {0}, not this one")]
+    WrongNode(String),
+    #[error("refused: bad signature (not signed with this node's credential)")]
+    BadSignature,
+    #[error("refused: expired (deadline {deadline}, node clock {now}; clocks out of step by more than {CLOCK_SKEW_SECS} s?)")]
+    Expired { deadline: u64, now: u64 },
+    #[error("refused: command {0} was already run (replay)")]
+    Replay(String),
+}
+
+/// What a node checks before it runs a command: addressed to it, signed with its credential,
+/// deadline not passed (allowing [`CLOCK_SKEW_SECS`]), and not seen before (the last
+/// [`SEEN_IDS`] accepted ids). Used by wulf-agent and by `wulf sim`'s nodes.
+#[derive(Debug)]
+pub struct Checker {
+    node: String,
+    credential: String,
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Checker {
+    pub fn new(node: &str, credential: &str) -> Checker {
+        Checker {
+            node: node.to_string(),
+            credential: credential.to_string(),
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Check `cmd` at `now` (Unix seconds, this node's clock). An accepted command's id is
+    /// remembered, so the same command is refused the next time.
+    pub fn check(&mut self, cmd: &Command, now: u64) -> Result<(), Refusal> {
+        if cmd.node != self.node {
+            return Err(Refusal::WrongNode(cmd.node.clone()));
+        }
+        if !cmd.verify(&self.credential) {
+            return Err(Refusal::BadSignature);
+        }
+        if now > cmd.deadline.saturating_add(CLOCK_SKEW_SECS) {
+            return Err(Refusal::Expired {
+                deadline: cmd.deadline,
+                now,
+            });
+        }
+        if self.seen.contains(&cmd.id) {
+            return Err(Refusal::Replay(cmd.id.clone()));
+        }
+        if self.order.len() >= SEEN_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert(cmd.id.clone());
+        self.order.push_back(cmd.id.clone());
+        Ok(())
+    }
+}
+
+/// Cut `bytes` of a command's output to [`MAX_OUTPUT`], ending a cut one with [`TRUNCATED`],
+/// as text (invalid UTF-8 replaced).
+pub fn output_text(bytes: &[u8], truncated: bool) -> String {
+    let cut = bytes.len() > MAX_OUTPUT;
+    let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_OUTPUT)]).into_owned();
+    if cut || truncated {
+        s.push_str(TRUNCATED);
+    }
+    s
+}
+
+/// The current time as Unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +262,84 @@ mod tests {
         let mut bad = back;
         bad.sig = "zz".into();
         assert!(!bad.verify("cred"));
+    }
+
+    fn signed(id: &str, node: &str, deadline: u64, cred: &str) -> Command {
+        let mut c = cmd();
+        c.id = id.into();
+        c.node = node.into();
+        c.deadline = deadline;
+        c.sign(cred);
+        c
+    }
+
+    #[test]
+    fn the_checker_refuses_what_a_node_must_not_run() {
+        let mut k = Checker::new("n1", "cred");
+        assert_eq!(k.check(&signed("a", "n1", 100, "cred"), 50), Ok(()));
+        // Replays are refused, before and after the deadline.
+        assert_eq!(
+            k.check(&signed("a", "n1", 100, "cred"), 60),
+            Err(Refusal::Replay("a".into()))
+        );
+        // Another node's command, even correctly signed for it.
+        assert_eq!(
+            k.check(&signed("b", "n2", 100, "cred"), 50),
+            Err(Refusal::WrongNode("n2".into()))
+        );
+        // Signed with another credential, or tampered with after signing.
+        assert_eq!(
+            k.check(&signed("c", "n1", 100, "other"), 50),
+            Err(Refusal::BadSignature)
+        );
+        let mut t = signed("d", "n1", 100, "cred");
+        t.order = Order::Reboot;
+        assert_eq!(k.check(&t, 50), Err(Refusal::BadSignature));
+        // Deadlines allow for clock skew, then expire.
+        assert_eq!(
+            k.check(&signed("e", "n1", 100, "cred"), 100 + CLOCK_SKEW_SECS),
+            Ok(())
+        );
+        let late = k.check(&signed("f", "n1", 100, "cred"), 101 + CLOCK_SKEW_SECS);
+        assert_eq!(
+            late,
+            Err(Refusal::Expired {
+                deadline: 100,
+                now: 101 + CLOCK_SKEW_SECS
+            })
+        );
+        assert!(late
+            .unwrap_err()
+            .to_string()
+            .starts_with("refused: expired"));
+        // Refused commands are not remembered: the genuine one still runs.
+        assert_eq!(k.check(&signed("c", "n1", 100, "cred"), 50), Ok(()));
+    }
+
+    #[test]
+    fn the_checker_remembers_the_last_ids() {
+        let mut k = Checker::new("n1", "cred");
+        for i in 0..SEEN_IDS + 1 {
+            assert_eq!(
+                k.check(&signed(&i.to_string(), "n1", 100, "cred"), 0),
+                Ok(())
+            );
+        }
+        assert_eq!(k.seen.len(), SEEN_IDS);
+        // The oldest was forgotten, the newest is remembered.
+        assert_eq!(k.check(&signed("0", "n1", 100, "cred"), 0), Ok(()));
+        assert!(k
+            .check(&signed(&SEEN_IDS.to_string(), "n1", 100, "cred"), 0)
+            .is_err());
+    }
+
+    #[test]
+    fn output_is_capped() {
+        assert_eq!(output_text(b"hi\n", false), "hi\n");
+        assert_eq!(output_text(b"hi", true), format!("hi{TRUNCATED}"));
+        let big = vec![b'x'; MAX_OUTPUT + 10];
+        let s = output_text(&big, false);
+        assert_eq!(s.len(), MAX_OUTPUT + TRUNCATED.len());
+        assert!(s.ends_with(TRUNCATED));
     }
 }
