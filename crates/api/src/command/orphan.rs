@@ -195,11 +195,7 @@ impl OrphanWatch {
 
     /// False while an ordered orphan must contact no head.
     pub fn may_contact(&self, now: Instant) -> bool {
-        !self
-            .orphan
-            .as_ref()
-            .and_then(|o| o.quiet_until)
-            .is_some_and(|t| now < t)
+        self.quiet_until().is_none_or(|t| now >= t)
     }
 
     /// When an ordered orphan's quiet time ends.
