@@ -49,6 +49,19 @@ pub const RESERVED: &[(&str, &str)] = &[
         "_boot_timeout",
         "seconds a booting node may take before it is down (default 600)",
     ),
+    (
+        "_power_uri",
+        "the node's BMC when it has no power_uri: ipmi://USER:PASS@HOST, \
+         redfish://USER:PASS@HOST[/SYSTEM_ID] or none; {name}, {_ips.bmc}, … are filled in",
+    ),
+    (
+        "_bmc_user",
+        "the BMC user, for power URIs like ipmi://{_bmc_user}:{_bmc_pass}@{_ips.bmc}",
+    ),
+    (
+        "_bmc_pass",
+        "the BMC password, for power URIs like ipmi://admin:{_bmc_pass}@{_ips.bmc} (shown as ****)",
+    ),
 ];
 
 /// `_status_secs` when a node has none (or an invalid one).
@@ -127,6 +140,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
             "attribute names may use letters, digits, '_', '-' and '.' (at most 128)",
         ));
     }
+    crate::secret::check_secret_value(name, value).map_err(|m| ModelError::new(&field, m))?;
     if !name.starts_with('_') {
         return Ok(());
     }
@@ -162,6 +176,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
             fail(format!("'{value}' is not a valid host name"))
         }
         "_altmacs" => parse_mac_list(value).map(|_| ()).or_else(fail),
+        "_power_uri" => crate::secret::check_power_uri(value).or_else(fail),
         "_ips" => match parse_assignments(value) {
             Some(list) => {
                 for (iface, ip) in list {

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod naming;
 pub mod net;
 pub mod objects;
+pub mod secret;
 pub mod status;
 
 pub use attributes::{

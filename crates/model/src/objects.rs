@@ -194,6 +194,9 @@ impl Node {
             ));
         }
         one_of("boot_sequence", &self.boot_sequence, &BOOT_SEQUENCES)?;
+        if let Some(uri) = &self.power_uri {
+            crate::secret::check_power_uri(uri).map_err(|m| ModelError::new("power_uri", m))?;
+        }
         if let Some(stage) = &self.boot_stage {
             one_of("boot_stage", stage, &["pxe", "local"])?;
         }

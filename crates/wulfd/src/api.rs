@@ -24,6 +24,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::heads::routes())
         .merge(crate::maint::routes())
         .merge(crate::exec::routes::routes())
+        .merge(crate::power::routes())
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -17,6 +17,7 @@ mod migrate;
 mod netif;
 mod objects;
 mod peers;
+mod power;
 mod sendfile;
 mod status;
 mod tftp;

@@ -47,8 +47,15 @@ fn requested_fields(q: &HashMap<String, String>) -> Option<Vec<String>> {
     })
 }
 
-/// An object's JSON, or only the named fields of it.
+/// An object's JSON, or only the named fields of it; secrets masked (see
+/// `wulf_model::secret`).
 fn object_bytes(obj: &AnyObj, fields: Option<&[String]>) -> Vec<u8> {
+    let masked = match obj {
+        AnyObj::Node(n) => wulf_model::secret::mask_node(n).map(AnyObj::Node),
+        AnyObj::Attrib(g) => wulf_model::secret::mask_group(g).map(AnyObj::Attrib),
+        _ => None,
+    };
+    let obj = masked.as_ref().unwrap_or(obj);
     match fields {
         None => obj.to_bytes(),
         Some(fields) => {
@@ -163,7 +170,16 @@ async fn node_attributes(
         .map(|n| NodeAttributes {
             uid: n.uid.clone(),
             name: n.name.clone(),
-            attributes: st.effective_attributes(n),
+            attributes: st
+                .effective_attributes(n)
+                .into_iter()
+                .map(|(k, mut a)| {
+                    if let Some(m) = wulf_model::secret::mask_attr(&k, &a.value) {
+                        a.value = m;
+                    }
+                    (k, a)
+                })
+                .collect(),
         })
         .collect();
     Ok(axum::Json(out))

@@ -791,11 +791,15 @@ pub async fn follow(
     }
 }
 
-/// The reply to a report: the node's name and effective attribute values.
+/// The reply to a report: the node's name and effective attribute values (secrets masked:
+/// the node has no use for its BMC's password).
 pub fn reply_attributes(st: &CacheState, node: &wulf_model::Node) -> BTreeMap<String, String> {
     st.effective_attributes(node)
         .into_iter()
-        .map(|(k, a)| (k, a.value))
+        .map(|(k, a)| {
+            let v = wulf_model::secret::mask_attr(&k, &a.value).unwrap_or(a.value);
+            (k, v)
+        })
         .collect()
 }
 
