@@ -90,3 +90,12 @@ pub fn resolve(
     };
     Ok((url, token))
 }
+
+/// A client for the head the command line names (flags, environment, config, local head).
+pub(crate) fn client(cli: &crate::args::Cli) -> Result<wulf_api::Client, crate::fail::Fail> {
+    use crate::fail::usage;
+    let cfg = load_config().map_err(|e| usage(format!("{e:#}")))?;
+    let (url, token) =
+        resolve(cli.url.clone(), cli.token.clone(), &cfg).map_err(|e| usage(format!("{e:#}")))?;
+    Ok(wulf_api::Client::new(&url, token))
+}

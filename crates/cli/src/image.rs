@@ -12,7 +12,8 @@ use serde_json::Value;
 use wulf_api::client::encode;
 use wulf_model::Kind;
 
-use crate::{Cli, Fail};
+use crate::args::Cli;
+use crate::fail::Fail;
 
 /// What to upload: a packed temporary file, or the user's own .tar.gz as it is.
 pub(crate) enum Packed {
@@ -37,11 +38,13 @@ pub(crate) fn create(
     from_tar: Option<&Path>,
 ) -> Result<(), Fail> {
     if kind != Kind::Image {
-        return Err(crate::usage("--from-dir and --from-tar create images only"));
+        return Err(crate::fail::usage(
+            "--from-dir and --from-tar create images only",
+        ));
     }
-    let (fields, files) = crate::parse_fields(kind, pairs)?;
+    let (fields, files) = crate::fields::parse_fields(kind, pairs)?;
     if !files.is_empty() {
-        return Err(crate::usage(
+        return Err(crate::fail::usage(
             "give the content either as content=@FILE or with --from-dir/--from-tar, not both",
         ));
     }
@@ -50,7 +53,7 @@ pub(crate) fn create(
         .and_then(Value::as_str)
         .map(str::to_string)
     else {
-        return Err(crate::usage(
+        return Err(crate::fail::usage(
             "name the image: wulf image create name=NAME --from-dir DIR",
         ));
     };
@@ -59,12 +62,12 @@ pub(crate) fn create(
         (Some(d), None) => Packed::Temp(pack_dir(d).map_err(Fail::Request)?),
         (None, Some(t)) => from_tar_file(t).map_err(Fail::Request)?,
         _ => {
-            return Err(crate::usage(
+            return Err(crate::fail::usage(
                 "give one of --from-dir DIR or --from-tar FILE",
             ))
         }
     };
-    let c = crate::client(cli)?;
+    let c = crate::conn::client(cli)?;
     let existing: Vec<Value> = c.get("/image?fields=uid,name")?;
     let found = existing
         .iter()
@@ -99,8 +102,8 @@ pub(crate) fn create(
             ("Created", uid.to_string())
         }
     };
-    let obj = crate::upload(&c, kind, &uid, "content", packed.path())?;
-    crate::report(cli, verb, kind, &[obj]);
+    let obj = crate::files::upload(&c, kind, &uid, "content", packed.path())?;
+    crate::objects::report(cli, verb, kind, &[obj]);
     Ok(())
 }
 

@@ -14,7 +14,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use wulf_model::Kind;
 
-use crate::{Cli, Fail};
+use crate::args::Cli;
+use crate::fail::Fail;
 
 /// The init the kernel runs (busybox sh).
 const INIT: &str = include_str!("init.sh");
@@ -99,7 +100,7 @@ fn build_cmd(cli: &Cli, a: &BuildArgs) -> Result<(), Fail> {
     // Check the boot config before the work, so a typo costs nothing.
     let client = match &a.boot {
         Some(name) => {
-            let c = crate::client(cli)?;
+            let c = crate::conn::client(cli)?;
             let found: Vec<serde_json::Value> = c.get(&format!(
                 "/boot?ids={}&fields=name",
                 wulf_api::client::encode(name)
@@ -120,7 +121,7 @@ fn build_cmd(cli: &Cli, a: &BuildArgs) -> Result<(), Fail> {
         println!("{}", summary.text());
     }
     if let (Some(c), Some(name)) = (client, &a.boot) {
-        crate::upload(&c, Kind::Boot, name, "initramfs", &a.output)?;
+        crate::files::upload(&c, Kind::Boot, name, "initramfs", &a.output)?;
         if !cli.json {
             println!("Uploaded it as boot config {name}'s initramfs");
         }

@@ -1,0 +1,307 @@
+//! The command line's shape (clap types) and the helpers every verb uses to read its
+//! selection: `-i/--ids`, `--all`, comma-separated lists.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use wulf_api::client::encode;
+use wulf_model::Kind;
+
+use crate::fail::{usage, Fail};
+
+/// wulf: manage a Beowulf-style cluster from its head node.
+///
+/// Objects: node, attrib (attribute groups), boot (boot configs), image, pool (naming pools),
+/// net (networks), host (non-cluster devices), cluster (settings).
+///
+/// Name objects with -i/--ids: names, UIDs, UID prefixes (5+ characters); nodes also by MAC,
+/// IP, index, hostlist ranges like n[0-15,20] and %group.
+///
+/// Exit codes: 0 ok, 1 the request failed, 2 bad usage.
+#[derive(Parser, Debug)]
+#[command(name = "wulf", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Head URL [default: $WULF_URL, the config file, the local head, http://127.0.0.1:8740]
+    #[arg(long, env = "WULF_URL", global = true)]
+    pub(crate) url: Option<String>,
+    /// API token [default: $WULF_TOKEN, the config file, the local head's admin.token]
+    #[arg(long, env = "WULF_TOKEN", global = true, hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Print JSON for scripts instead of tables
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Long listing: main fields, and for nodes their effective attributes with the layer
+    /// each came from (default group, a group, or the node)
+    #[arg(short = 'l', long = "long", global = true)]
+    pub(crate) long: bool,
+    /// Longest listing: every field, and effective attributes with their layers
+    #[arg(short = 'L', long = "full", global = true)]
+    pub(crate) full: bool,
+    /// One table row per object
+    #[arg(short = 't', long = "table", global = true)]
+    pub(crate) table: bool,
+    #[command(subcommand)]
+    pub(crate) command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Top {
+    /// Compute nodes
+    Node(ObjectCmd),
+    /// Attribute groups
+    Attrib(ObjectCmd),
+    /// Boot configs (kernel, initramfs, cmdline, image)
+    Boot(ObjectCmd),
+    /// Root filesystem images
+    Image(ObjectCmd),
+    /// Naming pools (pattern n{} or gpu{:03d} from a first index)
+    Pool(ObjectCmd),
+    /// Networks (addresses nodes get by index)
+    Net(ObjectCmd),
+    /// Non-cluster devices on the private network (switches, PDUs, storage)
+    Host(ObjectCmd),
+    /// Cluster settings
+    Cluster(ObjectCmd),
+    /// Expand or compress hostlists like n[0-15,20]
+    Hostlist {
+        #[command(subcommand)]
+        action: HostlistCmd,
+    },
+    /// Show the head's version, store backend and revision
+    Info,
+    /// The cluster's head nodes: which are up, which are down; remove down ones
+    Head(HeadCmd),
+    /// Build the initramfs nodes boot into (busybox, NIC drivers, wulf-agent, an init that
+    /// fetches the node's image into RAM)
+    Initramfs {
+        #[command(subcommand)]
+        action: crate::initramfs::InitramfsCmd,
+    },
+    /// Run simulated nodes (type simulated) that boot and report status like real ones
+    ///
+    /// Each simulated node fetches its boot script from the head (the head sees it boot),
+    /// takes the node credential from it, and reports status every _status_secs with that
+    /// credential, as wulf-agent does. Missing simulated nodes are created (MACs
+    /// 02:57:xx:xx:xx:xx). When the simulator stops (Ctrl-C, SIGTERM or --duration) its nodes
+    /// report a clean shutdown, or with --crash simply go silent.
+    ///
+    /// With --heads, node i boots from and reports to head i mod H. As with wulf-agent, a node
+    /// whose head cannot take a report (no connection, a timeout, HTTP 5xx) sends it to another
+    /// head at once and stays there, keeping its identity; every answer names the heads that
+    /// are up, and the nodes fail over to those too. Failovers are counted in the stats.
+    Sim(SimArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct HeadCmd {
+    /// Which heads, by name (repeatable; comma-separated)
+    #[arg(short = 'i', long = "ids", global = true, value_name = "NAMES")]
+    pub(crate) ids: Vec<String>,
+    #[command(subcommand)]
+    pub(crate) action: HeadAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum HeadAction {
+    /// List heads: name, up or down, API URLs, version, when it started
+    Ls,
+    /// Remove down heads (a head that is up refuses: stop it first)
+    Delete,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SimArgs {
+    /// How many simulated nodes to run
+    #[arg(long, short = 'n', default_value_t = 8)]
+    pub(crate) nodes: usize,
+    /// Stop after this many seconds (default: run until Ctrl-C)
+    #[arg(long, value_name = "SECS")]
+    pub(crate) duration: Option<f64>,
+    /// Simulated boot time: each node first reports after a random delay up to this
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub(crate) boot_secs: f64,
+    /// Heads to spread the nodes over: base URLs, comma-separated or repeated (default: the
+    /// head of --url). Node i reports to head i mod H. Missing nodes are created through
+    /// --url, else the first of these
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub(crate) heads: Vec<String>,
+    /// Parallel reporting threads; each keeps one connection to each head it reports to
+    #[arg(long, default_value_t = 32)]
+    pub(crate) connections: usize,
+    /// Stop without clean-shutdown reports (the head sees the nodes stop sending status)
+    #[arg(long)]
+    pub(crate) crash: bool,
+    /// Print reports/s and latency every this many seconds (0: only at the end)
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub(crate) stats: f64,
+    /// Do not create missing simulated nodes
+    #[arg(long)]
+    pub(crate) no_create: bool,
+    /// Start a head (wulfd beside this wulf binary, on embedded defaults) for the simulation
+    /// and stop it afterwards; print the node status once the nodes are up
+    #[arg(long)]
+    pub(crate) local_head: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum HostlistCmd {
+    /// Print each name of a hostlist, one per line
+    Expand { hostlist: Vec<String> },
+    /// Print names (arguments, or stdin lines) as the shortest hostlist
+    Compress { names: Vec<String> },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ObjectCmd {
+    /// Which objects (repeatable; comma-separated; hostlists and %group for nodes)
+    #[arg(short = 'i', long = "ids", global = true, value_name = "IDS")]
+    pub(crate) ids: Vec<String>,
+    /// Every object of this kind (needed to update or delete without --ids)
+    #[arg(short = 'a', long, global = true)]
+    pub(crate) all: bool,
+    #[command(subcommand)]
+    pub(crate) action: Action,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Action {
+    /// List objects (-l table, -L everything, --json)
+    Ls {
+        /// Names of objects to list (same as --ids)
+        names: Vec<String>,
+    },
+    /// Create objects: key=value fields, key=@file to upload a file field
+    Create {
+        /// Fields: name=… and the kind's other fields; FILE fields take @PATH
+        #[arg(value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Nodes: create this many (index=N starts them at N)
+        #[arg(long)]
+        count: Option<u32>,
+        /// Nodes: one node per MAC in this file (one MAC a line, '#' comments; '-' = stdin)
+        #[arg(long, value_name = "FILE")]
+        macs: Option<PathBuf>,
+        /// Images: pack this root filesystem directory (tar.gz, modes, owners, links and
+        /// device nodes kept) and upload it as the content; the image is created if absent
+        #[arg(long, value_name = "DIR", conflicts_with = "from_tar")]
+        from_dir: Option<PathBuf>,
+        /// Images: upload this .tar or .tar.gz root filesystem as the content (a .tar is
+        /// gzip'd first); the image is created if absent
+        #[arg(long, value_name = "FILE")]
+        from_tar: Option<PathBuf>,
+    },
+    /// Change fields of the selected objects
+    Update {
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
+    /// Delete the selected objects
+    Delete,
+    /// Set attributes (nodes and attribute groups): name=value or name=@file
+    Set {
+        #[arg(value_name = "NAME=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
+    /// Remove attributes
+    Clear {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+    /// Add nodes to attribute groups (appended, in order)
+    Join {
+        #[arg(value_name = "GROUP", required = true)]
+        groups: Vec<String>,
+    },
+    /// Remove nodes from attribute groups
+    Leave {
+        #[arg(value_name = "GROUP", required = true)]
+        groups: Vec<String>,
+    },
+    /// Upload a file field (boot: kernel, initramfs; image: content)
+    Upload { field: String, file: PathBuf },
+    /// Download a file field to a file (or stdout with -o -)
+    Download {
+        field: String,
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Nodes only: MAC addresses that asked the head's DHCP server for an address but belong
+    /// to no node (while the cluster does not accept new nodes). Create nodes from them with
+    /// `wulf node unknown --json | jq -r '.[].mac' | wulf node create --macs -`
+    Unknown,
+    /// Cluster only: print /etc/hosts lines (heads, nodes, hosts) or /etc/ethers lines
+    Hosts {
+        /// hosts or ethers
+        #[arg(long, default_value = "hosts")]
+        format: String,
+    },
+    /// Cluster only: the database's size and health, and maintenance on demand
+    ///
+    /// One row per store member (each etcd member, or the embedded file): size, bytes in
+    /// use, fill of the space quota, leader, reachability; raised alarms (NOSPACE: "database
+    /// space exceeded", etcd refuses writes) and what the heads' maintenance last did.
+    /// With an option, that maintenance runs first.
+    Db {
+        /// Compact all history up to the current revision
+        #[arg(long)]
+        compact: bool,
+        /// Defragment every reachable etcd member, one at a time, the leader last
+        #[arg(long)]
+        defrag: bool,
+        /// Clear raised alarms (after making room)
+        #[arg(long)]
+        disarm: bool,
+        /// Recover from "database space exceeded": compact, defragment, disarm
+        #[arg(long, conflicts_with_all = ["compact", "defrag", "disarm"])]
+        recover: bool,
+    },
+    /// Nodes only: node status as the head sees it now
+    ///
+    /// Without options: one row per state (up, booting, down with its reason, new) listing
+    /// the nodes as hostlist ranges, pasteable into --ids. -l: one row per node (state, last
+    /// change, uptime, load, RAM, busy). -L: everything each node reported (hostname,
+    /// kernel, cmdline, modules, SELinux, hardware, agent cost). --json: the same as JSON.
+    Status {
+        /// A live full-screen view that updates as reports arrive (q quits); without a
+        /// terminal, prints the summary again each time it changes
+        #[arg(long, short = 'r')]
+        refresh: bool,
+        /// With --refresh: stop after this many seconds
+        #[arg(long, value_name = "SECS", requires = "refresh")]
+        refresh_for: Option<f64>,
+    },
+}
+impl ObjectCmd {
+    /// The `ids` query for the selection, or None for "not given".
+    pub(crate) fn ids_query(&self, extra: &[String]) -> Option<String> {
+        let all: Vec<&str> = self
+            .ids
+            .iter()
+            .chain(extra)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!all.is_empty()).then(|| all.join(","))
+    }
+
+    /// `?ids=…` or `?all=true`, requiring one of them for changes to many objects.
+    pub(crate) fn target_query(&self, kind: Kind, action: &str) -> Result<String, Fail> {
+        match self.ids_query(&[]) {
+            Some(ids) => Ok(format!("?ids={}", encode(&ids))),
+            None if self.all || kind == Kind::Cluster => Ok("?all=true".to_string()),
+            None => Err(usage(format!(
+                "{action} needs --ids (-i) to say which {}s, or --all",
+                kind.title()
+            ))),
+        }
+    }
+}
+
+/// Comma-separated and repeated values as one list, blanks dropped.
+pub(crate) fn split_list(v: &[String]) -> Vec<String> {
+    v.iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}

@@ -1,0 +1,36 @@
+//! How a command fails: bad usage (exit 2) or a failed request (exit 1).
+
+use wulf_api::ApiError;
+
+/// A failure and its exit code.
+pub(crate) enum Fail {
+    Usage(String),
+    Request(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Fail {
+    fn from(e: anyhow::Error) -> Fail {
+        Fail::Request(e)
+    }
+}
+
+impl From<ApiError> for Fail {
+    fn from(e: ApiError) -> Fail {
+        Fail::Request(explain(e))
+    }
+}
+
+/// The head's error, with what to do about the common ones.
+pub(crate) fn explain(e: ApiError) -> anyhow::Error {
+    match &e {
+        ApiError::Status { status: 401, .. } => anyhow::anyhow!(
+            "{e}. Give the token with --token or WULF_TOKEN (the head writes it to DATA_DIR/admin.token)"
+        ),
+        ApiError::Transport { .. } => anyhow::anyhow!("{e}. Is wulfd running? Point at it with --url or WULF_URL"),
+        _ => anyhow::anyhow!(e),
+    }
+}
+
+pub(crate) fn usage(msg: impl Into<String>) -> Fail {
+    Fail::Usage(msg.into())
+}

@@ -1,0 +1,103 @@
+//! Node-only verbs that read what the head knows: `status` and `unknown`.
+
+use serde_json::Value;
+use wulf_model::Kind;
+
+use crate::args::{Cli, ObjectCmd};
+use crate::conn::client;
+use crate::fail::{usage, Fail};
+use crate::{output, status};
+
+/// `wulf node status`.
+pub(crate) fn status(
+    cli: &Cli,
+    kind: Kind,
+    cmd: &ObjectCmd,
+    refresh: bool,
+    refresh_for: Option<f64>,
+) -> Result<(), Fail> {
+    if kind != Kind::Node {
+        return Err(usage("status is a node action: wulf node status"));
+    }
+    let c = client(cli)?;
+    let ids = cmd.ids_query(&[]);
+    let ids = ids.as_deref();
+    if refresh {
+        let until =
+            refresh_for.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+        return status::refresh_tui(&c, ids, until).map_err(Fail::Request);
+    }
+    if cli.json {
+        output::print_json(&status::nodes(&c, ids, 2)?);
+    } else if cli.full {
+        status::print_full(&status::nodes(&c, ids, 2)?);
+    } else if cli.long || cli.table {
+        status::print_long(&status::nodes(&c, ids, 1)?);
+    } else {
+        status::print_summary(&status::summary(&c, ids, None)?);
+    }
+    Ok(())
+}
+
+/// `wulf node unknown`: MACs the head's DHCP server saw that belong to no node.
+pub(crate) fn unknown(cli: &Cli, kind: Kind) -> Result<(), Fail> {
+    if kind != Kind::Node {
+        return Err(usage("unknown is a node action: wulf node unknown"));
+    }
+    let list: Vec<Value> = client(cli)?.get("/node/unknown")?;
+    if cli.json {
+        output::print_json(&list);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("No unknown MAC addresses have asked for an address.");
+        return Ok(());
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(["MAC", "INTERFACE", "FIRST SEEN", "LAST SEEN", "COUNT"]);
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let time = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .map(utc)
+            .unwrap_or_default()
+    };
+    for u in &list {
+        t.add_row([
+            text(u, "mac"),
+            text(u, "interface"),
+            time(u, "first_seen"),
+            time(u, "last_seen"),
+            u.get("count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
+fn utc(secs: f64) -> String {
+    let s = secs.max(0.0) as i64;
+    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
