@@ -1,14 +1,20 @@
-//! The report cycle and the loop around it.
+//! The report cycle and the loop around it, and the orphan's decisions (run-to-completion,
+//! see [`wulf_api::command::orphan`]): the loop counts the time since a head last accepted a
+//! report, samples CPU use while the node is an orphan, and reboots when the node's
+//! `_orphan_policy` says so.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
+use wulf_api::command::orphan::{self, Event, OrphanWatch};
 use wulf_api::status::{Hardware, ReportReply, ReportState, StatusReport};
 
 use crate::attrfile::AttrFile;
 use crate::busy;
+use crate::commands::{Channel, PowerCommands, Shared};
 use crate::config::Settings;
 use crate::cost::{Cost, Cycle};
 use crate::cpuset::Pinner;
@@ -42,6 +48,16 @@ pub struct Agent {
     failures: u32,
     /// Bad attribute values already warned about: (_status_secs, _busy).
     warned: (Option<String>, Option<String>),
+    /// Bad `_orphan_*` values already warned about.
+    warned_orphan: Vec<String>,
+    /// What the command thread needs from the report loop, and tells it.
+    shared: Arc<Shared>,
+    orphan: OrphanWatch,
+    /// The CPU sample at the last tick, while the node is an orphan.
+    orphan_cpu: Option<CpuSample>,
+    power: PowerCommands,
+    self_reboot: bool,
+    cred: String,
 }
 
 impl Agent {
@@ -49,8 +65,20 @@ impl Agent {
     /// answers (so `_status_secs`, `_busy` and `_status_cpuset` hold from the first report).
     pub fn new(settings: Settings, state_dir: PathBuf, paths: Paths) -> Agent {
         let attr_file = AttrFile::open(&state_dir);
+        let self_reboot = settings.self_reboot();
+        let sender = Sender::new(settings.heads, &settings.node, &settings.cred);
         let mut agent = Agent {
-            sender: Sender::new(settings.heads, &settings.node, &settings.cred),
+            shared: Arc::new(Shared::new(sender.current())),
+            sender,
+            orphan: OrphanWatch::new(orphan::Settings::default(), Instant::now()),
+            orphan_cpu: None,
+            power: PowerCommands {
+                reboot: settings.reboot_cmd,
+                poweroff: settings.poweroff_cmd,
+            },
+            self_reboot,
+            cred: settings.cred,
+            warned_orphan: Vec::new(),
             node: settings.node,
             gatherer: Gatherer::new(paths),
             flag_path: state_dir.join(busy::FLAG_FILE),
@@ -93,6 +121,50 @@ impl Agent {
         }
         let cpuset = self.attrs.get("_status_cpuset").map(String::as_str);
         let _ = self.pinner.update(cpuset, &self.gatherer.paths().sys_dir);
+        let (settings, bad) = orphan::Settings::from_attributes(&self.attrs);
+        for (_, why) in &bad {
+            if !self.warned_orphan.contains(why) {
+                warn!("{why}; using the default");
+            }
+        }
+        self.warned_orphan = bad.into_iter().map(|(_, why)| why).collect();
+        if settings != self.orphan.settings() {
+            let s = settings;
+            info!(
+                "orphan after {} s without a head, then {}",
+                s.secs,
+                match s.policy {
+                    orphan::Policy::Reboot => "reboot".to_string(),
+                    orphan::Policy::Idle => format!(
+                        "reboot once below {}% of one CPU for {} s",
+                        s.idle_pct, s.idle_secs
+                    ),
+                    orphan::Policy::Run => "keep running".to_string(),
+                }
+            );
+            self.orphan.set_settings(settings);
+        }
+    }
+
+    /// The state shared with the command thread.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// The command thread for this agent (started by [`Agent::run`]).
+    pub fn channel(&self) -> Channel {
+        Channel::new(
+            &self.node,
+            &self.cred,
+            self.shared.clone(),
+            self.power.clone(),
+        )
+    }
+
+    /// True while no head has accepted a report for `_orphan_secs`, or since a head
+    /// ordered the node to become an orphan (until a head accepts a report again).
+    pub fn is_orphan(&self) -> bool {
+        self.orphan.is_orphan()
     }
 
     /// Gather a report. `full` is false for the shutdown report (cheap fields only).
@@ -177,9 +249,15 @@ impl Agent {
         }
         let result = self.sender.send(&report, false);
         match &result {
-            Ok((reply, head)) => self.accept(reply, head, report.hardware.is_some()),
+            Ok((reply, head)) => {
+                self.accept(reply, head, report.hardware.is_some());
+                if let Some(Event::Rejoined { after }) = self.orphan.answered(Instant::now()) {
+                    info!(target: "audit", "rejoined: {head} took a report after {} s as an orphan", after.as_secs());
+                }
+            }
             Err(_) => self.failures += 1,
         }
+        self.shared.set_head(self.sender.current());
         let (cpu, wall) = c.finish();
         self.cost.record(cpu, wall);
         debug!(
@@ -213,7 +291,8 @@ impl Agent {
         self.sender.learn(&reply.heads);
     }
 
-    /// Report every interval until SIGTERM/SIGINT, then send the shutdown report.
+    /// Report every interval until SIGTERM/SIGINT, then send the shutdown report. Commands
+    /// from the head run in a thread of their own, started here.
     pub fn run(&mut self, stop: &Stop) {
         info!(
             "wulf-agent {} for node {} reporting to {}",
@@ -221,20 +300,106 @@ impl Agent {
             self.node,
             self.sender.heads().join(",")
         );
+        if let Err(e) = self.channel().spawn() {
+            warn!("cannot start the command thread: {e}; the head cannot send commands");
+        }
+        let mut next = Instant::now();
         loop {
-            let started = Instant::now();
-            if let Err(e) = self.cycle() {
-                warn!(
-                    "report failed ({} in a row): {e}; trying again in {} s",
-                    self.failures, self.interval
-                );
+            if self.shared.take_orphan_order() {
+                self.orphan_on_request();
+            } else {
+                let started = Instant::now();
+                if self.orphan.may_contact(started) {
+                    if let Err(e) = self.cycle() {
+                        warn!(
+                            "report failed ({} in a row): {e}; trying again in {} s",
+                            self.failures, self.interval
+                        );
+                    }
+                }
+                self.orphan_tick();
+                next = started + Duration::from_secs(u64::from(self.interval));
             }
-            let next = started + Duration::from_secs(u64::from(self.interval));
-            if stop.sleep(next.saturating_duration_since(Instant::now())) {
+            // An ordered orphan's quiet time may end before the next report is due.
+            let wake = match self.orphan.quiet_until() {
+                Some(q) if q > Instant::now() => next.min(q),
+                _ => next,
+            };
+            if stop.sleep(wake.saturating_duration_since(Instant::now())) {
                 break;
             }
         }
         self.shutdown();
+    }
+
+    /// A head ordered the node to become an orphan: send the orphan report, go quiet for
+    /// `_orphan_secs` and follow the policy.
+    pub fn orphan_on_request(&mut self) {
+        let report = self.build_report(ReportState::Orphan, false);
+        match self.sender.send(&report, true) {
+            Ok((_, head)) => info!("sent the orphan report to {head}"),
+            Err(e) => warn!("orphan report failed: {e}"),
+        }
+        let now = Instant::now();
+        let events = self.orphan.ordered(now);
+        self.orphan_cpu = self.gatherer.cpu_sample();
+        self.shared.set_quiet(!self.orphan.may_contact(now));
+        self.orphan_events(events);
+    }
+
+    /// Feed the orphan watch with the time and, for an orphan, the CPU use since the last
+    /// tick; act on what it says.
+    pub fn orphan_tick(&mut self) {
+        let now = Instant::now();
+        let pct = if self.orphan.is_orphan() {
+            let sample = self.gatherer.cpu_sample();
+            let pct = match (self.orphan_cpu, sample) {
+                (Some(a), Some(b)) => orphan::cpu_pct(
+                    b.busy.saturating_sub(a.busy),
+                    b.total.saturating_sub(a.total),
+                    self.gatherer.cpus(),
+                ),
+                _ => None,
+            };
+            self.orphan_cpu = sample;
+            pct
+        } else {
+            None
+        };
+        let events = self.orphan.tick(now, pct);
+        if !self.orphan.is_orphan() {
+            self.orphan_cpu = None;
+        } else if self.orphan_cpu.is_none() {
+            self.orphan_cpu = self.gatherer.cpu_sample();
+        }
+        self.shared.set_quiet(!self.orphan.may_contact(now));
+        self.orphan_events(events);
+    }
+
+    fn orphan_events(&mut self, events: Vec<Event>) {
+        for e in events {
+            match e {
+                Event::Orphaned { ordered } => {
+                    let s = self.orphan.settings();
+                    if ordered {
+                        info!(target: "audit", "orphan on request: no head contacted for {} s; _orphan_policy={}", s.secs, s.policy.as_str());
+                    } else {
+                        info!(target: "audit", "orphan: no head took a report for {} s; _orphan_policy={}", s.secs, s.policy.as_str());
+                    }
+                    // A head that takes this node back gets the whole picture again.
+                    self.hardware_sent = false;
+                }
+                Event::Rejoined { .. } => {}
+                Event::Reboot { reason } => {
+                    if self.self_reboot {
+                        info!(target: "audit", command = %self.power.reboot.join(" "), "{reason}: rebooting");
+                        crate::exec::start_detached(&self.power.reboot, "orphan reboot");
+                    } else {
+                        warn!("{reason}: NOT rebooting, because this machine was not booted by a wulf head (no wulf.node= on its kernel command line) and no reboot command is configured (reboot_cmd=)");
+                    }
+                }
+            }
+        }
     }
 
     /// Send the last report, `state: shutdown`, with the short timeout.
@@ -275,11 +440,7 @@ mod tests {
 
     fn agent(dir: &std::path::Path) -> Agent {
         Agent::new(
-            Settings {
-                heads: vec!["http://127.0.0.1:1".into()],
-                node: "uid".into(),
-                cred: "cred".into(),
-            },
+            Settings::new(vec!["http://127.0.0.1:1".into()], "uid", "cred"),
             dir.to_path_buf(),
             Paths::default(),
         )

@@ -4,6 +4,13 @@
 //! command line (`wulf.head=URL wulf.node=UID wulf.cred=CRED`, put there by the head's iPXE
 //! script), then `<state-dir>/agent.conf` (`head=`, `node=`, `cred=` lines, written by the
 //! initramfs).
+//!
+//! The commands a soft reboot and poweroff run come the same way (`--reboot-cmd`,
+//! `wulf.reboot_cmd=`, `reboot_cmd=`; `--poweroff-cmd`, `wulf.poweroff_cmd=`,
+//! `poweroff_cmd=`): a program and its arguments, separated by spaces or commas (the kernel
+//! command line has no spaces inside a parameter: `wulf.reboot_cmd=systemctl,reboot`), run
+//! without a shell. The defaults are `reboot` and `poweroff`, which busybox and systemd both
+//! provide.
 
 /// The agent's configuration file's name in the state directory.
 pub const CONF_FILE: &str = "agent.conf";
@@ -14,6 +21,21 @@ pub struct Partial {
     pub heads: Vec<String>,
     pub node: Option<String>,
     pub cred: Option<String>,
+    pub reboot_cmd: Option<Vec<String>>,
+    pub poweroff_cmd: Option<Vec<String>>,
+}
+
+/// The reboot command when none is configured.
+pub const DEFAULT_REBOOT: &str = "reboot";
+/// The poweroff command when none is configured.
+pub const DEFAULT_POWEROFF: &str = "poweroff";
+
+/// Split a configured command into its program and arguments (spaces or commas separate).
+pub fn split_command(s: &str) -> Vec<String> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Everything the agent needs to report.
@@ -23,6 +45,36 @@ pub struct Settings {
     pub heads: Vec<String>,
     pub node: String,
     pub cred: String,
+    /// What a soft reboot runs.
+    pub reboot_cmd: Vec<String>,
+    /// What a soft poweroff runs.
+    pub poweroff_cmd: Vec<String>,
+    /// True when the reboot command was configured rather than the default.
+    pub reboot_cmd_set: bool,
+    /// True when the machine was booted by a wulf head (`wulf.node=` on its kernel command
+    /// line). An orphan reboots on its own only then, or when its reboot command is
+    /// configured: an agent started by hand on some other machine never reboots it.
+    pub booted_by_head: bool,
+}
+
+impl Settings {
+    /// Settings with these heads, node and credential, and the default commands.
+    pub fn new(heads: Vec<String>, node: &str, cred: &str) -> Settings {
+        Settings {
+            heads,
+            node: node.to_string(),
+            cred: cred.to_string(),
+            reboot_cmd: vec![DEFAULT_REBOOT.to_string()],
+            poweroff_cmd: vec![DEFAULT_POWEROFF.to_string()],
+            reboot_cmd_set: false,
+            booted_by_head: false,
+        }
+    }
+
+    /// May an orphan reboot this machine on its own?
+    pub fn self_reboot(&self) -> bool {
+        self.booted_by_head || self.reboot_cmd_set
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,6 +89,8 @@ pub enum ConfigError {
     },
     #[error("bad head URL '{0}': only http:// URLs are supported")]
     BadUrl(String),
+    #[error("{0} is empty: give a program, like {0}=reboot")]
+    EmptyCommand(&'static str),
 }
 
 /// Split a comma-separated list of head URLs, dropping empty items.
@@ -82,11 +136,14 @@ fn set(p: &mut Partial, key: &str, value: &str) {
         "head" => p.heads.extend(split_heads(value)),
         "node" => p.node = Some(value.to_string()),
         "cred" => p.cred = Some(value.to_string()),
+        "reboot_cmd" => p.reboot_cmd = Some(split_command(value)),
+        "poweroff_cmd" => p.poweroff_cmd = Some(split_command(value)),
         _ => {}
     }
 }
 
-/// The `wulf.head=`, `wulf.node=` and `wulf.cred=` parameters of a kernel command line.
+/// The `wulf.head=`, `wulf.node=`, `wulf.cred=`, `wulf.reboot_cmd=` and
+/// `wulf.poweroff_cmd=` parameters of a kernel command line.
 /// Parameters after a lone `--` belong to init and are ignored.
 pub fn from_cmdline(cmdline: &str) -> Partial {
     let mut p = Partial::default();
@@ -130,6 +187,8 @@ pub fn resolve(sources: &[Partial], conf_path: &str) -> Result<Settings, ConfigE
         .unwrap_or_default();
     let node = sources.iter().find_map(|s| s.node.clone());
     let cred = sources.iter().find_map(|s| s.cred.clone());
+    let reboot = sources.iter().find_map(|s| s.reboot_cmd.clone());
+    let poweroff = sources.iter().find_map(|s| s.poweroff_cmd.clone());
     let mut missing = Vec::new();
     if heads.is_empty() {
         missing.push(("head URL", "--head", "wulf.head=", "head="));
@@ -148,11 +207,21 @@ pub fn resolve(sources: &[Partial], conf_path: &str) -> Result<Settings, ConfigE
                 normalized.push(n);
             }
         }
-        return Ok(Settings {
-            heads: normalized,
-            node,
-            cred,
-        });
+        let mut settings = Settings::new(normalized, &node, &cred);
+        if let Some(cmd) = reboot {
+            if cmd.is_empty() {
+                return Err(ConfigError::EmptyCommand("reboot_cmd"));
+            }
+            settings.reboot_cmd = cmd;
+            settings.reboot_cmd_set = true;
+        }
+        if let Some(cmd) = poweroff {
+            if cmd.is_empty() {
+                return Err(ConfigError::EmptyCommand("poweroff_cmd"));
+            }
+            settings.poweroff_cmd = cmd;
+        }
+        return Ok(settings);
     }
     type Names = (&'static str, &'static str, &'static str, &'static str);
     let join = |f: fn(&Names) -> &'static str, sep: &str| {
@@ -183,6 +252,7 @@ mod tests {
                 heads: vec!["http://10.0.0.1:8740".into()],
                 node: Some("abc".into()),
                 cred: Some("s3cret".into()),
+                ..Default::default()
             }
         );
         let p = from_cmdline("wulf.head=http://a:1,http://b:2 \"wulf.node=x\"");
@@ -205,6 +275,7 @@ mod tests {
                 heads: vec!["http://h1:8740".into()],
                 node: Some("u1".into()),
                 cred: Some("c1".into()),
+                ..Default::default()
             }
         );
         let p = from_conf("head=http://a\nhead=http://b,http://c\n");
@@ -217,18 +288,18 @@ mod tests {
             heads: vec![],
             node: Some("flag-node".into()),
             cred: None,
+            ..Default::default()
         };
         let cmdline = from_cmdline("wulf.head=10.0.0.1:8740/ wulf.cred=cmd-cred");
         let conf = from_conf("head=http://conf\nnode=conf-node\ncred=conf-cred\n");
         let s = resolve(&[flags, cmdline, conf], "/etc/wulf/agent.conf").expect("resolve");
         assert_eq!(
             s,
-            Settings {
-                heads: vec!["http://10.0.0.1:8740".into()],
-                node: "flag-node".into(),
-                cred: "cmd-cred".into(),
-            }
+            Settings::new(vec!["http://10.0.0.1:8740".into()], "flag-node", "cmd-cred")
         );
+        assert_eq!(s.reboot_cmd, ["reboot"]);
+        assert_eq!(s.poweroff_cmd, ["poweroff"]);
+        assert!(!s.reboot_cmd_set);
     }
 
     #[test]
@@ -244,6 +315,7 @@ mod tests {
             heads: vec!["http://h".into()],
             node: Some("n".into()),
             cred: None,
+            ..Default::default()
         };
         let e = resolve(&[only_cred], "/x/agent.conf").expect_err("missing");
         assert_eq!(
@@ -277,10 +349,41 @@ mod tests {
                 heads: split_heads("http://a, http://a/ ,,http://b"),
                 node: Some("n".into()),
                 cred: Some("c".into()),
+                ..Default::default()
             }],
             "",
         )
         .expect("resolve");
         assert_eq!(s.heads, vec!["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn power_commands() {
+        let cmdline = from_cmdline("wulf.reboot_cmd=systemctl,reboot wulf.poweroff_cmd=/bin/true");
+        assert_eq!(
+            cmdline.reboot_cmd,
+            Some(vec!["systemctl".to_string(), "reboot".to_string()])
+        );
+        let conf = from_conf("head=http://h\nnode=n\ncred=c\nreboot_cmd = /sbin/reboot -f\n");
+        assert_eq!(
+            conf.reboot_cmd,
+            Some(vec!["/sbin/reboot".to_string(), "-f".to_string()])
+        );
+        // The kernel command line comes first.
+        let s = resolve(&[cmdline, conf.clone()], "").expect("resolve");
+        assert_eq!(s.reboot_cmd, ["systemctl", "reboot"]);
+        assert_eq!(s.poweroff_cmd, ["/bin/true"]);
+        assert!(s.reboot_cmd_set);
+        let s = resolve(&[conf], "").expect("resolve");
+        assert_eq!(s.reboot_cmd, ["/sbin/reboot", "-f"]);
+        assert_eq!(s.poweroff_cmd, ["poweroff"]);
+        let blank = Partial {
+            reboot_cmd: Some(vec![]),
+            ..from_conf("head=http://h\nnode=n\ncred=c\n")
+        };
+        assert_eq!(
+            resolve(&[blank], "").expect_err("empty").to_string(),
+            "reboot_cmd is empty: give a program, like reboot_cmd=reboot"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! wulf-agent: runs on every compute node and reports the node's status to its head.
+//! wulf-agent: runs on every compute node, reports the node's status to its head and carries
+//! out the head's commands (exec, soft reboot and shutdown, orphan).
 //!
 //! The binary (`src/main.rs`) parses flags and runs [`agent::Agent`]; the modules here are
 //! the pieces it is made of, each testable on its own:
@@ -14,14 +15,18 @@
 //! | [`cost`] | the agent's own CPU and wall time |
 //! | [`send`] | posting a report to the heads, in order, with short timeouts |
 //! | [`signals`] | SIGTERM/SIGINT as a flag and a pipe the sleep between reports wakes on |
-//! | [`agent`] | the report cycle and the loop around it |
+//! | [`commands`] | the command channel: long polls, checks, results; reboot, shutdown, orphan |
+//! | [`exec`] | running one command: no shell, stdin, capped output, timeout kills its group |
+//! | [`agent`] | the report cycle, the loop around it, the orphan's decisions |
 
 pub mod agent;
 pub mod attrfile;
 pub mod busy;
+pub mod commands;
 pub mod config;
 pub mod cost;
 pub mod cpuset;
+pub mod exec;
 pub mod gather;
 pub mod hardware;
 pub mod send;

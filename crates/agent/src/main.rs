@@ -1,4 +1,4 @@
-//! wulf-agent: reports this node's status to its head.
+//! wulf-agent: reports this node's status to its head and carries out its commands.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,6 +21,16 @@ use wulf_agent::signals::Stop;
 /// Head URLs, node UID and credential come from the flags, else from the kernel command line
 /// (wulf.head= wulf.node= wulf.cred=), else from STATE_DIR/agent.conf (head= node= cred=).
 ///
+/// The agent also long-polls the head it reports to for commands (exec, reboot, shutdown,
+/// orphan), each signed by the head with the node's credential; it runs only commands for
+/// this node, correctly signed, not expired and not seen before. A reboot or shutdown runs
+/// the reboot or poweroff command (default `reboot` and `poweroff`).
+///
+/// When no head has taken a report for _orphan_secs (default 60), or a head orders it, the
+/// node is an orphan and follows _orphan_policy: reboot (default), idle (reboot once the CPUs
+/// have been idle for _orphan_idle_secs) or run (keep running); an orphan still running when
+/// a head answers again rejoins without rebooting.
+///
 /// On SIGTERM or SIGINT the agent sends a last report saying the node is shutting down and
 /// exits 0. Exit codes: 0 ok, 1 the report failed (--once), 2 bad usage or configuration.
 #[derive(Debug, Parser)]
@@ -39,6 +49,16 @@ struct Cli {
     /// every user in `ps`; prefer agent.conf (mode 0600) or the kernel command line.
     #[arg(long, value_name = "CREDENTIAL")]
     cred: Option<String>,
+
+    /// What a soft reboot (and an orphan's reboot) runs: a program and its arguments, no
+    /// shell (wulf.reboot_cmd= on the kernel command line, commas for spaces; reboot_cmd= in
+    /// agent.conf). Default: reboot
+    #[arg(long, value_name = "COMMAND")]
+    reboot_cmd: Option<String>,
+
+    /// What a soft shutdown runs (wulf.poweroff_cmd=, poweroff_cmd=). Default: poweroff
+    #[arg(long, value_name = "COMMAND")]
+    poweroff_cmd: Option<String>,
 
     /// Where agent.conf, busy.flag and attributes.ini live.
     #[arg(long, value_name = "DIR", default_value = "/etc/wulf")]
@@ -97,10 +117,13 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
             .collect(),
         node: cli.node.clone(),
         cred: cli.cred.clone(),
+        reboot_cmd: cli.reboot_cmd.as_deref().map(config::split_command),
+        poweroff_cmd: cli.poweroff_cmd.as_deref().map(config::split_command),
     };
     let cmdline = std::fs::read_to_string("/proc/cmdline")
         .map(|t| config::from_cmdline(&t))
         .unwrap_or_default();
+    let booted_by_head = cmdline.node.is_some();
     let conf_path = cli.state_dir.join(config::CONF_FILE);
     let conf = match std::fs::read_to_string(&conf_path) {
         Ok(t) => config::from_conf(&t),
@@ -110,10 +133,9 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
             Partial::default()
         }
     };
-    Ok(config::resolve(
-        &[flags, cmdline, conf],
-        &conf_path.display().to_string(),
-    )?)
+    let mut settings = config::resolve(&[flags, cmdline, conf], &conf_path.display().to_string())?;
+    settings.booted_by_head = booted_by_head;
+    Ok(settings)
 }
 
 fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {

@@ -1,5 +1,7 @@
 //! SIGTERM and SIGINT: the handler sets a flag and writes a byte to a pipe, and the sleep
-//! between reports waits on that pipe with `poll(2)`, so it wakes at once.
+//! between reports waits on that pipe with `poll(2)`, so it wakes at once. [`poke`] wakes the
+//! same sleep from another thread (the command thread, when a head orders the node to become
+//! an orphan).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -8,6 +10,26 @@ use std::time::{Duration, Instant};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+static POKED: AtomicBool = AtomicBool::new(false);
+
+/// True once SIGTERM or SIGINT arrived (from any thread).
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Wake the sleep between reports early (it returns `false`: no stop requested).
+pub fn poke() {
+    POKED.store(true, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let b = 1u8;
+        // SAFETY: writing one byte from a valid buffer; the pipe is non-blocking, so a full
+        // pipe (already woken) just fails.
+        unsafe {
+            libc::write(fd, (&b as *const u8).cast(), 1);
+        }
+    }
+}
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -67,12 +89,16 @@ impl Stop {
         STOP.load(Ordering::SeqCst)
     }
 
-    /// Sleep for `d` or until a signal; returns true when stopping was requested.
+    /// Sleep for `d` or until a signal or a [`poke`]; returns true when stopping was
+    /// requested.
     pub fn sleep(&self, d: Duration) -> bool {
         let deadline = Instant::now() + d;
         loop {
             if self.requested() {
                 return true;
+            }
+            if POKED.swap(false, Ordering::SeqCst) {
+                return false;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

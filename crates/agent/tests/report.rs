@@ -32,8 +32,9 @@ impl Request {
     }
 }
 
-/// The stand-in head: answers the n-th request (from 0) with `answer(n)` and passes every
-/// request it read to the test.
+/// The stand-in head: answers the n-th report (from 0) with `answer(n)` and passes every
+/// report it read to the test. Command polls are answered with no commands after a second,
+/// and not passed on.
 struct Head {
     url: String,
     requests: Receiver<Request>,
@@ -45,12 +46,25 @@ impl Head {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = channel();
         std::thread::spawn(move || {
-            for (n, stream) in listener.incoming().enumerate() {
+            let mut n = 0;
+            for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let Some(req) = read_request(&stream) else {
                     continue;
                 };
+                if req.method == "GET" && req.path.starts_with("/api/v1/node/commands?") {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(1));
+                        let mut w = &stream;
+                        let _ = write!(
+                            w,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]"
+                        );
+                    });
+                    continue;
+                }
                 let (status, body) = answer(n);
+                n += 1;
                 let body = body.to_string();
                 let mut w = &stream;
                 let _ = write!(
