@@ -6,7 +6,7 @@
 //!
 //! - **exec**: run in a thread of its own ([`crate::exec`]), at most [`MAX_RUNNING`] at once;
 //! - **reboot** / **shutdown**: the result (exit 0) is posted first, then the configured
-//!   reboot or poweroff command runs. The shutdown report is sent when the system stops the
+//!   reboot or poweroff command runs (a command that cannot be found is refused instead). The shutdown report is sent when the system stops the
 //!   agent (SIGTERM), as for any clean shutdown: a node whose poweroff never happens keeps
 //!   reporting `up`, so the head falls back to the BMC;
 //! - **orphan**: the result is posted, then the report loop sends its orphan report and
@@ -331,6 +331,16 @@ impl Channel {
             _ => &self.power.poweroff,
         };
         info!(target: "audit", head = %by, command = %argv.join(" "), "{what} requested");
+        let setting = if what == "reboot" {
+            "reboot_cmd"
+        } else {
+            "poweroff_cmd"
+        };
+        if let Some(why) = exec::missing(argv.first().map_or("", String::as_str)) {
+            warn!("cannot {what}: {why}");
+            self.refuse(head, id, format!("cannot {what}: {why} (set {setting}=)"));
+            return;
+        }
         self.post(head, &accepted(id));
         exec::start_detached(argv, what);
     }
@@ -571,6 +581,7 @@ mod tests {
                 exec(&["sh", "-c", "exit 7"], None),
                 "cred",
             ),
+            command("rb", "n1", now + 10, Order::Reboot, "cred"),
         ];
         // The replay reuses the id of a good command but its body differs: sign it anew so
         // only the id is the problem.
@@ -580,12 +591,12 @@ mod tests {
             "cred",
             Arc::new(Shared::new(&h.url)),
             PowerCommands {
-                reboot: vec!["false".into()],
+                reboot: vec!["/no/such/reboot".into()],
                 poweroff: vec!["false".into()],
             },
         );
         run_all(&mut ch, &h);
-        let results = wait_results(&h, 7);
+        let results = wait_results(&h, 9);
         let by_id = |id: &str| -> CommandResult {
             results
                 .iter()
@@ -629,6 +640,13 @@ mod tests {
         let cat = by_id("cat");
         assert_eq!((cat.exit, cat.stdout.as_str()), (Some(0), "to stdin\n"));
         assert_eq!(by_id("exit").exit, Some(7));
+        // A reboot command that cannot run is refused, not accepted and then not done.
+        let rb = by_id("rb");
+        assert_eq!(rb.exit, None);
+        assert_eq!(
+            rb.error.as_deref(),
+            Some("cannot reboot: /no/such/reboot is not an executable file (set reboot_cmd=)")
+        );
     }
 
     #[test]

@@ -170,6 +170,28 @@ pub fn run(argv: &[String], stdin: Option<&str>, timeout: Duration) -> CommandRe
     out
 }
 
+/// Why `program` cannot be started: not found (in `PATH` when it has no `/`) or not
+/// executable. `None` when it can.
+pub fn missing(program: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.is_empty() {
+        return Some("no program given".into());
+    }
+    if program.contains('/') {
+        return (!runnable(std::path::Path::new(program)))
+            .then(|| format!("{program} is not an executable file"));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    if std::env::split_paths(&path).any(|d| runnable(&d.join(program))) {
+        return None;
+    }
+    Some(format!("{program} not found in PATH"))
+}
+
 /// Start `argv` (a reboot or poweroff command) and log how it ended, without waiting for it.
 pub fn start_detached(argv: &[String], what: &'static str) {
     let argv = argv.to_vec();
@@ -235,12 +257,15 @@ mod tests {
             r.error.as_deref(),
             Some("/no/such/program: command not found")
         );
-        let r = run(&argv(&["/etc/hostname"]), None, T);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "not a program").expect("write");
+        let r = run(&[plain.display().to_string()], None, T);
         assert!(
             r.error
                 .as_deref()
                 .unwrap_or("")
-                .starts_with("cannot run /etc/hostname"),
+                .starts_with(&format!("cannot run {}", plain.display())),
             "{r:?}"
         );
         assert!(run(&[], None, T).error.is_some());
@@ -304,6 +329,25 @@ mod tests {
         // Exactly at the cap: not cut.
         let r = run(&sh(&format!("head -c {MAX_OUTPUT} /dev/zero")), None, T);
         assert_eq!(r.stdout.len(), MAX_OUTPUT);
+    }
+
+    #[test]
+    fn programs_that_cannot_run_are_named() {
+        assert_eq!(missing("sh"), None);
+        assert_eq!(missing("/bin/sh"), None);
+        assert_eq!(
+            missing("no-such-reboot").as_deref(),
+            Some("no-such-reboot not found in PATH")
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "not a program").expect("write");
+        let plain = plain.display().to_string();
+        assert_eq!(
+            missing(&plain),
+            Some(format!("{plain} is not an executable file"))
+        );
+        assert!(missing("").is_some());
     }
 
     #[test]
