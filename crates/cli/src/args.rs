@@ -141,6 +141,12 @@ pub(crate) struct SimArgs {
     /// and stop it afterwards; print the node status once the nodes are up
     #[arg(long)]
     pub(crate) local_head: bool,
+    /// Nodes (a hostlist, like n[0-9]) that accept a soft reboot or shutdown but do not act
+    /// on it, as if their shutdown hung (the head then falls back to the BMC). Simulated
+    /// nodes otherwise answer exec (hostname, uptime, true, false, sleep N, echo, cat),
+    /// reboot, shutdown and orphan like wulf-agent
+    #[arg(long, value_name = "NODES")]
+    pub(crate) ignore_soft: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,6 +4,12 @@
 //! `_status_secs` with the node token, as `wulf-agent` does. When the simulator stops, its
 //! nodes send a clean-shutdown report (or, with `--crash`, just go silent).
 //!
+//! Each node also long-polls its head for commands, checks them exactly as `wulf-agent` does
+//! (`wulf_api::command::Checker`) and carries them out (see [`commands`]): a few built-in
+//! exec commands, soft reboot and shutdown, orphan with the `_orphan_policy` state machine
+//! the agent uses. `--ignore-soft` makes some nodes accept a reboot or shutdown and not act
+//! on it, like a node whose shutdown hangs.
+//!
 //! With several heads, node i boots from and reports to head i mod H. Like the agent, a node
 //! whose head cannot take a report (no connection, a timeout, HTTP 5xx) sends it to another
 //! head at once and stays there; the heads each answer names (every head that is up) are
@@ -15,8 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod commands;
+
 use rand::Rng;
 use serde_json::Value;
+use wulf_api::command::orphan::{self, OrphanWatch};
+use wulf_api::command::Checker;
 use wulf_api::status::{
     node_token, AgentCost, Disk, Hardware, Nic, ReportReply, ReportState, StatusReport,
 };
@@ -50,6 +60,19 @@ pub struct SimOptions {
     /// Head base URLs to spread the nodes over (normalised, see [`normalize_head`]); empty:
     /// the admin client's head.
     pub heads: Vec<String>,
+    /// Names of the nodes that accept a soft reboot or shutdown but do not act on it.
+    pub ignore_soft: std::collections::HashSet<String>,
+}
+
+/// What a simulated node is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Running: reports and polls for commands.
+    Up,
+    /// Rebooting: silent until it has fetched its boot script again.
+    Down,
+    /// Shut down: silent for good (a simulated node has no BMC to power it on).
+    Off,
 }
 
 /// One simulated node.
@@ -68,6 +91,57 @@ struct SimNode {
     head: String,
     /// Where its failovers start among the other heads, so a dead head's nodes spread evenly.
     spread: usize,
+    phase: Phase,
+    /// Boots so far: a command still running from an earlier boot has no one to answer to.
+    boots: u64,
+    orphan: OrphanWatch,
+    checker: Checker,
+    /// `sleep` commands running: the node is busy (for the orphan's idle policy) while any
+    /// run, and was busy in an interval in which one ran.
+    sleeping: usize,
+    busy_since_tick: bool,
+}
+
+impl SimNode {
+    fn new(uid: String, name: String, mac: String, cred: &str, head: String) -> SimNode {
+        SimNode {
+            token: node_token(&uid, cred),
+            checker: Checker::new(&uid, cred),
+            uid,
+            name,
+            mac,
+            booted: Instant::now(),
+            interval: 10,
+            busy: false,
+            reports: 0,
+            boot_id: format!("{:032x}", rand::random::<u128>()),
+            head,
+            spread: 0,
+            phase: Phase::Up,
+            boots: 1,
+            orphan: OrphanWatch::new(orphan::Settings::default(), Instant::now()),
+            sleeping: 0,
+            busy_since_tick: false,
+        }
+    }
+
+    /// CPU use since the last call, as % of one CPU: busy while a `sleep` runs.
+    fn cpu_pct(&mut self) -> f64 {
+        let busy = self.sleeping > 0 || self.busy_since_tick;
+        self.busy_since_tick = false;
+        if busy {
+            100.0
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A node shared by its reporting worker and its command poller.
+type Node = Arc<Mutex<SimNode>>;
+
+fn lock(n: &Node) -> std::sync::MutexGuard<'_, SimNode> {
+    n.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Shared counters.
@@ -85,6 +159,14 @@ pub struct Stats {
     /// All latencies (µs).
     all: Mutex<Vec<u32>>,
     last_error: Mutex<Option<String>>,
+    /// Commands run, refused; soft reboots, shutdowns, soft requests ignored; orphans, rejoins.
+    pub commands: AtomicU64,
+    pub refused: AtomicU64,
+    pub reboots: AtomicU64,
+    pub shutdowns: AtomicU64,
+    pub ignored: AtomicU64,
+    pub orphans: AtomicU64,
+    pub rejoins: AtomicU64,
 }
 
 impl Stats {
@@ -465,6 +547,8 @@ fn send(
             .get("_busy")
             .and_then(|v| wulf_model::parse_bool(v))
             .unwrap_or(false);
+        n.orphan
+            .set_settings(orphan::Settings::from_attributes(&reply.attributes).0);
         return Ok(());
     }
     Err(match errors.len() {
@@ -473,14 +557,9 @@ fn send(
     })
 }
 
-/// Run one worker's share of the nodes until `stop`.
-fn worker(
-    heads: Vec<String>,
-    mut nodes: Vec<SimNode>,
-    opts: SimOptions,
-    stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
-) {
+/// Run one worker's share of the nodes until `stop`: their reports, and their orphan watch.
+fn worker(heads: Vec<String>, nodes: Vec<Node>, opts: SimOptions, ctx: Arc<commands::Ctx>) {
+    let (stats, stop) = (ctx.stats.clone(), ctx.stop.clone());
     let mut rng = rand::thread_rng();
     // One agent for all of the worker's nodes: one keep-alive connection per head, each
     // request carrying its node's token.
@@ -515,30 +594,48 @@ fn worker(
         }
         due.pop();
         let t = Instant::now();
-        let n = &mut nodes[i];
-        match send(
-            &http,
-            &mut heads,
-            n,
-            ReportState::Up,
-            &mut rng,
-            &stats,
-            &mut taken,
-        ) {
-            Ok(()) => stats.record(t.elapsed().as_micros().min(u32::MAX as u128) as u32),
-            Err(e) => stats.error(format!("{}: {e}", n.name)),
+        let mut guard = lock(&nodes[i]);
+        let n = &mut *guard;
+        if n.phase == Phase::Up && n.orphan.may_contact(t) {
+            match send(
+                &http,
+                &mut heads,
+                n,
+                ReportState::Up,
+                &mut rng,
+                &stats,
+                &mut taken,
+            ) {
+                Ok(()) => {
+                    stats.record(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    if n.orphan.answered(Instant::now()).is_some() {
+                        stats.rejoins.fetch_add(1, Ordering::Relaxed);
+                        // A node that rejoins sends its hardware again.
+                        n.reports = 0;
+                    }
+                }
+                Err(e) => stats.error(format!("{}: {e}", n.name)),
+            }
+        }
+        if n.phase == Phase::Up {
+            let pct = n.cpu_pct();
+            let events = n.orphan.tick(Instant::now(), Some(pct));
+            commands::orphan_events(&ctx, &nodes[i], n, events);
         }
         // Next report one interval after this one was due (not after it finished), so a slow
         // answer does not stretch every node's interval.
         let mut next = at + Duration::from_secs(u64::from(n.interval));
+        drop(guard);
         if next < Instant::now() {
             next = Instant::now();
         }
         due.push(Reverse((next, i)));
     }
     if !opts.crash {
-        for n in nodes.iter_mut() {
-            if n.reports > 0 {
+        for node in &nodes {
+            let mut guard = lock(node);
+            let n = &mut *guard;
+            if n.reports > 0 && n.phase == Phase::Up && n.orphan.may_contact(Instant::now()) {
                 let mut ignored = BTreeMap::new();
                 if let Err(e) = send(
                     &http,
@@ -559,9 +656,9 @@ fn worker(
             m.entry(h).or_default().0 += k;
         }
         for n in &nodes {
-            m.entry(n.head.clone()).or_default().1 += 1;
+            m.entry(lock(n).head.clone()).or_default().1 += 1;
         }
-    }
+    };
 }
 
 /// Run the simulator. Returns once it has stopped.
@@ -620,22 +717,9 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
                                     ));
                                 }
                                 let cred = p.get("cred").cloned().unwrap_or_default();
-                                Ok((
-                                    i,
-                                    SimNode {
-                                        token: node_token(&uid, &cred),
-                                        uid,
-                                        name,
-                                        mac,
-                                        booted: Instant::now(),
-                                        interval: 10,
-                                        busy: false,
-                                        reports: 0,
-                                        boot_id: format!("{:032x}", rand::random::<u128>()),
-                                        head,
-                                        spread: i / heads.len(),
-                                    },
-                                ))
+                                let mut n = SimNode::new(uid, name, mac, &cred, head);
+                                n.spread = i / heads.len();
+                                Ok((i, n))
                             })
                             .collect()
                     })
@@ -662,17 +746,33 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
             all => format!("{} heads ({})", all.len(), all.join(", ")),
         }
     );
-    let mut shares: Vec<Vec<SimNode>> = (0..conns).map(|_| Vec::new()).collect();
+    let ctx = Arc::new(commands::Ctx {
+        heads: heads.clone(),
+        http: http.clone(),
+        stats: stats.clone(),
+        stop: stop.clone(),
+        ignore_soft: opts.ignore_soft.clone(),
+    });
+    commands::raise_fd_limit(sims.len());
+    let mut shares: Vec<Vec<Node>> = (0..conns).map(|_| Vec::new()).collect();
+    let mut pollers = 0;
     for (i, n) in sims {
-        shares[i % conns].push(n);
+        let node = Arc::new(Mutex::new(n));
+        match commands::spawn_poller(node.clone(), ctx.clone()) {
+            Ok(()) => pollers += 1,
+            Err(e) => stats.error(format!("cannot start a command poller: {e}")),
+        }
+        shares[i % conns].push(node);
+    }
+    if pollers < shares.iter().map(Vec::len).sum::<usize>() {
+        eprintln!("sim: only {pollers} nodes poll for commands (threads ran out)");
     }
     let started = Instant::now();
     let handles: Vec<_> = shares
         .into_iter()
         .map(|share| {
-            let (heads, opts, stats, stop) =
-                (heads.clone(), opts.clone(), stats.clone(), stop.clone());
-            std::thread::spawn(move || worker(heads, share, opts, stats, stop))
+            let (heads, opts, ctx) = (heads.clone(), opts.clone(), ctx.clone());
+            std::thread::spawn(move || worker(heads, share, opts, ctx))
         })
         .collect();
     let mut last_print = Instant::now();
@@ -726,6 +826,19 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
     }
     if let Ok(Some(e)) = stats.last_failover.lock().map(|l| l.clone()) {
         eprintln!("sim: last failover: {e}");
+    }
+    let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    if count(&stats.commands) + count(&stats.refused) + count(&stats.orphans) > 0 {
+        eprintln!(
+            "sim: commands: {} run, {} refused; {} reboots, {} shutdowns, {} soft requests ignored; {} orphans, {} rejoined",
+            count(&stats.commands),
+            count(&stats.refused),
+            count(&stats.reboots),
+            count(&stats.shutdowns),
+            count(&stats.ignored),
+            count(&stats.orphans),
+            count(&stats.rejoins)
+        );
     }
     if let Ok(Some(e)) = stats.last_error.lock().map(|l| l.clone()) {
         eprintln!("sim: last error: {e}");
@@ -992,19 +1105,7 @@ mod tests {
     }
 
     fn node_on(head: &str) -> SimNode {
-        SimNode {
-            uid: "u1".into(),
-            name: "n1".into(),
-            mac: mac_of(1),
-            booted: Instant::now(),
-            interval: 10,
-            busy: false,
-            reports: 0,
-            boot_id: "b".into(),
-            token: node_token("u1", "c"),
-            head: head.into(),
-            spread: 0,
-        }
+        SimNode::new("u1".into(), "n1".into(), mac_of(1), "c", head.into())
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
         stats_every: a.stats,
         create: !a.no_create,
         heads: heads.clone(),
+        ignore_soft: match &a.ignore_soft {
+            Some(h) => wulf_model::hostlist::expand(h)
+                .map_err(|e| usage(format!("--ignore-soft {h}: {e}")))?
+                .into_iter()
+                .collect(),
+            None => Default::default(),
+        },
     };
     if a.nodes == 0 {
         return Err(usage("--nodes must be at least 1"));

@@ -1,0 +1,558 @@
+//! Simulated nodes' end of the command channel, as `wulf-agent` has it: each node long-polls
+//! the head it reports to (`GET /api/v1/node/commands?wait=25`, one thread with a small stack
+//! per node), checks every command with the agent's [`Checker`], and posts a result for each.
+//!
+//! - **exec** runs a built-in command: `hostname`, `uptime`, `true`, `false`, `sleep N`,
+//!   `echo ARGS…`, `cat` (prints its stdin); anything else exits 127 "command not found".
+//!   A running `sleep` makes the node busy for the orphan's idle policy.
+//! - **reboot**: the node sends its shutdown report, is silent for 1 to 3 s, fetches its boot
+//!   script as at start (a boot) and reports up with a new boot id.
+//! - **shutdown**: the node sends its shutdown report and stays down (a simulated node has no
+//!   BMC, so nothing can power it on again before the simulator restarts).
+//! - **orphan**: the node sends its orphan report, contacts no head for `_orphan_secs`, and
+//!   follows `_orphan_policy` with the agent's state machine.
+//!
+//! Nodes named in `--ignore-soft` accept a reboot or shutdown (exit 0) and carry on as if
+//! their shutdown hung, so the head's BMC fallback can be tested at scale.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+use wulf_api::command::orphan::{Event, OrphanWatch};
+use wulf_api::command::{unix_now, Command, CommandResult, Order};
+use wulf_api::status::{node_token, ReportState};
+
+use super::{boot, lock, send, Heads, Node, Phase, SimNode, Stats, CONNECT_TIMEOUT};
+
+/// Seconds a poll asks the head to wait, as the agent does.
+const WAIT_SECS: u64 = 25;
+/// A poll (or a result) may take this long.
+const POLL_TIMEOUT: Duration = Duration::from_secs(WAIT_SECS + 10);
+/// Longest pause between failed polls.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// `sleep` commands one node runs at once, as the agent's limit.
+const MAX_RUNNING: usize = 64;
+/// Stack of a poller or command thread: they only do small HTTP exchanges.
+const STACK: usize = 256 * 1024;
+
+/// What the pollers, command threads and reboots share.
+pub(super) struct Ctx {
+    /// The configured heads.
+    pub heads: Vec<String>,
+    pub http: ureq::Agent,
+    pub stats: Arc<Stats>,
+    pub stop: Arc<AtomicBool>,
+    pub ignore_soft: HashSet<String>,
+}
+
+/// Raise the open-file limit to what `nodes` long polls need (one connection each, plus the
+/// workers'), as far as the hard limit allows.
+pub(super) fn raise_fd_limit(nodes: usize) {
+    let want = (nodes as u64) * 2 + 256;
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, writable rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 || l.rlim_cur >= want {
+            return;
+        }
+        l.rlim_cur = want.min(l.rlim_max);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+}
+
+/// Start the node's poller thread.
+pub(super) fn spawn_poller(node: Node, ctx: Arc<Ctx>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("sim-poll".into())
+        .stack_size(STACK)
+        .spawn(move || poller(node, ctx))
+        .map(|_| ())
+}
+
+fn sleep_unless_stopped(ctx: &Ctx, d: Duration) {
+    let until = Instant::now() + d;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(500)));
+    }
+}
+
+/// Poll for commands while the node is up and may contact its head, until the simulator
+/// stops.
+fn poller(node: Node, ctx: Arc<Ctx>) {
+    let http = ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout(POLL_TIMEOUT)
+        .max_idle_connections(1)
+        .max_idle_connections_per_host(1)
+        .build();
+    let mut backoff = Duration::from_secs(1);
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let (head, token, boots, active) = {
+            let n = lock(&node);
+            let active = n.phase == Phase::Up && n.orphan.may_contact(Instant::now());
+            (n.head.clone(), n.token.clone(), n.boots, active)
+        };
+        if !active {
+            sleep_unless_stopped(&ctx, Duration::from_millis(500));
+            continue;
+        }
+        let url = format!("{head}/api/v1/node/commands?wait={WAIT_SECS}");
+        let polled = http
+            .get(&url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.into_string().map_err(|e| e.to_string()))
+            .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).map_err(|e| e.to_string()));
+        match polled {
+            Ok(cmds) => {
+                backoff = Duration::from_secs(1);
+                for c in cmds {
+                    // A node that rebooted meanwhile never got these.
+                    let current = {
+                        let n = lock(&node);
+                        n.boots == boots && n.phase == Phase::Up
+                    };
+                    if current {
+                        handle(&node, &ctx, &http, &head, &token, c);
+                    }
+                }
+            }
+            Err(e) => {
+                ctx.stats.error(format!("command poll: {e}"));
+                sleep_unless_stopped(&ctx, backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Post one result to `head`, once more if the first try fails to connect (404: the head no
+/// longer waits for it, fine).
+fn post(http: &ureq::Agent, head: &str, token: &str, r: &CommandResult) {
+    let Ok(body) = serde_json::to_string(r) else {
+        return;
+    };
+    let url = format!("{head}/api/v1/node/commands/result");
+    for _ in 0..2 {
+        match http
+            .post(&url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .set("Content-Type", "application/json")
+            .send_string(&body)
+        {
+            Ok(_) | Err(ureq::Error::Status(404, _)) => return,
+            Err(ureq::Error::Status(..)) => break,
+            Err(_) => {}
+        }
+    }
+}
+
+fn answer(id: &str, exit: Option<i32>, error: Option<String>) -> CommandResult {
+    CommandResult {
+        id: id.to_string(),
+        exit,
+        error,
+        ..Default::default()
+    }
+}
+
+/// Check and carry out one command.
+fn handle(node: &Node, ctx: &Arc<Ctx>, http: &ureq::Agent, head: &str, token: &str, raw: Value) {
+    let cmd: Command = match serde_json::from_value(raw.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(id) = raw.get("id").and_then(Value::as_str) {
+                let why = format!("refused: this simulated node cannot read the command: {e}");
+                post(http, head, token, &answer(id, None, Some(why)));
+            }
+            return;
+        }
+    };
+    let (checked, name) = {
+        let mut n = lock(node);
+        (n.checker.check(&cmd, unix_now()), n.name.clone())
+    };
+    if let Err(r) = checked {
+        ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+        ctx.stats.error(format!("{name}: {r}"));
+        post(
+            http,
+            head,
+            token,
+            &answer(&cmd.id, None, Some(r.to_string())),
+        );
+        return;
+    }
+    ctx.stats.commands.fetch_add(1, Ordering::Relaxed);
+    match cmd.order {
+        Order::Exec {
+            argv,
+            stdin,
+            timeout_secs,
+        } => {
+            let (booted, boots) = {
+                let n = lock(node);
+                (n.booted, n.boots)
+            };
+            match builtin(&name, booted, &argv, stdin.as_deref()) {
+                Builtin::Done(mut r) => {
+                    r.id = cmd.id;
+                    post(http, head, token, &r);
+                }
+                Builtin::Sleep(secs) => {
+                    sleep_command(node, ctx, head, token, cmd.id, secs, timeout_secs, boots)
+                }
+            }
+        }
+        Order::Reboot | Order::Shutdown => {
+            post(http, head, token, &answer(&cmd.id, Some(0), None));
+            if ctx.ignore_soft.contains(&name) {
+                ctx.stats.ignored.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            if cmd.order == Order::Reboot {
+                start_reboot(node, ctx, true);
+            } else {
+                let mut n = lock(node);
+                let mut heads = Heads::new(ctx.heads.clone());
+                if let Err(e) = send(
+                    &ctx.http,
+                    &mut heads,
+                    &mut n,
+                    ReportState::Shutdown,
+                    &mut rand::thread_rng(),
+                    &ctx.stats,
+                    &mut BTreeMap::new(),
+                ) {
+                    ctx.stats.error(format!("{name}: shutdown report: {e}"));
+                }
+                n.phase = Phase::Off;
+                ctx.stats.shutdowns.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Order::Orphan => {
+            post(http, head, token, &answer(&cmd.id, Some(0), None));
+            let mut guard = lock(node);
+            let n = &mut *guard;
+            let mut heads = Heads::new(ctx.heads.clone());
+            if let Err(e) = send(
+                &ctx.http,
+                &mut heads,
+                n,
+                ReportState::Orphan,
+                &mut rand::thread_rng(),
+                &ctx.stats,
+                &mut BTreeMap::new(),
+            ) {
+                ctx.stats.error(format!("{name}: orphan report: {e}"));
+            }
+            let events = n.orphan.ordered(Instant::now());
+            orphan_events(ctx, node, n, events);
+        }
+    }
+}
+
+/// What the orphan watch said, done: count orphans, reboot when told. `n` is `node`, locked.
+pub(super) fn orphan_events(ctx: &Arc<Ctx>, node: &Node, n: &mut SimNode, events: Vec<Event>) {
+    for e in events {
+        match e {
+            Event::Orphaned { .. } => {
+                ctx.stats.orphans.fetch_add(1, Ordering::Relaxed);
+                // A head that takes the node back gets its hardware again.
+                n.reports = 0;
+            }
+            Event::Rejoined { .. } => {
+                ctx.stats.rejoins.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Reboot { .. } if n.phase == Phase::Up => {
+                n.phase = Phase::Down;
+                spawn_reboot(node, ctx, false);
+            }
+            Event::Reboot { .. } => {}
+        }
+    }
+}
+
+/// Reboot a node that is up (from a head's reboot command).
+fn start_reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
+    {
+        let mut n = lock(node);
+        if n.phase != Phase::Up {
+            return;
+        }
+        n.phase = Phase::Down;
+    }
+    spawn_reboot(node, ctx, shutdown_report);
+}
+
+fn spawn_reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
+    let (node, mine) = (node.clone(), ctx.clone());
+    let spawned = std::thread::Builder::new()
+        .name("sim-reboot".into())
+        .stack_size(STACK)
+        .spawn(move || reboot(&node, &mine, shutdown_report));
+    if let Err(e) = spawned {
+        ctx.stats.error(format!("cannot start a reboot: {e}"));
+    }
+}
+
+/// A reboot: the shutdown report (for a head's reboot), silence for 1 to 3 s, a boot (the
+/// boot script fetched from the node's head, else the others), then up with a new boot id.
+/// The node is [`Phase::Down`] throughout.
+fn reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
+    let mut heads = Heads::new(ctx.heads.clone());
+    let mut rng = rand::thread_rng();
+    let (mac, name, current) = {
+        let mut n = lock(node);
+        if shutdown_report {
+            if let Err(e) = send(
+                &ctx.http,
+                &mut heads,
+                &mut n,
+                ReportState::Shutdown,
+                &mut rng,
+                &ctx.stats,
+                &mut BTreeMap::new(),
+            ) {
+                ctx.stats.error(format!("{}: shutdown report: {e}", n.name));
+            }
+        }
+        n.boots += 1;
+        (n.mac.clone(), n.name.clone(), n.head.clone())
+    };
+    ctx.stats.reboots.fetch_add(1, Ordering::Relaxed);
+    sleep_unless_stopped(ctx, Duration::from_millis(rng.gen_range(1000..3000)));
+    let mut order = vec![current.clone()];
+    order.extend(ctx.heads.iter().filter(|h| **h != current).cloned());
+    let (params, head) = loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match boot(&ctx.http, &order, &mac) {
+            Ok(b) => break b,
+            Err(e) => {
+                ctx.stats.error(format!("{name}: boot: {e}"));
+                sleep_unless_stopped(ctx, Duration::from_secs(3));
+            }
+        }
+    };
+    let mut n = lock(node);
+    let cred = params.get("cred").cloned().unwrap_or_default();
+    let settings = n.orphan.settings();
+    let now = Instant::now();
+    n.token = node_token(&n.uid, &cred);
+    n.checker = wulf_api::command::Checker::new(&n.uid, &cred);
+    n.head = head;
+    n.booted = now;
+    n.boot_id = format!("{:032x}", rand::random::<u128>());
+    n.reports = 0;
+    n.orphan = OrphanWatch::new(settings, now);
+    n.sleeping = 0;
+    n.phase = Phase::Up;
+    if let Err(e) = send(
+        &ctx.http,
+        &mut heads,
+        &mut n,
+        ReportState::Up,
+        &mut rng,
+        &ctx.stats,
+        &mut BTreeMap::new(),
+    ) {
+        ctx.stats
+            .error(format!("{name}: first report after the reboot: {e}"));
+    }
+}
+
+/// `sleep N` in a thread of its own, busy while it runs; cut at the command's timeout.
+#[allow(clippy::too_many_arguments)]
+fn sleep_command(
+    node: &Node,
+    ctx: &Arc<Ctx>,
+    head: &str,
+    token: &str,
+    id: String,
+    secs: f64,
+    timeout_secs: u64,
+    boots: u64,
+) {
+    {
+        let mut n = lock(node);
+        if n.sleeping >= MAX_RUNNING {
+            drop(n);
+            let why = format!("refused: {MAX_RUNNING} commands are already running on this node");
+            post(&ctx.http, head, token, &answer(&id, None, Some(why)));
+            return;
+        }
+        n.sleeping += 1;
+        n.busy_since_tick = true;
+    }
+    let mine = node.clone();
+    let (node, ctx, head, token) = (
+        node.clone(),
+        ctx.clone(),
+        head.to_string(),
+        token.to_string(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("sim-sleep".into())
+        .stack_size(STACK)
+        .spawn(move || {
+            let limit = timeout_secs.max(1) as f64;
+            std::thread::sleep(Duration::from_secs_f64(secs.min(limit)));
+            let same_boot = {
+                let mut n = lock(&node);
+                let same = n.boots == boots;
+                if same {
+                    n.sleeping = n.sleeping.saturating_sub(1);
+                }
+                same
+            };
+            if !same_boot {
+                return;
+            }
+            let r = if secs > limit {
+                answer(&id, None, Some(format!("timed out after {timeout_secs} s")))
+            } else {
+                answer(&id, Some(0), None)
+            };
+            post(&ctx.http, &head, &token, &r);
+        });
+    if spawned.is_err() {
+        let mut n = lock(&mine);
+        n.sleeping = n.sleeping.saturating_sub(1);
+    }
+}
+
+/// A built-in command's outcome.
+#[derive(Debug)]
+enum Builtin {
+    Done(CommandResult),
+    /// `sleep`, for this many seconds.
+    Sleep(f64),
+}
+
+fn done(exit: i32, stdout: String, stderr: String) -> Builtin {
+    Builtin::Done(CommandResult {
+        exit: Some(exit),
+        stdout,
+        stderr,
+        ..Default::default()
+    })
+}
+
+/// `uptime`'s line: time of day (UTC), time up, load.
+fn uptime_line(now_unix: u64, up: Duration) -> String {
+    let t = now_unix % 86_400;
+    let (h, m, s) = (t / 3600, t % 3600 / 60, t % 60);
+    let up = up.as_secs();
+    let days = up / 86_400;
+    let rest = up % 86_400;
+    let mut text = String::new();
+    if days > 0 {
+        text.push_str(&format!("{days} day{}, ", if days == 1 { "" } else { "s" }));
+    }
+    if rest < 3600 {
+        text.push_str(&format!("{} min", rest / 60));
+    } else {
+        text.push_str(&format!("{}:{:02}", rest / 3600, rest % 3600 / 60));
+    }
+    format!(" {h:02}:{m:02}:{s:02} up {text},  0 users,  load average: 0.00, 0.00, 0.00\n")
+}
+
+/// Run one of the built-in commands of node `name`.
+fn builtin(name: &str, booted: Instant, argv: &[String], stdin: Option<&str>) -> Builtin {
+    let Some(program) = argv.first() else {
+        return Builtin::Done(answer("", None, Some("no command given".into())));
+    };
+    let base = program.rsplit('/').next().unwrap_or(program);
+    let args = &argv[1..];
+    match base {
+        "hostname" => done(0, format!("{name}\n"), String::new()),
+        "uptime" => done(0, uptime_line(unix_now(), booted.elapsed()), String::new()),
+        "true" => done(0, String::new(), String::new()),
+        "false" => done(1, String::new(), String::new()),
+        "echo" => done(0, format!("{}\n", args.join(" ")), String::new()),
+        "cat" => done(0, stdin.unwrap_or_default().to_string(), String::new()),
+        "sleep" => match args.first().map(|a| a.parse::<f64>()) {
+            Some(Ok(secs)) if secs.is_finite() && secs >= 0.0 && args.len() == 1 => {
+                Builtin::Sleep(secs)
+            }
+            _ => done(
+                1,
+                String::new(),
+                format!("sleep: invalid time interval '{}'\n", args.join(" ")),
+            ),
+        },
+        _ => done(
+            127,
+            String::new(),
+            format!("{program}: command not found (simulated node)\n"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn out(b: Builtin) -> (Option<i32>, String, String) {
+        match b {
+            Builtin::Done(r) => (r.exit, r.stdout, r.stderr),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn builtin_commands() {
+        let t = Instant::now();
+        let run = |a: &[&str], stdin: Option<&str>| builtin("n7", t, &argv(a), stdin);
+        assert_eq!(
+            out(run(&["hostname"], None)),
+            (Some(0), "n7\n".into(), String::new())
+        );
+        assert_eq!(out(run(&["/bin/true"], None)).0, Some(0));
+        assert_eq!(out(run(&["false"], None)).0, Some(1));
+        assert_eq!(out(run(&["echo", "a", "b c"], None)).1, "a b c\n");
+        assert_eq!(out(run(&["echo"], None)).1, "\n");
+        assert_eq!(out(run(&["cat"], Some("in\n"))).1, "in\n");
+        assert!(matches!(run(&["sleep", "2.5"], None), Builtin::Sleep(s) if s == 2.5));
+        assert_eq!(out(run(&["sleep", "x"], None)).0, Some(1));
+        assert_eq!(out(run(&["sleep"], None)).0, Some(1));
+        let (code, _, err) = out(run(&["make", "world"], None));
+        assert_eq!(code, Some(127));
+        assert!(err.contains("make: command not found"), "{err}");
+        let up = out(run(&["uptime"], None)).1;
+        assert!(
+            up.contains(" up 0 min,") && up.contains("load average"),
+            "{up}"
+        );
+    }
+
+    #[test]
+    fn uptime_lines() {
+        assert_eq!(
+            uptime_line(3600 * 13 + 61, Duration::from_secs(125)),
+            " 13:01:01 up 2 min,  0 users,  load average: 0.00, 0.00, 0.00\n"
+        );
+        assert!(uptime_line(0, Duration::from_secs(86_400 + 3 * 3600 + 300))
+            .contains("up 1 day, 3:05,"));
+        assert!(uptime_line(0, Duration::from_secs(2 * 86_400)).contains("up 2 days, 0 min,"));
+    }
+}
