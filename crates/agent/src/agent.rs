@@ -402,8 +402,13 @@ impl Agent {
         }
     }
 
-    /// Send the last report, `state: shutdown`, with the short timeout.
+    /// Send the last report, `state: shutdown`, with the short timeout (not while the node is
+    /// an orphan that must contact no head: the head keeps showing it orphaned).
     pub fn shutdown(&mut self) {
+        if !self.orphan.may_contact(Instant::now()) {
+            info!("stopping as a quiet orphan: no shutdown report");
+            return;
+        }
         let report = self.build_report(ReportState::Shutdown, false);
         match self.sender.send(&report, true) {
             Ok((_, head)) => info!("sent the shutdown report to {head}"),
