@@ -748,7 +748,13 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
     );
     let ctx = Arc::new(commands::Ctx {
         heads: heads.clone(),
-        http: http.clone(),
+        // A new connection for each of these rare requests (reports around reboots, results
+        // of sleeps): a pooled one the head closed meanwhile would fail the POST.
+        http: ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT)
+            .max_idle_connections(0)
+            .build(),
         stats: stats.clone(),
         stop: stop.clone(),
         ignore_soft: opts.ignore_soft.clone(),

@@ -138,6 +138,19 @@ fn poller(node: Node, ctx: Arc<Ctx>) {
     }
 }
 
+/// Send one report for `n` (once more after a moment if no head took it: these few reports
+/// around reboots and orphans are the ones the head waits for).
+fn report(ctx: &Ctx, heads: &mut Heads, n: &mut SimNode, state: ReportState) -> Result<(), String> {
+    let mut rng = rand::thread_rng();
+    let mut taken = BTreeMap::new();
+    let first = send(&ctx.http, heads, n, state, &mut rng, &ctx.stats, &mut taken);
+    if first.is_ok() || ctx.stop.load(Ordering::Relaxed) {
+        return first;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    send(&ctx.http, heads, n, state, &mut rng, &ctx.stats, &mut taken)
+}
+
 /// Post one result to `head`, once more if the first try fails to connect (404: the head no
 /// longer waits for it, fine).
 fn post(http: &ureq::Agent, head: &str, token: &str, r: &CommandResult) {
@@ -228,15 +241,7 @@ fn handle(node: &Node, ctx: &Arc<Ctx>, http: &ureq::Agent, head: &str, token: &s
             } else {
                 let mut n = lock(node);
                 let mut heads = Heads::new(ctx.heads.clone());
-                if let Err(e) = send(
-                    &ctx.http,
-                    &mut heads,
-                    &mut n,
-                    ReportState::Shutdown,
-                    &mut rand::thread_rng(),
-                    &ctx.stats,
-                    &mut BTreeMap::new(),
-                ) {
+                if let Err(e) = report(ctx, &mut heads, &mut n, ReportState::Shutdown) {
                     ctx.stats.error(format!("{name}: shutdown report: {e}"));
                 }
                 n.phase = Phase::Off;
@@ -248,15 +253,7 @@ fn handle(node: &Node, ctx: &Arc<Ctx>, http: &ureq::Agent, head: &str, token: &s
             let mut guard = lock(node);
             let n = &mut *guard;
             let mut heads = Heads::new(ctx.heads.clone());
-            if let Err(e) = send(
-                &ctx.http,
-                &mut heads,
-                n,
-                ReportState::Orphan,
-                &mut rand::thread_rng(),
-                &ctx.stats,
-                &mut BTreeMap::new(),
-            ) {
+            if let Err(e) = report(ctx, &mut heads, n, ReportState::Orphan) {
                 ctx.stats.error(format!("{name}: orphan report: {e}"));
             }
             let events = n.orphan.ordered(Instant::now());
@@ -318,15 +315,7 @@ fn reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
     let (mac, name, current) = {
         let mut n = lock(node);
         if shutdown_report {
-            if let Err(e) = send(
-                &ctx.http,
-                &mut heads,
-                &mut n,
-                ReportState::Shutdown,
-                &mut rng,
-                &ctx.stats,
-                &mut BTreeMap::new(),
-            ) {
+            if let Err(e) = report(ctx, &mut heads, &mut n, ReportState::Shutdown) {
                 ctx.stats.error(format!("{}: shutdown report: {e}", n.name));
             }
         }
@@ -362,15 +351,7 @@ fn reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
     n.orphan = OrphanWatch::new(settings, now);
     n.sleeping = 0;
     n.phase = Phase::Up;
-    if let Err(e) = send(
-        &ctx.http,
-        &mut heads,
-        &mut n,
-        ReportState::Up,
-        &mut rng,
-        &ctx.stats,
-        &mut BTreeMap::new(),
-    ) {
+    if let Err(e) = report(ctx, &mut heads, &mut n, ReportState::Up) {
         ctx.stats
             .error(format!("{name}: first report after the reboot: {e}"));
     }
