@@ -23,12 +23,15 @@ declare -A NEED=(
   [etcd]=etcd-server
   [protoc]=protobuf-compiler
   [openssl]=openssl
+  [ipmi_sim]=openipmi
+  [ipmitool]=ipmitool
 )
 # Debian packages the tests use, by a file that proves each is there.
 declare -A NEED_FILE=(
   [/usr/lib/ipxe/undionly.kpxe]=ipxe
   [/usr/lib/ipxe/qemu/pxe-e1000.rom]=ipxe-qemu
   [/usr/include/google/protobuf/descriptor.proto]=libprotobuf-dev
+  [/usr/bin/python3]=python3
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -52,6 +55,21 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Redfish emulator the power tests drive (PyPI sushy-tools, its fake driver), in a
+# virtualenv of Debian's python3 (the tests find it there).
+SUSHY_VENV=/opt/wulf-test/sushy
+if [ ! -x "$SUSHY_VENV/bin/sushy-emulator" ]; then
+  log "installing sushy-tools into $SUSHY_VENV"
+  if ! /usr/bin/python3 -m venv --help >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-venv
+  fi
+  mkdir -p "$(dirname "$SUSHY_VENV")"
+  /usr/bin/python3 -m venv "$SUSHY_VENV"
+  "$SUSHY_VENV/bin/pip" install -q sushy-tools
 fi
 
 log "cargo fmt --check"
