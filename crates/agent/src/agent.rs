@@ -372,7 +372,9 @@ impl Agent {
         } else if self.orphan_cpu.is_none() {
             self.orphan_cpu = self.gatherer.cpu_sample();
         }
-        self.shared.set_quiet(!self.orphan.may_contact(now));
+        // An orphan order the loop has not taken yet keeps the command thread quiet too.
+        self.shared
+            .set_quiet(!self.orphan.may_contact(now) || self.shared.orphan_pending());
         self.orphan_events(events);
     }
 

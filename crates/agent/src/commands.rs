@@ -85,6 +85,12 @@ impl Shared {
         self.quiet.load(Ordering::SeqCst)
     }
 
+    /// True when a head ordered the node to become an orphan and the report loop has not
+    /// acted on it yet.
+    pub fn orphan_pending(&self) -> bool {
+        self.orphan_ordered.load(Ordering::SeqCst)
+    }
+
     /// True once after a head ordered the node to become an orphan.
     pub fn take_orphan_order(&self) -> bool {
         self.orphan_ordered.swap(false, Ordering::SeqCst)
