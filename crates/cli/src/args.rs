@@ -17,6 +17,10 @@ use crate::fail::{usage, Fail};
 /// Name objects with -i/--ids: names, UIDs, UID prefixes (5+ characters); nodes also by MAC,
 /// IP, index, hostlist ranges like n[0-15,20] and %group.
 ///
+/// Chain node actions with `then`: each later action acts on the same nodes, with the same
+/// flags, and runs only if the one before succeeded, as in
+/// `wulf node -i n[0-15] reboot then waitfor up then exec uptime`.
+///
 /// Exit codes: 0 ok, 1 the request failed, 2 bad usage.
 #[derive(Parser, Debug)]
 #[command(name = "wulf", version, propagate_version = true)]
@@ -276,7 +280,150 @@ pub(crate) enum Action {
         #[arg(long, value_name = "SECS", requires = "refresh")]
         refresh_for: Option<f64>,
     },
+    /// Nodes only: power through each node's BMC (its power_uri): status, on, off, cycle,
+    /// reset
+    ///
+    /// Prints one line per outcome with its nodes as a hostlist (`ok (on) n[0-99]`,
+    /// `failed (BMC timeout) n[100-103]`); -l one row per node with the path taken, the time
+    /// and the BMC's message; --json the head's reply. Exit 1 if any node failed.
+    Power(PowerArgs),
+    /// Nodes only: reboot cleanly through each node's agent, power-cycling through the BMC
+    /// any node that has not gone down within --timeout
+    ///
+    /// A node whose agent is not up goes straight to the BMC (its result says so). --soft
+    /// never touches the BMC; --hard goes straight to it. Output and exit code as for power.
+    Reboot(SoftArgs),
+    /// Nodes only: power off cleanly through each node's agent, powering off through the BMC
+    /// any node that has not gone down within --timeout
+    ///
+    /// A node whose agent is not up goes straight to the BMC (its result says so). --soft
+    /// never touches the BMC; --hard goes straight to it. Output and exit code as for power.
+    Shutdown(SoftArgs),
+    /// Nodes only: make nodes orphans now, as before head maintenance: each agent stops
+    /// reporting and follows its _orphan_policy (reboot, idle or run)
+    ///
+    /// Output and exit code as for power.
+    Orphan,
+    /// Nodes only: run a command on every selected node, output grouped like clush -b
+    ///
+    /// Nodes with identical output and exit code are printed once, under a line naming them
+    /// as a hostlist (`---------------- n[0-3] (exit 0)`). -l: each node's raw output, every
+    /// line prefixed `node: `. --json: stdout, stderr and exit code per node. Exit 1 if the
+    /// command failed (or could not run) on any node; the failed nodes are named on stderr.
+    ///
+    /// The command runs without a shell (use sh -c '…' for pipes). Everything after `--`
+    /// belongs to the command, `then` included; without `--`, `then` starts the next action.
+    #[command(after_help = "Examples:\n  wulf node -i n[0-15] exec uptime\n  \
+        wulf node -i n[0-15] exec --up -- df -h /tmp\n  \
+        echo hello | wulf node -i n[0-3] exec --stdin -- cat")]
+    Exec(ExecArgs),
+    /// Nodes only: wait until every selected node is up, down or booting
+    ///
+    /// Wakes on each status change the head sees. Prints `ok (STATE) NODES` when every
+    /// node is in the state; exit 1 at --timeout, naming the nodes that are not and the
+    /// state each is in.
+    Waitfor(WaitforArgs),
 }
+
+/// `power status|on|off|cycle|reset`.
+#[derive(Args, Debug)]
+pub(crate) struct PowerArgs {
+    /// What to do: status, on, off, cycle (off, then on) or reset
+    #[arg(value_enum)]
+    pub(crate) action: PowerVerb,
+    /// Seconds each BMC call may take
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) timeout: u64,
+    /// How many nodes are acted on at once
+    #[arg(long, value_name = "N", default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub(crate) fanout: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PowerVerb {
+    Status,
+    On,
+    Off,
+    Cycle,
+    Reset,
+}
+
+/// `reboot` and `shutdown`.
+#[derive(Args, Debug)]
+pub(crate) struct SoftArgs {
+    /// Straight to the BMC, without asking the agent
+    #[arg(long, conflicts_with = "soft")]
+    pub(crate) hard: bool,
+    /// Only ask the agent; never fall back to the BMC
+    #[arg(long)]
+    pub(crate) soft: bool,
+    /// Seconds a node has to go down after the agent is asked, before the BMC fallback
+    /// (and the bound on each BMC call)
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) timeout: u64,
+    /// How many nodes are acted on at once
+    #[arg(long, value_name = "N", default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub(crate) fanout: u64,
+}
+
+/// `exec [--up] [--stdin] [--timeout S] [--fanout N] -- CMD…`.
+#[derive(Args, Debug)]
+pub(crate) struct ExecArgs {
+    /// Skip nodes that are not up (named on stderr) instead of failing them
+    #[arg(long)]
+    pub(crate) up: bool,
+    /// Read all of standard input and send it to the command on every node
+    #[arg(long)]
+    pub(crate) stdin: bool,
+    /// Seconds the command may run on a node before it is killed
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub(crate) timeout: u64,
+    /// How many nodes run it at once
+    #[arg(long, value_name = "N", default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) fanout: u64,
+    /// The program and its arguments
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub(crate) command: Vec<String>,
+}
+
+/// `waitfor up|down|booting [--timeout S]`.
+#[derive(Args, Debug)]
+pub(crate) struct WaitforArgs {
+    /// The state to wait for
+    #[arg(value_enum)]
+    pub(crate) state: WaitState,
+    /// Give up after this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub(crate) timeout: f64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitState {
+    Up,
+    Down,
+    Booting,
+}
+
+impl WaitState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WaitState::Up => "up",
+            WaitState::Down => "down",
+            WaitState::Booting => "booting",
+        }
+    }
+}
+
 impl ObjectCmd {
     /// The `ids` query for the selection, or None for "not given".
     pub(crate) fn ids_query(&self, extra: &[String]) -> Option<String> {

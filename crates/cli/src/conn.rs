@@ -93,9 +93,23 @@ pub fn resolve(
 
 /// A client for the head the command line names (flags, environment, config, local head).
 pub(crate) fn client(cli: &crate::args::Cli) -> Result<wulf_api::Client, crate::fail::Fail> {
+    let (url, token) = url_and_token(cli)?;
+    Ok(wulf_api::Client::new(&url, token))
+}
+
+/// A client whose requests may take as long as the head needs: power and exec answer once
+/// every node is done, which the head bounds by the request's own timeout per node.
+pub(crate) fn action_client(cli: &crate::args::Cli) -> Result<wulf_api::Client, crate::fail::Fail> {
+    let (url, token) = url_and_token(cli)?;
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(5))
+        .timeout_write(std::time::Duration::from_secs(600))
+        .build();
+    Ok(wulf_api::Client::with_agent(&url, token, agent))
+}
+
+fn url_and_token(cli: &crate::args::Cli) -> Result<(String, Option<String>), crate::fail::Fail> {
     use crate::fail::usage;
     let cfg = load_config().map_err(|e| usage(format!("{e:#}")))?;
-    let (url, token) =
-        resolve(cli.url.clone(), cli.token.clone(), &cfg).map_err(|e| usage(format!("{e:#}")))?;
-    Ok(wulf_api::Client::new(&url, token))
+    resolve(cli.url.clone(), cli.token.clone(), &cfg).map_err(|e| usage(format!("{e:#}")))
 }

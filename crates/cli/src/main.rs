@@ -5,9 +5,11 @@
 
 mod args;
 mod attrs;
+mod chain;
 mod cluster;
 mod conn;
 mod db;
+mod exec;
 mod fail;
 mod fields;
 mod files;
@@ -19,21 +21,22 @@ mod initramfs;
 mod node;
 mod objects;
 mod output;
+mod power;
 mod sim;
 mod simulate;
 mod status;
+mod waitfor;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use wulf_api::action::PowerAction;
 use wulf_model::Kind;
 
 use crate::args::{Action, Cli, ObjectCmd, Top};
 use crate::fail::Fail;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    match parse_and_run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail::Usage(m)) => {
             eprintln!("wulf: {m}");
@@ -44,6 +47,45 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// One command, or a chain (`… then …`): every part checked first, then run in order until
+/// one fails.
+fn parse_and_run() -> Result<(), Fail> {
+    let clis = chain::parse(std::env::args_os().collect())?;
+    for cli in &clis {
+        check(cli)?;
+    }
+    for cli in clis {
+        run(cli)?;
+    }
+    Ok(())
+}
+
+/// What can be refused before anything is sent (for a chain, before its first part runs).
+fn check(cli: &Cli) -> Result<(), Fail> {
+    let (kind, cmd) = match &cli.command {
+        Top::Node(c) => (Kind::Node, c),
+        Top::Attrib(c) => (Kind::Attrib, c),
+        Top::Boot(c) => (Kind::Boot, c),
+        Top::Image(c) => (Kind::Image, c),
+        Top::Pool(c) => (Kind::Pool, c),
+        Top::Net(c) => (Kind::Net, c),
+        Top::Host(c) => (Kind::Host, c),
+        Top::Cluster(c) => (Kind::Cluster, c),
+        _ => return Ok(()),
+    };
+    let verb = match &cmd.action {
+        Action::Exec(a) => return exec::check(kind, cmd, a).map(drop),
+        Action::Waitfor(a) => return waitfor::check(kind, a),
+        Action::Power(_) => "power",
+        Action::Reboot(_) => "reboot",
+        Action::Shutdown(_) => "shutdown",
+        Action::Orphan => "orphan",
+        _ => return Ok(()),
+    };
+    power::nodes_only(kind, verb)?;
+    cmd.target_query(kind, verb).map(drop)
 }
 
 fn run(cli: Cli) -> Result<(), Fail> {
@@ -100,5 +142,18 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             refresh,
             refresh_for,
         } => node::status(cli, kind, cmd, *refresh, *refresh_for),
+        Action::Power(a) => power::run(cli, kind, cmd, &power::power_request(a)),
+        Action::Reboot(a) => {
+            power::run(cli, kind, cmd, &power::soft_request(PowerAction::Reboot, a))
+        }
+        Action::Shutdown(a) => power::run(
+            cli,
+            kind,
+            cmd,
+            &power::soft_request(PowerAction::Shutdown, a),
+        ),
+        Action::Orphan => power::orphan(cli, kind, cmd),
+        Action::Exec(a) => exec::run(cli, kind, cmd, a),
+        Action::Waitfor(a) => waitfor::run(cli, kind, cmd, a),
     }
 }
