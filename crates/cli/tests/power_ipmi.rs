@@ -1,7 +1,7 @@
 //! Power through IPMI: real `ipmi_sim` BMCs (each powering a "machine" process it starts on
 //! power on and stops on power off) in a lab namespace with wulfd, driven through
-//! `POST /api/v1/node/power` and checked against the real `ipmitool` and the machine
-//! processes. A BMC that is not there and one that hangs fail on their own, within the
+//! `wulf node … power|reboot|shutdown` (malformed requests through the API with curl), and
+//! checked against the real `ipmitool` and the machine processes. A BMC that is not there and one that hangs fail on their own, within the
 //! timeout, while the others in the same request succeed. Bad power URIs change nothing, and
 //! no password ever shows in a listing, an answer or the head's log.
 
@@ -12,29 +12,10 @@ mod netns;
 
 use std::time::{Duration, Instant};
 
-use bmc::{IpmiSim, SimConfig, SLEEPER};
+use bmc::{power, power_api, IpmiSim, SimConfig, SLEEPER};
 use head::Head;
 use netns::Lab;
 use serde_json::{json, Value};
-
-/// `POST /api/v1/node/power?ids=IDS` with curl (a client we did not write): (status, body).
-fn power(h: &Head, ids: &str, body: Value) -> (u16, Value) {
-    let (code, out) = h.curl(&[
-        "-g",
-        "-X",
-        "POST",
-        "-H",
-        &h.auth(),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body.to_string(),
-        &format!("{}/api/v1/node/power?ids={ids}", h.url()),
-    ]);
-    let v = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
-    (code, v)
-}
 
 /// A successful power request's results by node name: (ok, result, via, detail, millis).
 fn results(h: &Head, ids: &str, body: Value) -> Vec<(String, bool, String, String, String, u64)> {
@@ -401,10 +382,10 @@ fn bad_power_uris_are_refused_and_change_nothing() {
         json!({"action": "off", "fanout": 0}),
         json!({"action": "off", "colour": "red"}),
     ] {
-        let (code, v) = power(&h, "n0", body.clone());
+        let (code, v) = power_api(&h, "n0", &body);
         assert_eq!(code, 400, "{body}: {v}");
     }
-    let (code, v) = power(&h, "n9", json!({"action": "off"}));
+    let (code, v) = power_api(&h, "n9", &json!({"action": "off"}));
     assert!(code == 404 || code == 400, "{v}");
     assert_eq!(b0.machine_pid(), Some(pid), "n0's machine was touched");
 

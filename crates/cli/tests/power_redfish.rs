@@ -11,6 +11,7 @@ mod netns;
 
 use std::time::{Duration, Instant};
 
+use bmc::power;
 use bmc::sushy::{FakeSystem, Sushy};
 use head::Head;
 use netns::Lab;
@@ -18,25 +19,6 @@ use serde_json::{json, Value};
 
 const SYS_A: &str = "5b4c3d2e-0000-4000-8000-00000000000a";
 const SYS_B: &str = "5b4c3d2e-0000-4000-8000-00000000000b";
-
-/// `POST /api/v1/node/power?ids=IDS` with curl: (status, body).
-fn power(h: &Head, ids: &str, body: Value) -> (u16, Value) {
-    let (code, out) = h.curl(&[
-        "-g",
-        "-X",
-        "POST",
-        "-H",
-        &h.auth(),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body.to_string(),
-        &format!("{}/api/v1/node/power?ids={ids}", h.url()),
-    ]);
-    let v = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
-    (code, v)
-}
 
 /// One node's (ok, result, detail).
 fn one(h: &Head, id: &str, body: Value) -> (bool, String, String) {

@@ -22,23 +22,9 @@ use serde_json::{json, Value};
 const MAC: &str = "52:54:00:94:00:01";
 const PASS: &str = "vm-bmc-Pw9";
 
-/// `wulf node -i n0 power ACTION --json` when the CLI has the verb, else the API with curl:
-/// (ok, result, detail).
+/// `wulf node -i n0 power ACTION`: (ok, result, detail).
 fn power(h: &Head, action: &str) -> (bool, String, String) {
-    let (code, out) = h.curl(&[
-        "-g",
-        "-X",
-        "POST",
-        "-H",
-        &h.auth(),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &json!({"action": action, "timeout_secs": 20}).to_string(),
-        &format!("{}/api/v1/node/power?ids=n0", h.url()),
-    ]);
-    let v: Value = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let (code, v) = bmc::power(h, "n0", json!({"action": action, "timeout_secs": 20}));
     assert_eq!(code, 200, "{v}");
     let r = &v["results"][0];
     (

@@ -15,7 +15,12 @@ pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::head::Head;
 
 /// A command, inside network namespace `ns` when given.
 pub fn in_ns(ns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -270,3 +275,81 @@ pub fn write_script(path: &Path, text: &str) {
 
 /// A machine that is only a process: on while `sleep` runs.
 pub const SLEEPER: &str = "exec sleep 100000";
+
+/// `POST /api/v1/node/power?ids=IDS` with curl (a client we did not write): (status, body).
+pub fn power_api(h: &Head, ids: &str, body: &Value) -> (u16, Value) {
+    let (code, out) = h.curl(&[
+        "-g",
+        "-X",
+        "POST",
+        "-H",
+        &h.auth(),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body.to_string(),
+        &format!("{}/api/v1/node/power?ids={ids}", h.url()),
+    ]);
+    let v = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    (code, v)
+}
+
+/// True when this `wulf` has the power verbs.
+fn cli_has_power(h: &Head) -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| h.wulf(&["node", "power", "--help"]).status.success())
+}
+
+/// A power request as an administrator makes it: `wulf node -i IDS power ACTION` (or
+/// `reboot`/`shutdown [--hard|--soft]`) with `--json`, as (200, the reply) when the head
+/// answered per node and (400, {"error": stderr}) when the request was refused; through the
+/// API with curl where the CLI has no power verbs.
+pub fn power(h: &Head, ids: &str, body: Value) -> (u16, Value) {
+    if !cli_has_power(h) {
+        return power_api(h, ids, &body);
+    }
+    let action = body["action"].as_str().unwrap().to_string();
+    let mut args: Vec<String> = vec!["node".into(), "-i".into(), ids.into(), "--json".into()];
+    match action.as_str() {
+        "reboot" | "shutdown" => {
+            args.push(action.clone());
+            match body["mode"].as_str() {
+                Some("hard") => args.push("--hard".into()),
+                Some("soft") => args.push("--soft".into()),
+                _ => {}
+            }
+        }
+        a => {
+            args.push("power".into());
+            args.push(a.into());
+        }
+    }
+    if let Some(t) = body["timeout_secs"].as_u64() {
+        args.extend(["--timeout".to_string(), t.to_string()]);
+    }
+    if let Some(f) = body["fanout"].as_u64() {
+        args.extend(["--fanout".to_string(), f.to_string()]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = h.wulf(&refs);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    match serde_json::from_str::<Value>(&stdout) {
+        Ok(v) if v.get("results").is_some() => {
+            let failed = v["results"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|n| n["ok"] == false));
+            assert_eq!(
+                o.status.code(),
+                Some(if failed { 1 } else { 0 }),
+                "wulf {refs:?}: exit code does not match the results: {v}\n{stderr}"
+            );
+            (200, v)
+        }
+        _ => {
+            assert_eq!(o.status.code(), Some(1), "wulf {refs:?}: {stdout}{stderr}");
+            (400, json!({ "error": stderr }))
+        }
+    }
+}
