@@ -1,8 +1,9 @@
 //! Power through IPMI: real `ipmi_sim` BMCs (each powering a "machine" process it starts on
 //! power on and stops on power off) in a lab namespace with wulfd, driven through
 //! `wulf node … power|reboot|shutdown` (malformed requests through the API with curl), and
-//! checked against the real `ipmitool` and the machine processes. A BMC that is not there and one that hangs fail on their own, within the
-//! timeout, while the others in the same request succeed. Bad power URIs change nothing, and
+//! checked against the real `ipmitool` and the machine processes. A BMC that is not there
+//! and one that hangs fail on their own, within the timeout, while the others in the same
+//! request succeed. Bad power URIs change nothing, and
 //! no password ever shows in a listing, an answer or the head's log.
 
 #[path = "support/bmc/mod.rs"]
