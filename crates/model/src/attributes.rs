@@ -62,7 +62,48 @@ pub const RESERVED: &[(&str, &str)] = &[
         "_bmc_pass",
         "the BMC password, for power URIs like ipmi://admin:{_bmc_pass}@{_ips.bmc} (shown as ****)",
     ),
+    (
+        "_orphan_secs",
+        "seconds without an answer from any head before the agent is an orphan (default 60)",
+    ),
+    (
+        "_orphan_policy",
+        "what an orphan does: reboot (default, at once), idle (reboot once idle), run (never reboot)",
+    ),
+    (
+        "_orphan_idle_pct",
+        "with _orphan_policy=idle: CPU use below this % of one CPU counts as idle (default 1)",
+    ),
+    (
+        "_orphan_idle_secs",
+        "with _orphan_policy=idle: seconds idle before the orphan reboots (default 300)",
+    ),
 ];
+
+/// The rules for the `_orphan_*` attributes (the agent applies the same when it reads them).
+pub fn check_orphan(name: &str, value: &str) -> Result<(), String> {
+    let v = value.trim();
+    match name {
+        "_orphan_secs" | "_orphan_idle_secs" => match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(()),
+            _ => Err(format!(
+                "'{value}' is not a positive whole number of seconds"
+            )),
+        },
+        "_orphan_policy"
+            if !["reboot", "idle", "run"].contains(&v.to_ascii_lowercase().as_str()) =>
+        {
+            Err(format!("'{value}' is not one of reboot, idle, run"))
+        }
+        "_orphan_idle_pct" => match v.parse::<f64>() {
+            Ok(p) if p.is_finite() && p >= 0.0 => Ok(()),
+            _ => Err(format!(
+                "'{value}' is not a percentage of one CPU (a number, 0 or more)"
+            )),
+        },
+        _ => Ok(()),
+    }
+}
 
 /// `_status_secs` when a node has none (or an invalid one).
 pub const DEFAULT_STATUS_SECS: u32 = 10;
@@ -177,6 +218,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
         }
         "_altmacs" => parse_mac_list(value).map(|_| ()).or_else(fail),
         "_power_uri" => crate::secret::check_power_uri(value).or_else(fail),
+        n if n.starts_with("_orphan_") => check_orphan(n, value).or_else(fail),
         "_ips" => match parse_assignments(value) {
             Some(list) => {
                 for (iface, ip) in list {
@@ -301,6 +343,11 @@ mod tests {
             .contains("unknown reserved"));
         assert!(validate("_status_secs", "0").is_err());
         assert!(validate("_status_secs", "30").is_ok());
+        assert!(validate("_orphan_policy", "idle").is_ok());
+        assert!(validate("_orphan_policy", "sometimes").is_err());
+        assert!(validate("_orphan_secs", "0").is_err());
+        assert!(validate("_orphan_idle_pct", "0.5").is_ok());
+        assert!(validate("_orphan_idle_pct", "-1").is_err());
         assert!(validate("_busy", "yes").is_ok());
         assert!(validate("_busy", "sometimes").is_err());
         assert!(validate("_boot_style", "roram").is_ok());

@@ -91,25 +91,7 @@ pub const ATTRIBUTES: [&str; 4] = [
 
 /// Check one `_orphan_*` attribute's value; the error says what is wrong.
 pub fn check(name: &str, value: &str) -> Result<(), String> {
-    let v = value.trim();
-    match name {
-        "_orphan_secs" | "_orphan_idle_secs" => match v.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(()),
-            _ => Err(format!(
-                "'{value}' is not a positive whole number of seconds"
-            )),
-        },
-        "_orphan_policy" => Policy::parse(v)
-            .map(|_| ())
-            .ok_or_else(|| format!("'{value}' is not one of reboot, idle, run")),
-        "_orphan_idle_pct" => match v.parse::<f64>() {
-            Ok(p) if p.is_finite() && p >= 0.0 => Ok(()),
-            _ => Err(format!(
-                "'{value}' is not a percentage of one CPU (a number, 0 or more)"
-            )),
-        },
-        _ => Ok(()),
-    }
+    wulf_model::attributes::check_orphan(name, value)
 }
 
 impl Settings {
