@@ -196,20 +196,20 @@ peer_loop() {
 sample_interference "before the runs"
 for ((r = 1; r <= RUNS; r++)); do
   t=$(now_ns)
-  out=$(wulf_status)
+  out=$(wulf_status) || true
   ms=$(ms_since "$t")
-  on=$(grep -o '"result":"on"' <<<"$out" | wc -l)
+  on=$(grep -oE '"result": ?"on"' <<<"$out" | wc -l)
   ((on == NODES)) || die "wulf run $r: $on of $NODES nodes on: ${out:0:600}"
   W_MS+=("$ms")
   t=$(now_ns)
-  out=$(peer_xargs)
+  out=$(peer_xargs) || true
   ms=$(ms_since "$t")
   on=$(grep -c 'Chassis Power is on' <<<"$out" || true)
   ((on == NODES)) || die "xargs run $r: $on of $NODES on"
   X_MS+=("$ms")
   if [[ "$LOOP" == 1 ]]; then
     t=$(now_ns)
-    out=$(peer_loop)
+    out=$(peer_loop) || true
     ms=$(ms_since "$t")
     on=$(grep -c 'Chassis Power is on' <<<"$out" || true)
     ((on == NODES)) || die "loop run $r: $on of $NODES on"
