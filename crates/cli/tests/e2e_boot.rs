@@ -440,6 +440,82 @@ fn nodes_boot_from_wulfd_into_their_image_and_report() {
         "{up}"
     );
 
+    // Exec through the agent's command channel: output and exit codes come back.
+    let out = h.ok(&["node", "-i", "n0", "exec", "--", "hostname"]);
+    assert!(out.contains("n0"), "{out}");
+    let o = h.wulf(&[
+        "--json",
+        "node",
+        "-i",
+        "n0",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "a node failed: exit 1");
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &j["results"][0];
+    assert_eq!(
+        (
+            r["stdout"].as_str(),
+            r["stderr"].as_str(),
+            r["exit"].as_i64()
+        ),
+        (Some("out\n"), Some("err\n"), Some(3)),
+        "{j}"
+    );
+
+    // A soft reboot: the agent reboots the VM, which PXE-boots again and comes back up with
+    // a new boot id. n0 has no power_uri, so a BMC fallback would have failed the command.
+    let boot_id = || {
+        let o = h.wulf(&[
+            "--json",
+            "node",
+            "-i",
+            "n0",
+            "exec",
+            "cat",
+            "/proc/sys/kernel/random/boot_id",
+        ]);
+        assert!(o.status.success(), "{o:?}");
+        let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+        j["results"][0]["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let old_boot = boot_id();
+    assert_eq!(old_boot.len(), 36, "{old_boot:?}");
+    let t_reboot = Instant::now();
+    let j = h.json(&["node", "-i", "n0", "reboot"]);
+    let r = &j["results"][0];
+    assert_eq!(
+        (r["ok"].as_bool(), r["via"].as_str()),
+        (Some(true), Some("agent")),
+        "{j}"
+    );
+    h.ok(&["node", "-i", "n0", "waitfor", "up", "--timeout", "360"]);
+    eprintln!(
+        "n0 rebooted softly and came back up after {:?}",
+        t_reboot.elapsed()
+    );
+    let s = status_of(&h, "n0");
+    assert!(s["booted_ms"].as_i64() > up["booted_ms"].as_i64(), "{s}");
+    let new_boot = boot_id();
+    assert!(
+        new_boot.len() == 36 && new_boot != old_boot,
+        "{old_boot} → {new_boot}"
+    );
+    let c0 = vm0.console();
+    assert_eq!(
+        c0.matches("wulf: booting n0 (52:54:00:81:00:01)").count(),
+        2,
+        "n0 did not boot twice:\n{c0}"
+    );
+
     // Kill n0: the head sees it stop sending status (_status_secs=2).
     vm0.kill();
     let t_kill = Instant::now();

@@ -106,7 +106,8 @@ fn ipmi_sim_powers_a_real_vm_that_pxe_boots_from_wulfd() {
         "name=pw",
         &format!("kernel=@{}", vmlinuz.display()),
         "image=bb",
-        "cmdline=console=ttyS0",
+        // The image's clean poweroff hangs (does nothing): for the BMC fallback below.
+        "cmdline=console=ttyS0 wulf.poweroff_cmd=/bin/true",
     ]);
     let initrd = dir.join("initrd.img");
     h.ok(&[
@@ -198,6 +199,26 @@ fn ipmi_sim_powers_a_real_vm_that_pxe_boots_from_wulfd() {
     assert!(up["booted_ms"].as_i64().unwrap() > first_boot, "{up}");
     assert_eq!(sim.starts(), 2, "one QEMU per power on");
     assert_eq!(power(&h, "status"), (true, "on".into(), String::new()));
+
+    // `shutdown --timeout 5` when the clean poweroff hangs: the agent accepts, the node stays
+    // up, and after 5 s the head powers it off through the BMC; the VM stops.
+    let t = Instant::now();
+    let j = h.json(&["node", "-i", "n0", "shutdown", "--timeout", "5"]);
+    let r = &j["results"][0];
+    assert_eq!(
+        (r["ok"].as_bool(), r["via"].as_str(), r["result"].as_str()),
+        (Some(true), Some("bmc"), Some("hard shutdown")),
+        "{j}"
+    );
+    assert!(
+        r["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("soft timeout")),
+        "{j}"
+    );
+    sim.wait_power(false, Duration::from_secs(20));
+    assert!(t.elapsed() < Duration::from_secs(40), "{:?}", t.elapsed());
+    assert_eq!(power(&h, "status"), (true, "off".into(), String::new()));
 
     let log = h.log();
     assert!(log.contains("power nodes=n0 action=\"off\""), "{log}");
