@@ -430,10 +430,10 @@ fn once_tries_the_heads_in_order_and_prints_the_answer() {
 
 #[test]
 fn settings_from_agent_conf() {
-    if read("/proc/cmdline").contains("wulf.") {
-        eprintln!("skipped: this machine's kernel command line has wulf.* settings");
-        return;
-    }
+    assert!(
+        !read("/proc/cmdline").contains("wulf."),
+        "this test needs a kernel command line without wulf.* settings (the agent reads them)"
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = state_dir(&tmp);
     let head = Head::start(|_| reply(json!({})));
@@ -477,10 +477,10 @@ fn settings_from_agent_conf() {
 
 #[test]
 fn missing_settings_are_a_usage_error() {
-    if read("/proc/cmdline").contains("wulf.") {
-        eprintln!("skipped: this machine's kernel command line has wulf.* settings");
-        return;
-    }
+    assert!(
+        !read("/proc/cmdline").contains("wulf."),
+        "this test needs a kernel command line without wulf.* settings (the agent reads them)"
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_wulf-agent"))
         .arg("--state-dir")

@@ -13,6 +13,9 @@ use crate::fail::{usage, Fail};
 use crate::output;
 use crate::power::nodes_only;
 
+/// How `--up` names the nodes it left out (on stderr; they are not failures).
+const NOT_UP: &str = "skipped (not up)";
+
 /// Checks what can be checked before anything is sent: a node selection and a command.
 pub(crate) fn check(kind: Kind, cmd: &ObjectCmd, a: &ExecArgs) -> Result<String, Fail> {
     nodes_only(kind, "exec")?;
@@ -59,7 +62,7 @@ pub(crate) fn run(cli: &Cli, kind: Kind, cmd: &ObjectCmd, a: &ExecArgs) -> Resul
         .map(|r| r.name.as_str())
         .collect();
     if !skipped.is_empty() {
-        eprintln!("skipped (not up): {}", hostlist::compress(&skipped));
+        eprintln!("{NOT_UP}: {}", hostlist::compress(&skipped));
     }
     match failure(&reply.results) {
         None => Ok(()),
