@@ -1,7 +1,8 @@
 //! The wulf REST API: request and response types shared by `wulfd`, the `wulf` CLI and the
 //! agent, and a small blocking HTTP client.
 //!
-//! Paths (all under `/api/v1`, all needing `Authorization: Bearer TOKEN`):
+//! Paths (all under `/api/v1`, all needing `Authorization: Bearer TOKEN` unless said; login,
+//! tokens and roles are in [`auth`]):
 //!
 //! | method | path | what |
 //! | --- | --- | --- |
@@ -30,6 +31,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod action;
+pub mod auth;
 pub mod client;
 pub mod command;
 pub mod status;

@@ -23,6 +23,7 @@ fn plural(kind: Kind) -> &'static str {
         Kind::Net => "Networks",
         Kind::Host => "Hosts",
         Kind::Cluster => "Cluster",
+        Kind::Admin => "Admin accounts",
     }
 }
 
@@ -101,6 +102,7 @@ fn columns(kind: Kind) -> &'static [&'static str] {
         ],
         Kind::Host => &["name", "mac", "ip", "hostnames", "description"],
         Kind::Cluster => &["name", "accept_new_nodes", "default_group", "description"],
+        Kind::Admin => &["name", "role", "ssh_keys", "description"],
     }
 }
 

@@ -19,10 +19,12 @@ pub enum Kind {
     Net,
     Host,
     Cluster,
+    /// An administrator account (`wulf admin`).
+    Admin,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Node,
         Kind::Attrib,
         Kind::Boot,
@@ -31,6 +33,7 @@ impl Kind {
         Kind::Net,
         Kind::Host,
         Kind::Cluster,
+        Kind::Admin,
     ];
 
     /// The short name used in the CLI, API paths and store keys.
@@ -44,6 +47,7 @@ impl Kind {
             Kind::Net => "net",
             Kind::Host => "host",
             Kind::Cluster => "cluster",
+            Kind::Admin => "admin",
         }
     }
 
@@ -58,6 +62,7 @@ impl Kind {
             Kind::Net => "network",
             Kind::Host => "host",
             Kind::Cluster => "cluster settings",
+            Kind::Admin => "admin account",
         }
     }
 }

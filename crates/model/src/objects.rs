@@ -578,6 +578,72 @@ impl Cluster {
 }
 object_common!(Cluster, Kind::Cluster);
 
+/// The roles an admin account may have, least to most: `viewer` reads everything but
+/// secrets; `operator` also acts on nodes (power, reboot, exec, status actions); `admin` may
+/// change anything.
+pub const ROLES: [&str; 3] = ["viewer", "operator", "admin"];
+
+/// An administrator account: who may use the API, with which role. The password is stored
+/// only as a slow hash, set by the head from a `password` the client sends (never listed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub last_modified: f64,
+    /// One of [`ROLES`].
+    #[serde(default = "default_role")]
+    pub role: String,
+    /// SSH public keys ("ssh-ed25519 AAAA… comment") for images to authorize.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    /// The password's argon2id hash in PHC form; empty when the account has no password
+    /// (it cannot log in). Written only by the head; never in an answer.
+    #[serde(default)]
+    pub password_hash: String,
+    /// Tokens carry the generation they were issued at; raising it (password or role change,
+    /// `wulf admin revoke`) ends every token issued before.
+    #[serde(default)]
+    pub token_generation: u64,
+}
+fn default_role() -> String {
+    "viewer".to_string()
+}
+impl Admin {
+    fn check(&self) -> Result<(), ModelError> {
+        check_object_name(&self.name)?;
+        one_of("role", &self.role, &ROLES)?;
+        for k in &self.ssh_keys {
+            let mut parts = k.split_whitespace();
+            let ok = matches!(
+                (parts.next(), parts.next()),
+                (Some(t), Some(b)) if (t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"))
+                    && b.len() >= 16
+                    && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')
+            );
+            if !ok {
+                return Err(ModelError::new(
+                    "ssh_keys",
+                    format!("'{k}' is not an SSH public key (TYPE BASE64 [COMMENT])"),
+                ));
+            }
+        }
+        if !self.password_hash.is_empty() && !self.password_hash.starts_with("$argon2") {
+            return Err(ModelError::new(
+                "password_hash",
+                "is set by the head from a password and cannot be written",
+            ));
+        }
+        Ok(())
+    }
+}
+object_common!(Admin, Kind::Admin);
+
 /// How a field is written on the command line (`key=value`) and what it holds in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
@@ -647,6 +713,12 @@ pub fn fields(kind: Kind) -> &'static [(&'static str, FieldType)] {
         ],
         Kind::Host => with_common![("mac", OptText), ("ip", Text), ("hostnames", List)],
         Kind::Cluster => with_common![("accept_new_nodes", Bool), ("default_group", Text)],
+        Kind::Admin => with_common![
+            ("role", Text),
+            ("ssh_keys", List),
+            ("password_hash", ReadOnly),
+            ("token_generation", ReadOnly),
+        ],
     }
 }
 

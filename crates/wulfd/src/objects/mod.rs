@@ -5,7 +5,7 @@ pub mod routes;
 use std::sync::Arc;
 
 use wulf_model::{
-    AttribGroup, BootConfig, Cluster, Host, Image, Kind, ModelError, Network, Node, Object, Pool,
+    Admin, AttribGroup, BootConfig, Cluster, Host, Image, Kind, ModelError, Network, Node, Object, Pool,
 };
 
 /// Prefix of every object key: `/wulf/obj/{kind}/{uid}`.
@@ -28,6 +28,7 @@ pub enum AnyObj {
     Net(Network),
     Host(Host),
     Cluster(Cluster),
+    Admin(Admin),
 }
 
 macro_rules! each {
@@ -41,6 +42,7 @@ macro_rules! each {
             AnyObj::Net($o) => $e,
             AnyObj::Host($o) => $e,
             AnyObj::Cluster($o) => $e,
+            AnyObj::Admin($o) => $e,
         }
     };
 }
@@ -56,6 +58,7 @@ impl AnyObj {
             AnyObj::Net(_) => Kind::Net,
             AnyObj::Host(_) => Kind::Host,
             AnyObj::Cluster(_) => Kind::Cluster,
+            AnyObj::Admin(_) => Kind::Admin,
         }
     }
     pub fn uid(&self) -> &str {
@@ -83,6 +86,7 @@ impl AnyObj {
             Kind::Net => AnyObj::Net(from_json(v)?),
             Kind::Host => AnyObj::Host(from_json(v)?),
             Kind::Cluster => AnyObj::Cluster(from_json(v)?),
+            Kind::Admin => AnyObj::Admin(from_json(v)?),
         })
     }
 
@@ -97,6 +101,7 @@ impl AnyObj {
             Kind::Net => AnyObj::Net(serde_json::from_slice(bytes)?),
             Kind::Host => AnyObj::Host(serde_json::from_slice(bytes)?),
             Kind::Cluster => AnyObj::Cluster(serde_json::from_slice(bytes)?),
+            Kind::Admin => AnyObj::Admin(serde_json::from_slice(bytes)?),
         })
     }
 
