@@ -245,3 +245,19 @@ pub async fn serve_blob(blobs: &Blobs, file: &FileRef, req: Request) -> Result<R
     );
     Ok(resp)
 }
+
+/// Who is on the other end of an HTTP connection, and whether it came over TLS. Handlers and
+/// middleware take it as `axum::extract::ConnectInfo<Conn>`; the listener fills it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    pub peer: std::net::SocketAddr,
+    pub tls: bool,
+}
+
+/// The peer of a request, as audit lines name it ("-" when the listener did not say).
+pub fn source(req_ext: &axum::http::Extensions) -> String {
+    req_ext
+        .get::<axum::extract::ConnectInfo<Conn>>()
+        .map(|c| c.0.peer.ip().to_string())
+        .unwrap_or_else(|| "-".to_string())
+}
