@@ -45,6 +45,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub dns: DnsSection,
     #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
     pub status: StatusSection,
     #[serde(default)]
     pub db: DbSection,
@@ -271,6 +273,32 @@ impl Default for DnsSection {
     }
 }
 
+/// `[limits]`: what one client may hold on the API port (see docs/security.md, "Limits").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Seconds from connecting (or from the first byte of a kept-alive connection's next
+    /// request) to the end of the request head; the TLS handshake counts too.
+    pub head_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request, and a request body or
+    /// a response may go without moving.
+    pub idle_timeout_secs: u64,
+    /// Most HTTP connections open at once; 0 (default): as many as the open-file limit
+    /// allows, less a quarter of it (at least 64, at most 8192) kept for everything else.
+    /// Never more than that.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            head_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 0,
+        }
+    }
+}
+
 impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         let text = std::fs::read_to_string(path)
@@ -292,6 +320,7 @@ pub struct Config {
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     pub etcd: EtcdSection,
     pub max_body_bytes: usize,
+    pub limits: LimitsSection,
     pub history_revisions: i64,
     pub history_secs: u64,
     pub boot: BootSection,
@@ -330,6 +359,11 @@ impl Config {
             store: StoreUrl::Embedded,
             etcd: file.etcd,
             max_body_bytes: file.max_body_mib.unwrap_or(256).saturating_mul(1 << 20),
+            limits: LimitsSection {
+                head_timeout_secs: file.limits.head_timeout_secs.clamp(1, 3600),
+                idle_timeout_secs: file.limits.idle_timeout_secs.clamp(1, 24 * 3600),
+                max_connections: file.limits.max_connections,
+            },
             history_revisions: file.history_revisions.unwrap_or(10_000).max(100),
             history_secs: file.history_secs.unwrap_or(600).max(60),
             boot: file.boot,
@@ -420,6 +454,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn limits_section() {
+        let c = Config::settle(FileConfig::default(), None, None, None);
+        assert_eq!(
+            (
+                c.limits.head_timeout_secs,
+                c.limits.idle_timeout_secs,
+                c.limits.max_connections
+            ),
+            (10, 60, 0)
+        );
+        let file: FileConfig = toml::from_str(
+            "[limits]\nhead_timeout_secs = 0\nidle_timeout_secs = 5\nmax_connections = 100\n",
+        )
+        .unwrap();
+        let c = Config::settle(file, None, None, None);
+        assert_eq!(c.limits.head_timeout_secs, 1, "clamped");
+        assert_eq!(c.limits.idle_timeout_secs, 5);
+        assert_eq!(c.limits.max_connections, 100);
+        assert!(toml::from_str::<FileConfig>("[limits]\nidle_secs = 5\n").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod exec;
 pub mod heads;
+pub mod limits;
 pub mod maint;
 pub mod migrate;
 pub mod netif;
@@ -205,6 +206,7 @@ fn load_file_config(path: Option<&std::path::Path>) -> anyhow::Result<FileConfig
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
+    start_limits(&cfg);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
     let data_dir = cfg.data_dir.canonicalize().unwrap_or(cfg.data_dir.clone());
@@ -389,6 +391,59 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raise the open-file limit and cap the API port's connections below it.
+fn start_limits(cfg: &Config) {
+    let soft = match limits::raise_nofile() {
+        Ok(n) => {
+            tracing::info!(
+                soft_before = n.soft_before,
+                soft = n.soft,
+                hard = n.hard,
+                "open-file limit: soft {} (was {}), hard {}",
+                n.soft,
+                n.soft_before,
+                n.hard
+            );
+            n.soft
+        }
+        Err(e) => {
+            tracing::warn!("cannot raise the open-file limit: {e}");
+            let mut r = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            // SAFETY: getrlimit writes into the struct we pass.
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+            r.rlim_cur
+        }
+    };
+    let l = &cfg.limits;
+    let cap = limits::connection_cap(l.max_connections, soft);
+    if l.max_connections > cap {
+        tracing::warn!(
+            "[limits] max_connections = {} is more than the open-file limit {soft} allows; \
+             using {cap}",
+            l.max_connections
+        );
+    }
+    tracing::info!(
+        max_connections = cap,
+        head_timeout_secs = l.head_timeout_secs,
+        idle_timeout_secs = l.idle_timeout_secs,
+        "HTTP connections capped at {cap} ({} open files kept for the store, files and other \
+         sockets)",
+        soft.saturating_sub(cap as u64)
+    );
+    limits::install(limits::Limits::new(
+        limits::Settings {
+            max_connections: cap,
+            head_timeout: std::time::Duration::from_secs(l.head_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(l.idle_timeout_secs),
+        },
+        soft,
+    ));
 }
 
 /// How long a head keeps trying to start while its store is unavailable.
