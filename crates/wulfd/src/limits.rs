@@ -29,6 +29,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 /// time; a restarted client's old transfer is replaced, not counted).
 pub const TFTP_PER_CLIENT: usize = 8;
 
+/// Nodes DHCP creates at once for new MACs (when the cluster accepts new nodes): a flood of
+/// made-up MACs waits its turn instead of piling up store writes.
+pub const DHCP_ENROLLING: usize = 64;
+
 /// How long a connection that has sent no complete request head is spared from being closed
 /// to make room: long enough for a real client to send its request after connecting.
 pub const EVICT_GRACE: Duration = Duration::from_secs(1);

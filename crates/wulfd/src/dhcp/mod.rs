@@ -557,8 +557,13 @@ impl Server {
             let mut e = self.enroll.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             e.cooldown.retain(|_, until| *until > now);
-            if e.cooldown.contains_key(&mac) || !e.in_flight.insert(mac) {
-                return; // being created (or failed just now): the client will retry
+            if e.cooldown.contains_key(&mac)
+                || e.in_flight.len() >= crate::limits::DHCP_ENROLLING
+                || !e.in_flight.insert(mac)
+            {
+                // Being created, failed just now, or a flood of new MACs is being created:
+                // the client will retry.
+                return;
             }
         }
         let me = self.clone();

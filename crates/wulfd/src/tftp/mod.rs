@@ -4,7 +4,8 @@
 //! One socket listens for requests. Each read request becomes a task with its own socket,
 //! bound to the address the request was sent to (learnt with IP_PKTINFO, so the replies come
 //! from the address the client expects) on a new port, and connected to the client. Files
-//! are streamed from disk; at most [`MAX_TRANSFERS`] run at once. See docs/admin/tftp.md.
+//! are streamed from disk; at most [`MAX_TRANSFERS`] run at once, at most
+//! [`crate::limits::TFTP_PER_CLIENT`] for one client address. See docs/admin/tftp.md.
 
 mod packet;
 mod path;
@@ -181,6 +182,17 @@ impl Server {
                     }
                     // The client started over from the same port: the old transfer is void.
                     old.cancel.cancel();
+                } else if active.keys().filter(|a| a.ip() == peer.ip()).count()
+                    >= crate::limits::TFTP_PER_CLIENT
+                {
+                    // One address cannot take the transfers every other client needs.
+                    tracing::debug!(
+                        %peer,
+                        "TFTP: {} transfers already running for {}; dropped a request",
+                        crate::limits::TFTP_PER_CLIENT,
+                        peer.ip()
+                    );
+                    continue;
                 }
                 active.insert(
                     peer,
