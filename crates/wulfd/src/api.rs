@@ -1,22 +1,22 @@
 //! The REST API under `/api/v1` (see the `wulf-api` crate for the list of paths): each
-//! service's routes, composed behind authentication, and the boot routes firmware fetches.
+//! service's routes and the boot routes firmware fetches, composed behind the access guard
+//! (`auth::guard`, which applies `auth/table.rs`).
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use wulf_api::Info;
 
 use crate::app::{App, AppState};
-use crate::web::{bearer, ApiErr};
+use crate::web::ApiErr;
 
 pub fn router(app: Arc<App>) -> Router {
-    let api = Router::new()
+    Router::new()
         .route("/api/v1/info", get(info))
+        .merge(crate::auth::session::routes())
         .merge(crate::objects::routes::routes())
         .merge(crate::status::routes::routes())
         .merge(crate::dhcp::routes())
@@ -26,38 +26,17 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::exec::routes::routes())
         .merge(crate::power::routes())
         .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            authenticate,
-        ));
-    // Boot scripts and boot files are fetched by firmware, which has no token.
-    Router::new()
-        .merge(api)
+        // Boot scripts and boot files are fetched by firmware, which has no token.
         .merge(crate::boot::routes())
         // Agents poll for commands with their node token, checked by the handlers.
         .merge(crate::exec::routes::node_routes())
+        // Every route above passes the access table (auth/table.rs).
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::auth::guard,
+        ))
         .fallback(|| async { ApiErr::new(StatusCode::NOT_FOUND, "no such API path") })
         .with_state(app)
-}
-
-async fn authenticate(State(app): AppState, req: Request, next: Next) -> Response {
-    // Nodes send their reports with their own credential, checked by the handler.
-    if req.method() == axum::http::Method::POST && req.uri().path() == "/api/v1/node/status" {
-        return next.run(req).await;
-    }
-    let presented = bearer(req.headers());
-    match presented {
-        Some(t) if app.tokens.is_admin(t) => next.run(req).await,
-        Some(_) => {
-            tracing::warn!(target: "audit", path = %req.uri().path(), "refused a request with a wrong token");
-            ApiErr::new(StatusCode::UNAUTHORIZED, "the token is not valid").into_response()
-        }
-        None => ApiErr::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: send 'Authorization: Bearer TOKEN'",
-        )
-        .into_response(),
-    }
 }
 
 async fn info(State(app): AppState) -> Result<axum::Json<Info>, ApiErr> {

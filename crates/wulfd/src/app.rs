@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use wulf_store::Store;
 
-use crate::auth::Tokens;
+use crate::auth::Auth;
 use crate::blobs::Blobs;
 use crate::cache::Cache;
 use crate::db::Db;
@@ -14,7 +14,8 @@ pub struct App {
     pub cache: Arc<Cache>,
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
-    pub tokens: Tokens,
+    /// Accounts' tokens and the bootstrap token.
+    pub auth: Auth,
     pub head: String,
     pub max_body: usize,
     /// The settled configuration (service sections, API port).

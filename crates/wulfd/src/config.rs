@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub status: StatusSection,
     #[serde(default)]
     pub db: DbSection,
+    #[serde(default)]
+    pub auth: AuthSection,
 }
 
 /// `[etcd]`: TLS and credentials for an etcd store.
@@ -175,6 +177,25 @@ impl Default for DbSection {
             quota_mib: wulf_model::db::ETCD_DEFAULT_QUOTA >> 20,
             defrag_min_free_mib: 64,
             quota_fill: 0.8,
+        }
+    }
+}
+
+/// `[auth]`: lifetimes of the tokens `wulf login` gets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Seconds an access token is good for (default 1 h).
+    pub access_secs: u64,
+    /// Seconds a login's refresh token is good for (default 7 days).
+    pub refresh_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            access_secs: 3600,
+            refresh_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -329,6 +350,7 @@ pub struct Config {
     pub dns: DnsSection,
     pub status: StatusSection,
     pub db: DbSection,
+    pub auth: AuthSection,
 }
 
 /// `/var/lib/wulf` as root, else `./wulf-data`.
@@ -383,6 +405,10 @@ impl Config {
                     DbSection::default().quota_fill
                 },
                 ..file.db
+            },
+            auth: AuthSection {
+                access_secs: file.auth.access_secs.clamp(5, 7 * 24 * 3600),
+                refresh_secs: file.auth.refresh_secs.clamp(60, 365 * 24 * 3600),
             },
         }
     }

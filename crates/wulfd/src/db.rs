@@ -217,6 +217,19 @@ impl Db {
             .ok_or_else(|| DbError::NotFound(format!("{} {uid} vanished", kind.title())))
     }
 
+    /// Change each object in `uids` with `change` (given its JSON and the stored object), all
+    /// or none; the result is validated like any update.
+    pub async fn modify(
+        &self,
+        kind: Kind,
+        uids: &[String],
+        mut change: impl FnMut(&mut Value, &AnyObj) -> Result<(), DbError>,
+    ) -> Result<Vec<AnyObj>, DbError> {
+        let ts = now();
+        self.commit(|st| prepare_modify(st, kind, uids, ts, &mut change))
+            .await
+    }
+
     /// For a `pxe+local` node: move its boot stage to `local`, once. True if this call did it
     /// (the caller serves the PXE boot), false if it was already local.
     pub async fn claim_pxe_boot(&self, uid: &str) -> Result<bool, DbError> {
@@ -336,7 +349,7 @@ impl Db {
     }
 }
 
-fn check_request(kind: Kind, req: &UpdateRequest) -> Result<(), DbError> {
+pub(crate) fn check_request(kind: Kind, req: &UpdateRequest) -> Result<(), DbError> {
     for (k, _) in &req.fields {
         match field_type(kind, k) {
             None => {

@@ -252,6 +252,7 @@ async fn head_list(
 /// `DELETE /api/v1/head?ids=NAME,…`: remove down heads' records.
 async fn head_remove(
     axum::extract::State(app): crate::app::AppState,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<axum::Json<wulf_api::Deleted>, crate::web::ApiErr> {
     use crate::heads::HeadError;
@@ -271,7 +272,7 @@ async fn head_remove(
     for name in names {
         match crate::heads::remove(app.store.as_ref(), name).await {
             Ok(()) => {
-                tracing::info!(target: "audit", head = %name, "removed a down head");
+                tracing::info!(target: "audit", account = %who.name, source = %who.source, head = %name, "removed a down head");
                 deleted.push(name.to_string());
             }
             Err(HeadError::NotFound(n)) => {

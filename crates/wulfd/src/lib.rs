@@ -238,6 +238,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .context("cannot set up the admin token")
     })
     .await?;
+    let auth = patiently(|| async {
+        auth::Auth::load(store.as_ref(), vec![token.clone()], &cfg.auth)
+            .await
+            .context("cannot read the token signing key")
+    })
+    .await?;
     let node_secret = patiently(|| async {
         boot::node_secret(store.as_ref())
             .await
@@ -310,7 +316,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         cache: cache.clone(),
         store: store.clone(),
         blobs,
-        tokens: auth::Tokens::new(vec![token]),
+        auth,
         head: head_name,
         max_body: cfg.max_body_bytes,
         cfg: Config {

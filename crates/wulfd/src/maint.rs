@@ -356,6 +356,7 @@ struct DbActed {
 /// `POST /api/v1/cluster/db` `{"action": "compact"|"defrag"|"disarm"|"recover"}`.
 async fn cluster_db_act(
     axum::extract::State(app): crate::app::AppState,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
     body: axum::body::Body,
 ) -> Result<axum::Json<DbActed>, crate::web::ApiErr> {
     #[derive(serde::Deserialize)]
@@ -370,7 +371,7 @@ async fn cluster_db_act(
             ))
         })?;
     let done = act(&app, ask.action).await?;
-    tracing::info!(action = ?ask.action, steps = ?done, "database maintenance on request");
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, action = ?ask.action, steps = ?done, "database maintenance on request");
     Ok(axum::Json(DbActed {
         done,
         status: db_status(&app).await?,

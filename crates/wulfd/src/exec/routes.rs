@@ -183,6 +183,7 @@ fn audit_names(targets: &[Target]) -> String {
 /// `POST /api/v1/node/exec?ids=SEL`: run a command on every selected node.
 async fn exec(
     State(app): AppState,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> Result<Json<ExecReply>, ApiErr> {
@@ -203,7 +204,7 @@ async fn exec(
         return Err(ApiErr::bad("fanout must be at least 1"));
     }
     let targets = targets(&app, &q)?;
-    tracing::info!(target: "audit", nodes = %audit_names(&targets), command = ?req.argv, "exec");
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, nodes = %audit_names(&targets), command = ?req.argv, "exec");
     let timeout = Duration::from_secs(req.timeout_secs) + Duration::from_secs(5);
     let req = Arc::new(req);
     let results: Vec<ExecOutcome> = stream::iter(targets)
@@ -257,7 +258,7 @@ async fn exec(
         .map(|r| r.name.as_str())
         .collect();
     if !failed.is_empty() {
-        tracing::info!(target: "audit", nodes = %wulf_model::hostlist::compress(&failed), "exec failed on some nodes");
+        tracing::info!(target: "audit", account = %who.name, source = %who.source, nodes = %wulf_model::hostlist::compress(&failed), "exec failed on some nodes");
     }
     Ok(Json(ExecReply { results }))
 }
@@ -265,10 +266,11 @@ async fn exec(
 /// `POST /api/v1/node/orphan?ids=SEL`: make nodes orphans on purpose (before head maintenance).
 async fn orphan(
     State(app): AppState,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<ActionReply>, ApiErr> {
     let targets = targets(&app, &q)?;
-    tracing::info!(target: "audit", nodes = %audit_names(&targets), "orphan");
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, nodes = %audit_names(&targets), "orphan");
     let results = stream::iter(targets)
         .map(|t| {
             let app = app.clone();

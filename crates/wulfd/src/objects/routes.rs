@@ -8,12 +8,13 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use serde_json::Value;
 use wulf_api::{Deleted, NodeAttributes, UpdateRequest};
 use wulf_model::{FileRef, Kind};
 
 use crate::app::{App, AppState};
+use crate::auth::Principal;
 use crate::blobs::BlobError;
 use crate::cache::State as CacheState;
 use crate::objects::AnyObj;
@@ -37,6 +38,17 @@ pub fn routes() -> Router<Arc<App>> {
         .merge(files)
 }
 
+/// What an update changes, for its audit line: field names (values of secrets never), attributes set and
+/// cleared, groups joined and left.
+fn describe_update(req: &UpdateRequest) -> String {
+    let mut parts: Vec<String> = req.fields.keys().cloned().collect();
+    parts.extend(req.set_attributes.keys().map(|k| format!("set {k}")));
+    parts.extend(req.clear_attributes.iter().map(|k| format!("clear {k}")));
+    parts.extend(req.join.iter().map(|g| format!("join {g}")));
+    parts.extend(req.leave.iter().map(|g| format!("leave {g}")));
+    parts.join(", ")
+}
+
 /// `fields=a,b` from a query: answer only those fields of each object.
 fn requested_fields(q: &HashMap<String, String>) -> Option<Vec<String>> {
     q.get("fields").map(|f| {
@@ -53,6 +65,7 @@ fn object_bytes(obj: &AnyObj, fields: Option<&[String]>) -> Vec<u8> {
     let masked = match obj {
         AnyObj::Node(n) => wulf_model::secret::mask_node(n).map(AnyObj::Node),
         AnyObj::Attrib(g) => wulf_model::secret::mask_group(g).map(AnyObj::Attrib),
+        AnyObj::Admin(a) => Some(AnyObj::Admin(crate::auth::accounts::masked(a))),
         _ => None,
     };
     let obj = masked.as_ref().unwrap_or(obj);
@@ -106,6 +119,7 @@ async fn list(
 
 async fn create(
     State(app): AppState,
+    Extension(who): Extension<Principal>,
     Path(kind): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     body: Body,
@@ -116,9 +130,14 @@ async fn create(
         v @ Value::Object(_) => vec![v],
         _ => return Err(ApiErr::bad("expected a JSON object or an array of objects")),
     };
+    let docs = if kind == Kind::Admin {
+        crate::auth::accounts::prepare_create(docs).await?
+    } else {
+        docs
+    };
     let objs = app.db.create(kind, docs).await?;
     let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
-    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "created {}", summarize(kind, &names));
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), "created {}", summarize(kind, &names));
     Ok(json_response(
         objects_json(&objs, requested_fields(&q).as_deref()),
         StatusCode::CREATED,
@@ -127,6 +146,7 @@ async fn create(
 
 async fn update(
     State(app): AppState,
+    Extension(who): Extension<Principal>,
     Path(kind): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     body: Body,
@@ -135,9 +155,14 @@ async fn update(
     let req: UpdateRequest = serde_json::from_value(read_json(&app, body).await?)
         .map_err(|e| ApiErr::bad(format!("malformed update request: {e}")))?;
     let uids = selection(&app.cache.read(), kind, &q, false)?;
-    let objs = app.db.update(kind, &uids, &req).await?;
+    let changes = describe_update(&req);
+    let objs = if kind == Kind::Admin {
+        crate::auth::accounts::update(&app, &uids, req).await?
+    } else {
+        app.db.update(kind, &uids, &req).await?
+    };
     let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
-    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "updated {}", summarize(kind, &names));
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), changes = %changes, "updated {}", summarize(kind, &names));
     Ok(json_response(
         objects_json(&objs, requested_fields(&q).as_deref()),
         StatusCode::OK,
@@ -146,6 +171,7 @@ async fn update(
 
 async fn remove(
     State(app): AppState,
+    Extension(who): Extension<Principal>,
     Path(kind): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<Deleted>, ApiErr> {
@@ -154,7 +180,7 @@ async fn remove(
     let objs = app.db.delete(kind, &uids).await?;
     let names: Vec<String> = objs.iter().map(|o| o.name().to_string()).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    tracing::info!(target: "audit", kind = %kind, count = objs.len(), "deleted {}", summarize(kind, &refs));
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), "deleted {}", summarize(kind, &refs));
     Ok(axum::Json(Deleted { deleted: names }))
 }
 
@@ -215,6 +241,7 @@ fn one(st: &CacheState, kind: Kind, id: &str) -> Result<Arc<AnyObj>, ApiErr> {
 
 async fn upload(
     State(app): AppState,
+    Extension(who): Extension<Principal>,
     Path((kind, id, field)): Path<(String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
@@ -256,7 +283,7 @@ async fn upload(
     };
     let value = serde_json::to_value(&file).unwrap_or(Value::Null);
     let updated = app.db.set_field(kind, obj.uid(), &field, value).await?;
-    tracing::info!(target: "audit", kind = %kind, sha256 = %file.sha256, size, "uploaded {field} of {}", obj.name());
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, sha256 = %file.sha256, size, "uploaded {field} of {}", obj.name());
     Ok(json_response(
         objects_json(&[updated], None),
         StatusCode::OK,

@@ -51,6 +51,7 @@ fn hostlist<S: AsRef<str>>(names: &[S]) -> String {
 
 async fn power(
     State(app): AppState,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> Result<Json<ActionReply>, ApiErr> {
@@ -75,7 +76,7 @@ async fn power(
     } else {
         "hard".to_string()
     };
-    tracing::info!(target: "audit", nodes = %hostlist(&names), action = req.action.as_str(),
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, nodes = %hostlist(&names), action = req.action.as_str(),
         mode = %mode, timeout_secs = req.timeout_secs, "power");
     refuse_bad_uris(&plans, &req)?;
 
@@ -99,7 +100,7 @@ async fn power(
         }
     }
     for ((ok, outcome), names) in groups {
-        tracing::info!(target: "audit", nodes = %hostlist(&names), action = req.action.as_str(),
+        tracing::info!(target: "audit", account = %who.name, source = %who.source, nodes = %hostlist(&names), action = req.action.as_str(),
             ok, outcome, "power outcome");
     }
     Ok(Json(ActionReply { results }))
