@@ -4,10 +4,12 @@
 //! (slowloris), a keep-alive idle timeout, and a stall timeout for bodies and responses that
 //! stop moving. Also the per-client caps of the UDP services. See docs/security.md, "Limits".
 //!
-//! The accept loop asks [`admit`] for each new connection. Past the cap, the connections that
-//! have not sent a complete request head for a moment (idle or slowloris ones, oldest first)
-//! are closed to make room; when there are none, the new connection is closed at once, so the
-//! accept loop never stalls and the listen backlog never fills. The per-connection task runs
+//! The accept loop asks [`admit`] for each new connection. Past the cap, the connection that
+//! has gone longest without a complete request head (an idle or slowloris one, or one kept
+//! alive with no request) is closed to make room; when every connection is busy with a
+//! request, the new one is closed at once, so the accept loop never stalls and the listen
+//! backlog never fills. A real client sends its request within milliseconds of connecting, so
+//! a flood has to replace every connection under the cap faster than that to push it out. The per-connection task runs
 //! inside [`guard`], and the stream handed to the HTTP server is wrapped by [`track`], which
 //! follows the connection's HTTP/1 exchanges from the bytes going through it (request head,
 //! body, response) without changing them.
@@ -33,12 +35,9 @@ pub const TFTP_PER_CLIENT: usize = 8;
 /// made-up MACs waits its turn instead of piling up store writes.
 pub const DHCP_ENROLLING: usize = 64;
 
-/// How long a connection that has sent no complete request head is spared from being closed
-/// to make room: long enough for a real client to send its request after connecting.
-pub const EVICT_GRACE: Duration = Duration::from_secs(1);
-
-/// Connections closed at once to make room when the cap is reached.
-const EVICT_BATCH: usize = 16;
+/// Connections under the cap looked through for each one closed to make room: past the cap,
+/// every new connection closes one for up to this many (bounding the scan of a large cap).
+const EVICT_SCAN: usize = 4096;
 
 /// Bytes of a request or response head kept to read its Content-Length.
 const HEAD_KEEP: usize = 8 * 1024;
@@ -429,6 +428,9 @@ struct Counts {
 /// The connections of the API port.
 pub struct Limits {
     settings: Settings,
+    /// Most connections open at once counting those being closed: closing takes a moment
+    /// (a task has to notice), and a flood must not outrun it past the open-file limit.
+    ceiling: usize,
     nofile: u64,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Slot>>>,
@@ -439,8 +441,10 @@ pub struct Limits {
 
 impl Limits {
     pub fn new(settings: Settings, nofile: u64) -> Arc<Limits> {
+        let cap = settings.max_connections;
         Arc::new(Limits {
             settings,
+            ceiling: cap.saturating_add((cap / 8).max(8)),
             nofile,
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
@@ -477,6 +481,10 @@ impl Limits {
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<Ticket> {
         let now = Instant::now();
         let mut conns = lock(&self.conns);
+        if conns.len() >= self.ceiling {
+            self.counts.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let staying = conns
             .len()
             .saturating_sub(self.retiring.load(Ordering::SeqCst));
@@ -484,16 +492,15 @@ impl Limits {
             let mut idle: Vec<(Instant, &Arc<Slot>)> = conns
                 .values()
                 .filter(|s| !s.retired.load(Ordering::Relaxed))
-                .filter_map(|s| {
-                    let since = lock(&s.track).headless_since()?;
-                    (now.saturating_duration_since(since) >= EVICT_GRACE).then_some((since, s))
-                })
+                .filter_map(|s| Some((lock(&s.track).headless_since()?, s)))
                 .collect();
             if idle.is_empty() {
                 self.counts.refused.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
-            let batch = EVICT_BATCH.min(idle.len());
+            let batch = (self.settings.max_connections / EVICT_SCAN)
+                .max(1)
+                .min(idle.len());
             if batch < idle.len() {
                 idle.select_nth_unstable_by_key(batch - 1, |(t, _)| *t);
             }
@@ -901,28 +908,48 @@ mod tests {
     async fn past_the_cap_idle_connections_go_first() {
         let l = Limits::new(settings(3), 1024);
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let t0 = Instant::now();
         let a = l.admit(peer).unwrap();
         let b = l.admit(peer).unwrap();
         let c = l.admit(peer).unwrap();
-        // All three are younger than the grace: the fourth is refused.
-        assert!(l.admit(peer).is_none());
-        // b sent its request; a and c are idle past the grace.
-        b.with_track(|t, now| t.on_read(b"GET / HTTP/1.1\r\n\r\n", now));
-        let old = Instant::now() - EVICT_GRACE * 2;
-        for t in [&a, &c] {
-            t.with_track(|t, _| t.phase = Phase::Head { since: old });
-        }
-        let d = l.admit(peer).expect("room made");
+        // b sent its request; c connected before a.
+        let request = |t: &Ticket| t.with_track(|t, now| t.on_read(b"GET / HTTP/1.1\r\n\r\n", now));
+        request(&b);
+        let ago = |secs| t0 - Duration::from_secs(secs);
+        a.with_track(|t, _| t.phase = Phase::Head { since: ago(1) });
+        c.with_track(|t, _| t.phase = Phase::Idle { since: ago(2) });
         let token = |t: &Ticket| t.0.as_ref().unwrap().slot.token.clone();
-        assert!(token(&a).is_cancelled() && token(&c).is_cancelled());
-        assert!(!token(&b).is_cancelled() && !token(&d).is_cancelled());
-        // Closing ones do not count against the cap.
-        let e = l.admit(peer).expect("two were closing");
+        let d = l.admit(peer).expect("room made");
+        assert!(
+            token(&c).is_cancelled(),
+            "the oldest without a request goes"
+        );
+        assert!(!token(&a).is_cancelled() && !token(&b).is_cancelled());
+        let e = l.admit(peer).expect("room made");
+        assert!(token(&a).is_cancelled());
+        assert!(!token(&d).is_cancelled() && !token(&e).is_cancelled());
         drop((a, c));
         assert_eq!(l.open(), 3);
+        // Every connection busy with a request: a new one is refused.
+        request(&d);
+        request(&e);
         assert!(l.admit(peer).is_none());
+        assert_eq!(l.open(), 3);
         drop((b, d, e));
         assert_eq!(l.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn closing_connections_count_up_to_a_ceiling() {
+        let l = Limits::new(settings(8), 1024);
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // Each one past the cap closes another, but none has let go of its socket yet.
+        let held: Vec<Ticket> = (0..16).map(|_| l.admit(peer).expect("room")).collect();
+        assert!(l.admit(peer).is_none());
+        assert_eq!(l.open(), 16);
+        drop(held);
+        assert_eq!(l.open(), 0);
+        assert!(l.admit(peer).is_some());
     }
 
     #[tokio::test]
