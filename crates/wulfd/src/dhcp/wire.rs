@@ -305,6 +305,10 @@ impl<'a> Packet<'a> {
     }
 }
 
+/// Bytes of the options every reply carries besides End: message type (53, three bytes) and
+/// server identifier (54, six bytes).
+const ESSENTIAL: usize = 3 + 6;
+
 /// Writes a reply into a buffer, staying within a size limit: options that do not fit are
 /// left out (and counted in `skipped`).
 pub struct Writer<'b> {
@@ -343,10 +347,15 @@ impl<'b> Writer<'b> {
         buf.extend_from_slice(&h.chaddr);
         buf.resize(HEADER_LEN, 0);
         buf.extend_from_slice(&MAGIC);
+        let limit = limit.clamp(DEFAULT_MAX_MESSAGE, MAX_MESSAGE);
+        // What is kept for the trailing options never crowds out the message type and the
+        // server identifier: a client id and relay information that do not fit beside them
+        // are left out instead.
+        let room = limit - (HEADER_LEN + MAGIC.len()) - ESSENTIAL - 1;
         let mut w = Writer {
             buf,
-            limit: limit.clamp(DEFAULT_MAX_MESSAGE, MAX_MESSAGE),
-            reserve: reserve + 1,
+            limit,
+            reserve: reserve.min(room) + 1,
             written: [0; 4],
             skipped: 0,
         };
@@ -404,7 +413,8 @@ impl<'b> Writer<'b> {
     /// An option written after everything else, in the space `reserve` kept for it.
     pub fn trailing(&mut self, code: u8, value: &[u8]) {
         let need = 2 + value.len();
-        self.reserve = self.reserve.saturating_sub(need);
+        // One byte stays kept for End.
+        self.reserve = self.reserve.saturating_sub(need).max(1);
         self.option(code, value);
     }
 
@@ -551,5 +561,43 @@ pub mod tests {
         let p = Packet::parse(&buf).unwrap();
         assert_eq!(p.msg_type, MsgType::Ack);
         assert_eq!(p.client_id, Some(&[1, 2, 3, 4, 5, 6, 7][..]));
+    }
+
+    #[test]
+    fn long_trailing_options_never_crowd_out_the_message_type() {
+        // A client id and relay information of 255 bytes each (found by fuzzing: the reply
+        // had no message type, so no client could take it).
+        let h = Header {
+            msg_type: MsgType::Offer,
+            xid: 7,
+            flags: 0,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            yiaddr: Ipv4Addr::new(10, 0, 0, 5),
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: Ipv4Addr::UNSPECIFIED,
+            htype: 1,
+            hlen: 6,
+            chaddr: [0; 16],
+        };
+        let (client_id, relay) = ([7u8; 255], [8u8; 255]);
+        for limit in [0, 600, MAX_MESSAGE] {
+            let mut buf = Vec::new();
+            let mut w = Writer::new(&mut buf, &h, limit, 2 * (2 + 255));
+            assert!(w.ip(opt::SERVER_ID, Ipv4Addr::new(10, 0, 0, 1)));
+            w.option(opt::HOST_NAME, b"n0");
+            w.trailing(opt::CLIENT_ID, &client_id);
+            w.trailing(opt::RELAY_INFO, &relay);
+            let n = w.finish();
+            assert!(
+                n <= limit.clamp(DEFAULT_MAX_MESSAGE, MAX_MESSAGE),
+                "{limit}: {n}"
+            );
+            let p = Packet::parse(&buf).unwrap();
+            assert_eq!(p.msg_type, MsgType::Offer);
+            assert_eq!(p.server_id, Some(Ipv4Addr::new(10, 0, 0, 1)));
+            assert_eq!(p.client_id, Some(&client_id[..]));
+            // Both fit only in a reply larger than the 548 bytes every client takes.
+            assert_eq!(p.relay_info.is_some(), limit == MAX_MESSAGE, "{limit}");
+        }
     }
 }
