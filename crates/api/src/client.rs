@@ -57,18 +57,42 @@ pub fn encode(s: &str) -> String {
 }
 
 impl Client {
-    /// `base` is the head's URL, like `http://10.0.0.1:8740`.
+    /// `base` is the head's URL, like `https://10.0.0.1:8740`. An https head's certificate is
+    /// checked against the public roots: use [`Client::with_tls`] for a cluster CA.
     pub fn new(base: &str, token: Option<String>) -> Client {
-        let agent = ureq::AgentBuilder::new()
+        Self::with_agent(base, token, Self::builder().build())
+    }
+
+    /// A client whose TLS is `tls`: [`crate::tls::trust_ca`] (exactly the cluster CA) or
+    /// [`crate::tls::insecure`].
+    pub fn with_tls(
+        base: &str,
+        token: Option<String>,
+        tls: std::sync::Arc<crate::tls::ClientConfig>,
+    ) -> Client {
+        Self::with_agent(base, token, Self::builder().tls_config(tls).build())
+    }
+
+    /// The HTTP agent settings every client starts from (timeouts).
+    pub fn builder() -> ureq::AgentBuilder {
+        ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout_read(Duration::from_secs(600))
             .timeout_write(Duration::from_secs(600))
-            .build();
-        Client {
-            base: base.trim_end_matches('/').to_string(),
-            token,
-            agent,
-        }
+    }
+
+    /// A client on `base` trusting exactly the CA certificate(s) in `ca_pem`.
+    pub fn with_ca(
+        base: &str,
+        token: Option<String>,
+        ca_pem: &[u8],
+    ) -> Result<Client, crate::tls::TlsError> {
+        Ok(Self::with_tls(base, token, crate::tls::trust_ca(ca_pem)?))
+    }
+
+    /// A client on `base` that checks no certificate (`--insecure`).
+    pub fn insecure(base: &str, token: Option<String>) -> Client {
+        Self::with_tls(base, token, crate::tls::insecure())
     }
 
     /// A client on an existing HTTP agent (to share its connections), e.g. one per node

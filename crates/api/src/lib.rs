@@ -35,6 +35,7 @@ pub mod auth;
 pub mod client;
 pub mod command;
 pub mod status;
+pub mod tls;
 
 pub use client::{ApiError, Client};
 pub use wulf_model as model;

@@ -35,6 +35,8 @@ pub fn router(app: Arc<App>) -> Router {
             app.clone(),
             crate::auth::guard,
         ))
+        // Plain HTTP reaches only /boot/ (firmware); the rest needs HTTPS.
+        .layer(axum::middleware::from_fn(crate::tls::require_tls))
         .fallback(|| async { ApiErr::new(StatusCode::NOT_FOUND, "no such API path") })
         .with_state(app)
 }

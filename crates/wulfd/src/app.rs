@@ -20,6 +20,8 @@ pub struct App {
     pub max_body: usize,
     /// The settled configuration (service sections, API port).
     pub cfg: crate::config::Config,
+    /// The cluster CA and this head's TLS acceptor.
+    pub tls: crate::tls::Tls,
     /// Secret the per-node boot credentials are derived from (shared by all heads).
     pub node_secret: Vec<u8>,
     /// Node status as this head sees it.

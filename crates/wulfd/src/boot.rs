@@ -45,6 +45,15 @@ pub fn efi_url(app: &App, local_ip: Ipv4Addr) -> String {
     format!("{}/boot/ipxe.efi", base_url(app, local_ip))
 }
 
+/// The HTTPS base of the API on the same host and port as the HTTP base `base` (the
+/// one port serves both): what nodes report to (`wulf.head=`).
+pub fn api_base(base: &str) -> String {
+    match base.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => base.to_string(),
+    }
+}
+
 /// Read the shared node-credential secret, creating it on a new cluster (safe to race).
 pub async fn node_secret(store: &dyn Store) -> Result<Vec<u8>, StoreError> {
     if let Some(kv) = store.get(SECRET_KEY).await? {
@@ -76,6 +85,9 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/boot/ipxe", get(script))
         .route("/boot/ipxe.efi", get(ipxe_efi))
+        // The cluster CA certificate: public, so a node (checking it against its wulf.ca=
+        // pin) or an admin (`wulf trust`) can fetch it before any TLS.
+        .route("/boot/ca.pem", get(ca_pem))
         .route("/boot/file/{sha256}", get(file))
 }
 
@@ -209,7 +221,8 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
 
 fn render(app: &App, base: &str, mac: MacAddr, p: &Plan) -> String {
     let mut params = vec![
-        format!("wulf.head={base}"),
+        format!("wulf.head={}", api_base(base)),
+        format!("wulf.ca={}", app.tls.fingerprint),
         format!("wulf.node={}", p.node_uid),
         format!("wulf.name={}", p.name),
         format!("wulf.style={}", p.style),
@@ -283,9 +296,10 @@ async fn script(
             );
             app.status.booted(&node_uid);
             let cred = node_credential(&app.node_secret, &node_uid);
+            let (head, ca) = (api_base(&base), &app.tls.fingerprint);
             ipxe(format!(
                 "#!ipxe\necho wulf: {name} is a simulated node; nothing to load\n\
-                 echo wulf.head={base} wulf.node={node_uid} wulf.name={name} wulf.style=simulated wulf.cred={cred}\nexit\n"
+                 echo wulf.head={head} wulf.ca={ca} wulf.node={node_uid} wulf.name={name} wulf.style=simulated wulf.cred={cred}\nexit\n"
             ))
         }
         Decision::Boot(plan) => {
@@ -349,6 +363,16 @@ async fn file(
         crate::peers::ensure_local(&app, &f.sha256).await;
     }
     serve_blob(&app.blobs, &f, req).await
+}
+
+/// `GET /boot/ca.pem`: the cluster CA certificate.
+async fn ca_pem(State(app): State<Arc<App>>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        app.tls.ca_pem.clone(),
+    )
+        .into_response()
 }
 
 /// iPXE's EFI binary from the TFTP root, for UEFI HTTP boot clients.

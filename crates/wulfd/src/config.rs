@@ -51,6 +51,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub db: DbSection,
     #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
     pub auth: AuthSection,
 }
 
@@ -198,6 +200,16 @@ impl Default for AuthSection {
             refresh_secs: 7 * 24 * 3600,
         }
     }
+}
+
+/// `[tls]`: the head certificate (see docs/admin/tls.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// Extra DNS names and IP addresses for this head's certificate, besides its host name,
+    /// localhost, 127.0.0.1, ::1 and the addresses of its interfaces (like the name clients
+    /// outside the cluster use: "head1.example.org").
+    pub names: Vec<String>,
 }
 
 /// `[boot]`: how nodes reach this head over HTTP.
@@ -348,6 +360,7 @@ pub struct Config {
     pub dhcp: DhcpSection,
     pub tftp: TftpSection,
     pub dns: DnsSection,
+    pub tls: TlsSection,
     pub status: StatusSection,
     pub db: DbSection,
     pub auth: AuthSection,
@@ -392,6 +405,7 @@ impl Config {
             dhcp: file.dhcp,
             tftp: file.tftp,
             dns: file.dns,
+            tls: file.tls,
             status: StatusSection {
                 flush_ms: file.status.flush_ms.clamp(50, 60_000),
                 persist_secs: file.status.persist_secs.clamp(1, 3600),

@@ -212,24 +212,24 @@ pub async fn remove(store: &dyn Store, name: &str) -> Result<(), HeadError> {
     }
 }
 
-/// The URLs other machines reach this head's API at: `[boot] url` if set, else each
-/// non-loopback IPv4 address with the API port (or the listen address if it is specific).
+/// The URLs other machines reach this head's API at (https://): `[boot] url` if set, else
+/// each non-loopback IPv4 address with the API port (or the listen address if it is specific).
 pub fn urls(listen: std::net::SocketAddr, boot_url: Option<&str>) -> Vec<String> {
     if let Some(u) = boot_url {
-        return vec![u.trim_end_matches('/').to_string()];
+        return vec![crate::boot::api_base(u.trim_end_matches('/'))];
     }
     if !listen.ip().is_unspecified() {
-        return vec![format!("http://{listen}")];
+        return vec![format!("https://{listen}")];
     }
     let mut out: Vec<String> = crate::netif::ipv4_addrs()
         .unwrap_or_default()
         .into_iter()
         .filter(|a| !a.addr.is_loopback())
-        .map(|a| format!("http://{}:{}", a.addr, listen.port()))
+        .map(|a| format!("https://{}:{}", a.addr, listen.port()))
         .collect();
     out.dedup();
     if out.is_empty() {
-        out.push(format!("http://127.0.0.1:{}", listen.port()));
+        out.push(format!("https://127.0.0.1:{}", listen.port()));
     }
     out
 }

@@ -23,6 +23,7 @@ pub mod power;
 pub mod sendfile;
 pub mod status;
 pub mod tftp;
+pub mod tls;
 pub mod web;
 
 use std::path::PathBuf;
@@ -36,7 +37,12 @@ use wulf_store::{EmbeddedStore, Store};
 use crate::config::{Config, FileConfig, DEFAULT_CONFIG};
 
 /// Ask the head at `url` which store its cluster uses (`--join`).
-fn ask_store(url: &str, token: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<String> {
+fn ask_store(
+    url: &str,
+    token: Option<&str>,
+    ca: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<String> {
     let token = match token {
         Some(t) => t.trim().to_string(),
         None => {
@@ -53,9 +59,21 @@ fn ask_store(url: &str, token: Option<&str>, data_dir: &std::path::Path) -> anyh
                 .to_string()
         }
     };
-    let info: wulf_api::Info = wulf_api::Client::new(url, Some(token))
-        .get("/info")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The token goes only to a head that proves it belongs to the cluster.
+    let local_ca = data_dir.join(tls::TLS_DIR).join("ca.pem");
+    let ca = match ca {
+        Some(p) => p.to_path_buf(),
+        None if local_ca.exists() => local_ca,
+        None => anyhow::bail!(
+            "no cluster CA to check {url} against: copy DATA_DIR/tls/ca.pem from that head and \
+             give --ca FILE (or put it in {})",
+            local_ca.display()
+        ),
+    };
+    let pem = std::fs::read(&ca).with_context(|| format!("cannot read {}", ca.display()))?;
+    let client = wulf_api::Client::with_ca(url, Some(token), &pem)
+        .with_context(|| format!("{}", ca.display()))?;
+    let info: wulf_api::Info = client.get("/info").map_err(|e| anyhow::anyhow!("{e}"))?;
     info.store_url.with_context(|| {
         format!(
             "head {} uses the embedded store, which one head alone can use; move its cluster \
@@ -92,7 +110,7 @@ struct Args {
     /// in the config file's [etcd] section)
     #[arg(long, env = "WULFD_STORE")]
     store: Option<String>,
-    /// Join the cluster of the head at this URL (http://head1:8740): ask it which etcd it
+    /// Join the cluster of the head at this URL (https://head1:8740): ask it which etcd it
     /// uses and use the same (instead of --store; TLS files still come from the config file).
     /// Needs the cluster's admin token: --token, WULF_TOKEN, or DATA_DIR/admin.token
     #[arg(long, value_name = "URL", env = "WULFD_JOIN", conflicts_with = "store")]
@@ -100,6 +118,10 @@ struct Args {
     /// The admin token for --join
     #[arg(long, env = "WULF_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The cluster CA certificate to check the --join head's certificate against (that
+    /// head's DATA_DIR/tls/ca.pem) [default: DATA_DIR/tls/ca.pem]
+    #[arg(long, value_name = "FILE", env = "WULFD_CA")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -113,6 +135,19 @@ enum Command {
         /// The etcd to copy into: etcd://host:port[,host:port…] or etcd+https://…
         #[arg(long, value_name = "STORE")]
         to: String,
+    },
+    /// Replace the cluster CA in the store: with a new one, or with --cert and --key (PEM
+    /// files of a CA of your own). Every head issues itself a certificate from it at its next
+    /// start; restart them all, then give CLIs the new DATA_DIR/tls/ca.pem (`wulf trust`) and
+    /// reboot the nodes (they learn the CA's fingerprint at boot). With the embedded store,
+    /// stop wulfd first. See docs/admin/tls.md.
+    ReplaceCa {
+        /// The CA certificate (PEM); needs --key
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// The CA's private key (PEM, PKCS#8); needs --cert
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -136,7 +171,12 @@ pub fn main() -> std::process::ExitCode {
     let file_store = file.store.clone();
     let mut cfg = Config::settle(file, args.data_dir.clone(), args.listen, args.log.clone());
     let joined = match &args.join {
-        Some(url) => match ask_store(url, args.token.as_deref(), &cfg.data_dir) {
+        Some(url) => match ask_store(
+            url,
+            args.token.as_deref(),
+            args.ca.as_deref(),
+            &cfg.data_dir,
+        ) {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("wulfd: cannot join through {url}: {e:#}");
@@ -182,6 +222,9 @@ pub fn main() -> std::process::ExitCode {
     let job = async {
         match &args.command {
             Some(Command::MigrateStore { to }) => migrate::run(&cfg, to).await,
+            Some(Command::ReplaceCa { cert, key }) => {
+                tls::replace_ca_command(&cfg, cert.as_deref().zip(key.as_deref())).await
+            }
             None => run(cfg.clone()).await,
         }
     };
@@ -250,6 +293,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .context("cannot read the node credential secret")
     })
     .await?;
+    let head_name = cfg.head_name.clone().unwrap_or_else(hostname);
+    let tls = patiently(|| async {
+        let hosts = [head_name.clone(), hostname()];
+        tls::setup(
+            store.as_ref(),
+            &data_dir,
+            &cfg.cluster_name,
+            &hosts,
+            &cfg.tls.names,
+        )
+        .await
+        .context("cannot set up HTTPS")
+    })
+    .await?;
     let blobs = blobs::Blobs::open(&data_dir).context("cannot prepare the file store")?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -265,7 +322,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     std::fs::write(data_dir.join("wulfd.url"), format!("{url}\n"))
         .with_context(|| format!("cannot write {}", data_dir.join("wulfd.url").display()))?;
 
-    let head_name = cfg.head_name.clone().unwrap_or_else(hostname);
     let record = heads::HeadRecord {
         name: head_name.clone(),
         urls: heads::urls(local, cfg.boot.url.as_deref()),
@@ -324,6 +380,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             ..cfg.clone()
         },
         node_secret,
+        tls,
         status: status.clone(),
         live_heads,
         fetches: Default::default(),
@@ -380,10 +437,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     });
     let c = cancel.clone();
     let listener = sendfile::split(listener, app.clone(), cancel.clone())?;
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { c.cancelled().await })
-        .await
-        .context("API server failed")?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<web::Conn>(),
+    )
+    .with_graceful_shutdown(async move { c.cancelled().await })
+    .await
+    .context("API server failed")?;
     cancel.cancel();
     let _ = follower.await;
     let _ = maint.await;
@@ -466,6 +526,7 @@ fn store_unavailable(e: &anyhow::Error) -> bool {
                 c.downcast_ref(),
                 Some(heads::HeadError::Store(Unavailable(_)))
             )
+            || matches!(c.downcast_ref(), Some(tls::TlsError::Store(Unavailable(_))))
     })
 }
 
@@ -564,7 +625,7 @@ fn local_url(addr: std::net::SocketAddr) -> String {
     } else {
         addr.ip()
     };
-    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+    format!("https://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
 fn hostname() -> String {

@@ -50,6 +50,8 @@ pub async fn ensure_local(app: &App, sha256: &str) -> bool {
         return true;
     }
     for base in peers {
+        // Boot files are served on plain HTTP too (the same port), as to firmware.
+        let base = base.replacen("https://", "http://", 1);
         let url = format!("{}/boot/file/{sha256}", base.trim_end_matches('/'));
         let (blobs, sha, u) = (app.blobs.clone(), sha256.to_string(), url.clone());
         let got = tokio::task::spawn_blocking(move || fetch(&u, &sha, &blobs)).await;

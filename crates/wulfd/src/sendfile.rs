@@ -3,6 +3,10 @@
 //! to the socket without being copied through the process — and then closed. Every other
 //! connection is handed to the axum router unchanged. Many nodes downloading a large image at
 //! once is the case this is for.
+//!
+//! The same port serves HTTPS: a connection whose first byte is 0x16 (a TLS handshake record)
+//! goes through the TLS handshake and then, as TLS, to the axum router (boot files over TLS
+//! are served there); the router's [`crate::tls::require_tls`] keeps plain HTTP to `/boot/`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,24 +17,32 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::web::Conn;
+
+/// A connection axum serves: plain TCP or TLS over TCP.
+pub type Stream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 const PREFIXES: [&[u8]; 2] = [b"GET /boot/file/", b"HEAD /boot/file/"];
 const MAX_HEAD: usize = 16 * 1024;
 
 /// A listener for axum that keeps boot-file connections for itself.
 pub struct SplitListener {
-    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    rx: mpsc::Receiver<(Stream, Conn)>,
     local: SocketAddr,
 }
 
 impl axum::serve::Listener for SplitListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
+    type Io = Stream;
+    type Addr = Conn;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (Stream, Conn) {
         match self.rx.recv().await {
             Some(conn) => conn,
             // The accept loop stopped (shutdown): wait for axum's graceful shutdown.
@@ -38,8 +50,11 @@ impl axum::serve::Listener for SplitListener {
         }
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+    fn local_addr(&self) -> io::Result<Conn> {
+        Ok(Conn {
+            peer: self.local,
+            tls: false,
+        })
     }
 }
 
@@ -67,18 +82,39 @@ pub fn split(
             };
             let (tx, app) = (tx.clone(), app.clone());
             tokio::spawn(async move {
-                if is_boot_file(&stream).await {
+                let first = first_byte(&stream).await;
+                if first == Some(TLS_HANDSHAKE) {
+                    let hs = app.tls.acceptor.accept(stream);
+                    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, hs).await {
+                        Ok(Ok(tls)) => {
+                            let conn = Conn { peer, tls: true };
+                            let _ = tx.send((Either::Right(tls), conn)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                } else if first.is_some() && is_boot_file(&stream).await {
                     let _ = stream.set_nodelay(true);
                     if let Err(e) = serve(&app, stream).await {
                         tracing::debug!(%peer, error = %e, "boot file transfer ended early");
                     }
                 } else {
-                    let _ = tx.send((stream, peer)).await;
+                    let conn = Conn { peer, tls: false };
+                    let _ = tx.send((Either::Left(stream), conn)).await;
                 }
             });
         }
     });
     Ok(SplitListener { rx, local })
+}
+
+/// The connection's first byte, without consuming it (None: closed or silent too long).
+async fn first_byte(stream: &TcpStream) -> Option<u8> {
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut b)).await {
+        Ok(Ok(1)) => Some(b[0]),
+        _ => None,
+    }
 }
 
 /// Look at the first bytes without consuming them.

@@ -17,6 +17,24 @@ use crate::blobs::Blobs;
 use crate::cache::{SelectError, State as CacheState};
 use crate::db::DbError;
 
+/// What a handler knows of its connection (`ConnectInfo<Conn>`): the peer's address and
+/// whether the connection is TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    pub peer: std::net::SocketAddr,
+    pub tls: bool,
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::sendfile::SplitListener>,
+    > for Conn
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, crate::sendfile::SplitListener>) -> Conn {
+        *s.remote_addr()
+    }
+}
+
 /// An error answer: status and a JSON body naming what was wrong.
 pub struct ApiErr {
     status: StatusCode,
@@ -244,14 +262,6 @@ pub async fn serve_blob(blobs: &Blobs, file: &FileRef, req: Request) -> Result<R
         HeaderValue::from_static("application/octet-stream"),
     );
     Ok(resp)
-}
-
-/// Who is on the other end of an HTTP connection, and whether it came over TLS. Handlers and
-/// middleware take it as `axum::extract::ConnectInfo<Conn>`; the listener fills it in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conn {
-    pub peer: std::net::SocketAddr,
-    pub tls: bool,
 }
 
 /// The peer of a request, as audit lines name it ("-" when the listener did not say).

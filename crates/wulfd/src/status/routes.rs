@@ -140,7 +140,7 @@ async fn node_status_report(
             attributes: crate::status::reply_attributes(&st, node),
             heads: {
                 // This head as the node reached it, then every other head that is up.
-                let mine = crate::boot::request_base(&app, &headers);
+                let mine = crate::boot::api_base(&crate::boot::request_base(&app, &headers));
                 let mut heads = vec![mine.clone()];
                 if let Ok(live) = app.live_heads.read() {
                     for h in live.iter().filter(|h| h.name != app.head) {
