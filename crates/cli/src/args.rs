@@ -25,9 +25,17 @@ use crate::fail::{usage, Fail};
 #[derive(Parser, Debug)]
 #[command(name = "wulf", version, propagate_version = true)]
 pub(crate) struct Cli {
-    /// Head URL [default: $WULF_URL, the config file, the local head, http://127.0.0.1:8740]
+    /// Head URL [default: $WULF_URL, the config file, the local head, https://127.0.0.1:8740]
     #[arg(long, env = "WULF_URL", global = true)]
     pub(crate) url: Option<String>,
+    /// The cluster CA certificate (PEM) to check the head against [default: the config
+    /// file's ca, ~/.config/wulf/ca.pem (see `wulf trust`), the local head's DATA_DIR/tls/ca.pem]
+    #[arg(long, value_name = "FILE", env = "WULF_CA", global = true)]
+    pub(crate) ca: Option<PathBuf>,
+    /// Do not check the head's certificate. Anyone on the path can then read and change the
+    /// session, token included: use `wulf trust` instead
+    #[arg(long, env = "WULF_INSECURE", global = true, value_parser = clap::builder::FalseyValueParser::new())]
+    pub(crate) insecure: bool,
     /// API token [default: $WULF_TOKEN, the config file, the local head's admin.token]
     #[arg(long, env = "WULF_TOKEN", global = true, hide_env_values = true)]
     pub(crate) token: Option<String>,
@@ -73,6 +81,9 @@ pub(crate) enum Top {
     },
     /// Show the head's version, store backend and revision
     Info,
+    /// Trust a cluster's CA: fetch it from the head (http://HOST:PORT/boot/ca.pem), show its
+    /// subject and SHA-256 fingerprint, and once confirmed keep it in ~/.config/wulf/ca.pem
+    Trust(crate::trust::TrustArgs),
     /// The cluster's head nodes: which are up, which are down; remove down ones
     Head(HeadCmd),
     /// Build the initramfs nodes boot into (busybox, NIC drivers, wulf-agent, an init that

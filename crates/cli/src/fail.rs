@@ -26,7 +26,24 @@ pub(crate) fn explain(e: ApiError) -> anyhow::Error {
         ApiError::Status { status: 401, .. } => anyhow::anyhow!(
             "{e}. Give the token with --token or WULF_TOKEN (the head writes it to DATA_DIR/admin.token)"
         ),
-        ApiError::Transport { .. } => anyhow::anyhow!("{e}. Is wulfd running? Point at it with --url or WULF_URL"),
+        ApiError::Transport { message, url }
+            if wulf_api::tls::certificate_problem(message).is_some() =>
+        {
+            let why = wulf_api::tls::certificate_problem(message).unwrap_or_default();
+            let ca = match crate::conn::ca_used() {
+                Some(p) => format!("checked against the CA in {}", p.display()),
+                None => "checked against no CA file".to_string(),
+            };
+            anyhow::anyhow!(
+                "the certificate of the head at {url} was refused ({ca}): {why}. If this head \
+                 belongs to another cluster or its CA was replaced, compare the fingerprint \
+                 with the head's DATA_DIR/tls/ca.pem and trust it with `wulf trust {url}`, or \
+                 give the right CA with --ca FILE"
+            )
+        }
+        ApiError::Transport { .. } => {
+            anyhow::anyhow!("{e}. Is wulfd running? Point at it with --url or WULF_URL")
+        }
         _ => anyhow::anyhow!(e),
     }
 }

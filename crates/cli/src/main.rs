@@ -25,6 +25,7 @@ mod power;
 mod sim;
 mod simulate;
 mod status;
+mod trust;
 mod waitfor;
 
 use std::process::ExitCode;
@@ -53,6 +54,9 @@ fn main() -> ExitCode {
 /// one fails.
 fn parse_and_run() -> Result<(), Fail> {
     let clis = chain::parse(std::env::args_os().collect())?;
+    if clis.iter().any(|c| c.insecure) {
+        eprintln!("{}", conn::INSECURE_WARNING);
+    }
     for cli in &clis {
         check(cli)?;
     }
@@ -95,6 +99,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Top::Initramfs { action } => initramfs::run(&cli, action),
         Top::Head(h) => head::run(&cli, h),
         Top::Info => info::run(&cli),
+        Top::Trust(a) => trust::run(&cli, a),
         Top::Node(c) => object(&cli, Kind::Node, c),
         Top::Attrib(c) => object(&cli, Kind::Attrib, c),
         Top::Boot(c) => object(&cli, Kind::Boot, c),

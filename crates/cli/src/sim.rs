@@ -62,6 +62,20 @@ pub struct SimOptions {
     pub heads: Vec<String>,
     /// Names of the nodes that accept a soft reboot or shutdown but do not act on it.
     pub ignore_soft: std::collections::HashSet<String>,
+    /// TLS to the heads (the CLI's CA, or none checked with --insecure); None: only http://
+    /// heads can be reached.
+    pub tls: Option<Arc<wulf_api::tls::ClientConfig>>,
+}
+
+/// An HTTP agent with these settings and the simulator's TLS.
+pub(crate) fn agent(
+    b: ureq::AgentBuilder,
+    tls: &Option<Arc<wulf_api::tls::ClientConfig>>,
+) -> ureq::Agent {
+    match tls {
+        Some(t) => b.tls_config(t.clone()).build(),
+        None => b.build(),
+    }
 }
 
 /// What a simulated node is doing.
@@ -248,26 +262,26 @@ pub fn script_params(script: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Normalise a head URL as wulf-agent does: `http://` added when there is no scheme, a
-/// trailing `/` removed. Only http:// is supported.
+/// Normalise a head URL as wulf-agent does: `https://` added when there is no scheme, a
+/// trailing `/` removed. https:// and http:// are supported (heads serve the API on https).
 pub fn normalize_head(h: &str) -> Result<String, String> {
     let h = h.trim();
-    let rest = match h.split_once("://") {
-        Some(("http", rest)) => rest,
+    let (scheme, rest) = match h.split_once("://") {
+        Some((s @ ("http" | "https"), rest)) => (s, rest),
         Some(_) => {
             return Err(format!(
-                "bad head URL '{h}': only http:// URLs are supported"
+                "bad head URL '{h}': only https:// and http:// URLs are supported"
             ))
         }
-        None => h,
+        None => ("https", h),
     };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.contains('/') {
         return Err(format!(
-            "bad head URL '{h}': give a base URL like http://10.54.0.1:8740"
+            "bad head URL '{h}': give a base URL like https://10.54.0.1:8740"
         ));
     }
-    Ok(format!("http://{rest}"))
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// The heads one worker knows: the configured ones first, then those the last answer named
@@ -563,11 +577,13 @@ fn worker(heads: Vec<String>, nodes: Vec<Node>, opts: SimOptions, ctx: Arc<comma
     let mut rng = rand::thread_rng();
     // One agent for all of the worker's nodes: one keep-alive connection per head, each
     // request carrying its node's token.
-    let http = ureq::AgentBuilder::new()
-        .timeout_connect(CONNECT_TIMEOUT)
-        .timeout(TIMEOUT)
-        .max_idle_connections_per_host(1)
-        .build();
+    let http = agent(
+        ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT)
+            .max_idle_connections_per_host(1),
+        &opts.tls,
+    );
     let mut heads = Heads::new(heads);
     let mut taken: BTreeMap<String, u64> = BTreeMap::new();
     let start = Instant::now();
@@ -672,10 +688,12 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
         opts.heads.clone()
     };
     let list = ensure_nodes(c, opts.nodes, opts.create)?;
-    let http = ureq::AgentBuilder::new()
-        .timeout_connect(CONNECT_TIMEOUT)
-        .timeout(TIMEOUT)
-        .build();
+    let http = agent(
+        ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT),
+        &opts.tls,
+    );
     let stats = Arc::new(Stats::default());
     // Boot every node: its firmware fetches the boot script (the head marks it booting).
     // Node i boots from head i mod H (another if that one does not answer).
@@ -750,11 +768,14 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
         heads: heads.clone(),
         // A new connection for each of these rare requests (reports around reboots, results
         // of sleeps): a pooled one the head closed meanwhile would fail the POST.
-        http: ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout(TIMEOUT)
-            .max_idle_connections(0)
-            .build(),
+        http: agent(
+            ureq::AgentBuilder::new()
+                .timeout_connect(CONNECT_TIMEOUT)
+                .timeout(TIMEOUT)
+                .max_idle_connections(0),
+            &opts.tls,
+        ),
+        tls: opts.tls.clone(),
         stats: stats.clone(),
         stop: stop.clone(),
         ignore_soft: opts.ignore_soft.clone(),
@@ -859,6 +880,8 @@ pub struct LocalHead {
     child: std::process::Child,
     pub url: String,
     pub token: String,
+    /// TLS trusting the head's cluster CA (its data directory's tls/ca.pem).
+    pub tls: Option<Arc<wulf_api::tls::ClientConfig>>,
     _config: tempfile::NamedTempFile,
 }
 
@@ -897,8 +920,9 @@ impl LocalHead {
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", wulfd.display()))?;
         let mut head = LocalHead {
             child,
-            url: format!("http://{listen}"),
+            url: format!("https://{listen}"),
             token: String::new(),
+            tls: None,
             _config: config,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -909,10 +933,13 @@ impl LocalHead {
                     std::env::temp_dir().join("wulf-sim-wulfd.log").display()
                 );
             }
-            if let Ok(t) = std::fs::read_to_string(data.join("admin.token")) {
-                let c = Client::new(&head.url, Some(t.trim().to_string()));
+            let ca = std::fs::read(data.join("tls/ca.pem")).ok();
+            let tls = ca.and_then(|pem| wulf_api::tls::trust_ca(&pem).ok());
+            if let (Ok(t), Some(tls)) = (std::fs::read_to_string(data.join("admin.token")), tls) {
+                let c = Client::with_tls(&head.url, Some(t.trim().to_string()), tls.clone());
                 if c.get::<Value>("/info").is_ok() {
                     head.token = t.trim().to_string();
+                    head.tls = Some(tls);
                     break;
                 }
             }
@@ -1001,10 +1028,11 @@ mod tests {
     fn head_urls_are_normalised() {
         assert_eq!(
             normalize_head("10.0.0.1:8740/").unwrap(),
-            "http://10.0.0.1:8740"
+            "https://10.0.0.1:8740"
         );
         assert_eq!(normalize_head(" http://h:1 ").unwrap(), "http://h:1");
-        assert!(normalize_head("https://h").is_err());
+        assert_eq!(normalize_head("https://h/").unwrap(), "https://h");
+        assert!(normalize_head("ftp://h").is_err());
         assert!(normalize_head("http://").is_err());
         assert!(normalize_head("http://h/api").is_err());
     }

@@ -3,7 +3,7 @@
 use wulf_api::Client;
 
 use crate::args::{Cli, SimArgs};
-use crate::conn::{self, client};
+use crate::conn;
 use crate::fail::{usage, Fail};
 use crate::{sim, status};
 
@@ -23,7 +23,7 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
             heads.push(h);
         }
     }
-    let opts = sim::SimOptions {
+    let mut opts = sim::SimOptions {
         nodes: a.nodes,
         duration: a.duration,
         boot_secs: a.boot_secs,
@@ -39,20 +39,28 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
                 .collect(),
             None => Default::default(),
         },
+        tls: None,
     };
     if a.nodes == 0 {
         return Err(usage("--nodes must be at least 1"));
     }
     if !a.local_head {
-        let c = match (&cli.url, heads.first()) {
-            (None, Some(first)) => {
-                let cfg = conn::load_config().map_err(|e| usage(format!("{e:#}")))?;
-                let (url, token) = conn::resolve(Some(first.clone()), cli.token.clone(), &cfg)
-                    .map_err(|e| usage(format!("{e:#}")))?;
-                Client::new(&url, token)
-            }
-            _ => client(cli)?,
-        };
+        let cfg = conn::load_config().map_err(|e| usage(format!("{e:#}")))?;
+        let (url, token) = conn::resolve(
+            cli.url.clone().or_else(|| heads.first().cloned()),
+            cli.token.clone(),
+            &cfg,
+        )
+        .map_err(|e| usage(format!("{e:#}")))?;
+        // The simulated nodes talk TLS to every head with the CLI's CA (or --insecure).
+        let probe = heads
+            .iter()
+            .chain([&url])
+            .find(|h| h.starts_with("https://"))
+            .unwrap_or(&url);
+        let tls = conn::tls_for(probe, cli.ca.as_deref(), cli.insecure, &cfg)?;
+        opts.tls = tls.as_ref().map(|t| t.config.clone());
+        let c = conn::client_with(&url, token, tls.as_ref(), Client::builder());
         return sim::run(&c, opts, stop).map(|_| ()).map_err(Fail::Request);
     }
     if !heads.is_empty() {
@@ -61,7 +69,11 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
         ));
     }
     let head = sim::LocalHead::start().map_err(Fail::Request)?;
-    let c = Client::new(&head.url, Some(head.token.clone()));
+    opts.tls = head.tls.clone();
+    let c = match &head.tls {
+        Some(tls) => Client::with_tls(&head.url, Some(head.token.clone()), tls.clone()),
+        None => Client::new(&head.url, Some(head.token.clone())),
+    };
     let watcher = {
         let c = c.clone();
         let stop = stop.clone();

@@ -48,6 +48,12 @@ impl Agent {
     /// only leave a mark (`rebooted`, `powered-off` in its directory), then stop the agent
     /// with SIGTERM as a system going down would. `attrs` pre-seeds attributes.ini.
     fn start(head: &str, node: &str, cred: &str, attrs: &str) -> Agent {
+        let pin = head.starts_with("https://").then(|| head::ca_pin_at(head));
+        Self::start_pinned(head, pin.as_deref(), node, cred, attrs)
+    }
+
+    /// [`Agent::start`] with the cluster CA's fingerprint given (`--ca`).
+    fn start_pinned(head: &str, pin: Option<&str>, node: &str, cred: &str, attrs: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
@@ -76,7 +82,11 @@ impl Agent {
         };
         let (reboot, poweroff) = (mark("rebooted"), mark("powered-off"));
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let child = Command::new(agent_bin())
+        let mut cmd = Command::new(agent_bin());
+        if let Some(pin) = pin {
+            cmd.args(["--ca", pin]);
+        }
+        let child = cmd
             .args(["--head", head, "--node", node, "--cred", cred])
             .args(["--reboot-cmd", &reboot, "--poweroff-cmd", &poweroff])
             .args(["--log", "debug"])
@@ -299,6 +309,7 @@ fn soft_shutdown_and_a_shutdown_that_hangs() {
     let _hung = Kill(Some(
         Command::new(agent_bin())
             .args(["--head", &h.url(), "--node", &uid, "--cred", &cred])
+            .args(["--ca", &h.ca_pin()])
             .args(["--poweroff-cmd", "/bin/true", "--reboot-cmd", "/bin/true"])
             .arg("--state-dir")
             .arg(dir.path())
@@ -362,25 +373,35 @@ fn orphan_on_request_reboots_with_the_default_policy() {
 fn orphans_that_lose_their_head_follow_their_policy_and_rejoin() {
     let mut h = Head::start();
     let (uid, cred) = node(&h, "02:57:00:00:00:0c");
+    let pin = h.ca_pin();
     h.stop();
     // No head answers from the start: after _orphan_secs each is an orphan.
-    let reboot = Agent::start(&h.url(), &uid, &cred, "_status_secs=1\n_orphan_secs=2");
-    let run = Agent::start(
+    let reboot = Agent::start_pinned(
         &h.url(),
+        Some(&pin),
+        &uid,
+        &cred,
+        "_status_secs=1\n_orphan_secs=2",
+    );
+    let run = Agent::start_pinned(
+        &h.url(),
+        Some(&pin),
         &uid,
         &cred,
         "_status_secs=1\n_orphan_secs=2\n_orphan_policy=run",
     );
     // Idle below 1000 % of one CPU is idle on any machine with fewer than 10 CPUs busy.
-    let idle = Agent::start(
+    let idle = Agent::start_pinned(
         &h.url(),
+        Some(&pin),
         &uid,
         &cred,
         "_status_secs=1\n_orphan_secs=2\n_orphan_policy=idle\n_orphan_idle_pct=1000\n_orphan_idle_secs=3",
     );
     // A busy one: the count never gets to its end.
-    let busy = Agent::start(
+    let busy = Agent::start_pinned(
         &h.url(),
+        Some(&pin),
         &uid,
         &cred,
         "_status_secs=1\n_orphan_secs=2\n_orphan_policy=idle\n_orphan_idle_pct=0\n_orphan_idle_secs=3",

@@ -6,7 +6,7 @@ mod head;
 use head::{write, Head};
 
 fn script(h: &Head, mac: &str) -> String {
-    let (code, body) = h.curl(&[&format!("{}/boot/ipxe?mac={mac}", h.url())]);
+    let (code, body) = h.curl(&[&format!("{}/boot/ipxe?mac={mac}", h.http_url())]);
     assert_eq!(code, 200);
     String::from_utf8(body).unwrap()
 }
@@ -56,7 +56,14 @@ fn boot_scripts_and_files() {
     let isha = boot[0]["initramfs"]["sha256"].as_str().unwrap();
     let node = h.json(&["node", "-i", "n0", "ls"]);
     let uid = node[0]["uid"].as_str().unwrap();
-    let base = h.url();
+    // Firmware fetches over plain HTTP; the node reports over HTTPS on the same port and
+    // checks the head against the cluster CA's fingerprint.
+    let base = h.http_url();
+    assert!(
+        s.contains(&format!("wulf.head={} ", h.url()))
+            && s.contains(&format!("wulf.ca={} ", h.ca_pin())),
+        "{s}"
+    );
     assert!(
         s.contains(&format!(
             "kernel --name vmlinuz {base}/boot/file/{ksha} initrd=initramfs console=ttyS0 quiet"
@@ -87,6 +94,9 @@ fn boot_scripts_and_files() {
     let (code, body) = h.curl(&[&format!("{base}/boot/file/{ksha}")]);
     assert_eq!(code, 200);
     assert_eq!(body, kernel);
+    // Boot files over HTTPS too (iPXE builds with TLS).
+    let (code, body) = h.curl(&[&format!("{}/boot/file/{ksha}", h.url())]);
+    assert_eq!((code, body.len()), (200, kernel.len()));
     let (code, body) = h.curl(&["-r", "-10", &format!("{base}/boot/file/{ksha}")]);
     assert_eq!((code, body.as_slice()), (206, &kernel[kernel.len() - 10..]));
     let (code, _) = h.curl(&["-r", "5000000-", &format!("{base}/boot/file/{ksha}")]);

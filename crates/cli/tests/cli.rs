@@ -406,6 +406,8 @@ fn authentication() {
     // The CLI with a wrong token says what to do.
     let o = std::process::Command::new(head::wulf_bin())
         .args(["--url", &h.url(), "--token", "wrong", "node", "ls"])
+        .arg("--ca")
+        .arg(h.ca())
         .env("HOME", h.dir.path())
         .env_remove("WULF_DATA_DIR")
         .output()
@@ -416,11 +418,13 @@ fn authentication() {
     let o = std::process::Command::new(head::wulf_bin())
         .args([
             "--url",
-            &format!("http://127.0.0.1:{}", head::free_port()),
+            &format!("https://127.0.0.1:{}", head::free_port()),
             "--token",
             "x",
             "info",
         ])
+        .arg("--ca")
+        .arg(h.ca())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));

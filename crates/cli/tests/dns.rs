@@ -346,11 +346,11 @@ fn cluster_dns_with_dig() {
     let (code, body) = h.curl(&[
         "-H",
         &h.auth(),
-        "http://127.0.0.1:8740/api/v1/cluster/hosts?format=ethers",
+        "https://127.0.0.1:8740/api/v1/cluster/hosts?format=ethers",
     ]);
     assert_eq!(code, 200);
     assert_eq!(String::from_utf8_lossy(&body), ethers);
-    let (code, _) = h.curl(&["http://127.0.0.1:8740/api/v1/cluster/hosts"]);
+    let (code, _) = h.curl(&["https://127.0.0.1:8740/api/v1/cluster/hosts"]);
     assert_eq!(code, 401);
 
     // SERVFAIL when no upstream answers (the live one is gone, the other never was).

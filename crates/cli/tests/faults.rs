@@ -928,7 +928,8 @@ fn head_killed_while_nodes_report_and_dhcp_renews() {
     sleep_ms(3500);
     let simns = c.lab.client("02:79:00:00:03:01");
     c.lab.with_addr(&simns, "10.79.0.40/24");
-    let a_url = format!("http://{}:8740", a.ip);
+    let a_url = format!("https://{}:8740", a.ip);
+    let a_ca = a.ca.display().to_string();
     let sim = cluster::Proc::start(
         &simns,
         head::wulf_bin(),
@@ -942,6 +943,8 @@ fn head_killed_while_nodes_report_and_dhcp_renews() {
             &a_url,
             "--token",
             &a.token,
+            "--ca",
+            &a_ca,
             "--boot-secs",
             "1",
             "--connections",

@@ -21,7 +21,7 @@ fn heads_up_down_and_removed() {
         .iter()
         .map(|u| u.as_str().unwrap())
         .collect();
-    assert_eq!(urls, [format!("http://127.0.0.1:{}", h.port)]);
+    assert_eq!(urls, [format!("https://127.0.0.1:{}", h.port)]);
     let table = h.ok(&["head", "ls"]);
     assert!(
         table.contains("HEAD") && table.contains("alpha") && table.contains("seconds ago"),

@@ -133,7 +133,7 @@ fn two_heads_share_one_etcd() {
     within_1s("B did not see the boot config", || {
         !b.json(&["boot", "ls"]).as_array().unwrap().is_empty()
     });
-    let (code, body) = b.curl(&[&format!("{}/boot/file/{sha}", b.url())]);
+    let (code, body) = b.curl(&[&format!("{}/boot/file/{sha}", b.http_url())]);
     assert_eq!(code, 200);
     assert!(body == kernel, "B served other bytes");
     assert!(
@@ -169,7 +169,14 @@ fn two_heads_share_one_etcd() {
     let c = Head::start_configured(
         None,
         &head_config("head-c", ""),
-        &["--join", &a.url(), "--token", &a.token()],
+        &[
+            "--join",
+            &a.url(),
+            "--token",
+            &a.token(),
+            "--ca",
+            a.ca().to_str().unwrap(),
+        ],
     );
     assert_eq!(c.json(&["info"])["store"], "etcd");
     assert_eq!(c.json(&["node", "ls"]).as_array().unwrap().len(), 4);
@@ -192,6 +199,8 @@ fn joining_needs_a_shared_store_and_the_token() {
             .args(["--data-dir"])
             .arg(dir.path())
             .args(["--join", &lone.url(), "--token", token])
+            .arg("--ca")
+            .arg(lone.ca())
             .output()
             .unwrap();
         (
@@ -316,6 +325,8 @@ fn status_on_every_head_and_agent_failover() {
                 &param("node"),
                 "--cred",
                 &param("cred"),
+                "--ca",
+                &param("ca"),
             ])
             .arg("--state-dir")
             .arg(state.path())
@@ -380,8 +391,8 @@ fn pxe_once_across_heads() {
         b.json(&["node", "-i", "n0", "ls"])[0]["attributes"]["_boot_config"] == "b1"
     });
     let urls = [
-        format!("{}/boot/ipxe?mac=52:54:00:00:00:07", a.url()),
-        format!("{}/boot/ipxe?mac=52:54:00:00:00:07", b.url()),
+        format!("{}/boot/ipxe?mac=52:54:00:00:00:07", a.http_url()),
+        format!("{}/boot/ipxe?mac=52:54:00:00:00:07", b.http_url()),
     ];
     let scripts: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..16)

@@ -336,10 +336,14 @@ fn the_agent_reports_to_the_head() {
     let params = h.boot_params("02:57:00:00:00:09");
     let param = |k: &str| params[k].clone();
     let (head, node, cred) = (param("head"), param("node"), param("cred"));
+    // The boot script gives the https:// head and the cluster CA's fingerprint.
+    assert_eq!(head, h.url());
+    let ca = param("ca");
     let state = tempfile::tempdir().unwrap();
     let run = |cred: &str, once: bool| {
         let mut c = Command::new(&agent);
         c.args(["--head", &head, "--node", &node, "--cred", cred])
+            .args(["--ca", &ca])
             .arg("--state-dir")
             .arg(state.path())
             .stdin(Stdio::null())

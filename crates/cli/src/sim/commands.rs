@@ -44,6 +44,8 @@ pub(super) struct Ctx {
     /// The configured heads.
     pub heads: Vec<String>,
     pub http: ureq::Agent,
+    /// TLS to the heads, for the pollers' own agents.
+    pub tls: Option<Arc<wulf_api::tls::ClientConfig>>,
     pub stats: Arc<Stats>,
     pub stop: Arc<AtomicBool>,
     pub ignore_soft: HashSet<String>,
@@ -90,12 +92,14 @@ fn sleep_unless_stopped(ctx: &Ctx, d: Duration) {
 /// Poll for commands while the node is up and may contact its head, until the simulator
 /// stops.
 fn poller(node: Node, ctx: Arc<Ctx>) {
-    let http = ureq::AgentBuilder::new()
-        .timeout_connect(CONNECT_TIMEOUT)
-        .timeout(POLL_TIMEOUT)
-        .max_idle_connections(1)
-        .max_idle_connections_per_host(1)
-        .build();
+    let http = super::agent(
+        ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(POLL_TIMEOUT)
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1),
+        &ctx.tls,
+    );
     let mut backoff = Duration::from_secs(1);
     while !ctx.stop.load(Ordering::Relaxed) {
         let (head, token, boots, active) = {

@@ -310,6 +310,8 @@ pub struct Ep {
     pub ns: String,
     pub ip: String,
     pub token: String,
+    /// The cluster CA the CLI and curl check the head against.
+    pub ca: std::path::PathBuf,
 }
 
 impl Ep {
@@ -320,7 +322,8 @@ impl Ep {
             .args(["-s", "KILL", "30", "ip", "netns", "exec", &self.ns])
             .arg(crate::head::wulf_bin())
             .args(args)
-            .env("WULF_URL", "http://127.0.0.1:8740")
+            .env("WULF_URL", "https://127.0.0.1:8740")
+            .env("WULF_CA", &self.ca)
             .env("WULF_TOKEN", &self.token)
             .env("HOME", "/nonexistent")
             .env_remove("WULF_DATA_DIR")
@@ -343,10 +346,11 @@ impl Ep {
 
     /// A REST call with curl: (HTTP status, body); 0 when the head did not answer.
     pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Vec<u8>) {
-        let url = format!("http://127.0.0.1:8740/api/v1{path}");
+        let url = format!("https://127.0.0.1:8740/api/v1{path}");
         let auth = format!("Authorization: Bearer {}", self.token);
         let data = body.map(|b| b.to_string());
-        let mut args = vec!["-m", "30", "-g", "-X", method, "-H", &auth];
+        let ca = self.ca.display().to_string();
+        let mut args = vec!["-m", "30", "-g", "--cacert", &ca, "-X", method, "-H", &auth];
         if let Some(d) = &data {
             args.extend(["-H", "Content-Type: application/json", "--data-binary", d]);
         }
@@ -433,12 +437,14 @@ impl Cluster {
         if let Some(first) = self.eps.first() {
             assert_eq!(first.token, token, "one admin token for the cluster");
         }
+        let ca = head.ca();
         self.heads.push(head);
         self.eps.push(Ep {
             name,
             ns,
             ip,
             token,
+            ca,
         });
         i
     }

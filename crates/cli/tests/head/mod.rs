@@ -83,6 +83,38 @@ pub fn wait_every(
     t.elapsed()
 }
 
+/// The SHA-256 fingerprint of a PEM certificate's DER in lower-case hex (what `wulf.ca=`
+/// carries), computed by openssl.
+pub fn pem_fingerprint(pem: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl must be installed (./test.sh installs it)");
+    c.stdin.take().unwrap().write_all(pem).unwrap();
+    let out = c.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, hex) = text
+        .trim()
+        .split_once('=')
+        .unwrap_or_else(|| panic!("openssl: no fingerprint in {text:?}"));
+    hex.replace(':', "").to_ascii_lowercase()
+}
+
+/// The fingerprint of the CA the head at `url` (https:// or http://) serves at
+/// `/boot/ca.pem`, fetched with curl over plain HTTP as a node does.
+pub fn ca_pin_at(url: &str) -> String {
+    let base = url.replacen("https://", "http://", 1);
+    let out = Command::new("curl")
+        .args(["-sSf", &format!("{base}/boot/ca.pem")])
+        .output()
+        .expect("curl must be installed (./test.sh installs it)");
+    assert!(out.status.success(), "curl {base}/boot/ca.pem failed");
+    pem_fingerprint(&out.stdout)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -158,8 +190,25 @@ impl Head {
         self.dir.path().join("data")
     }
 
+    /// The API's URL (HTTPS; the CLI and curl check the head's certificate against
+    /// [`Head::ca`]).
     pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The plain-HTTP URL of the same port, for what firmware fetches (`/boot/…`).
+    pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The cluster CA certificate the head wrote.
+    pub fn ca(&self) -> PathBuf {
+        self.data().join("tls/ca.pem")
+    }
+
+    /// The SHA-256 fingerprint of the cluster CA (`wulf.ca=`, the agent's `--ca`).
+    pub fn ca_pin(&self) -> String {
+        pem_fingerprint(&std::fs::read(self.ca()).unwrap())
     }
 
     pub fn spawn(&mut self) {
@@ -303,10 +352,12 @@ impl Head {
         self.json(&["info"])["revision"].as_i64().unwrap()
     }
 
-    /// `curl` (a real HTTP client we did not write) against the head; returns (status, body).
+    /// `curl` (a real HTTP client we did not write) against the head, checking its
+    /// certificate against the cluster CA; returns (status, body).
     pub fn curl(&self, args: &[&str]) -> (u16, Vec<u8>) {
         let out = in_ns(self.ns.as_deref(), "curl")
-            .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.ca())
             .args(args)
             .output()
             .expect("curl must be installed (./test.sh installs it)");
@@ -323,7 +374,7 @@ impl Head {
     /// Fetch the boot script of `mac` as its firmware would (with curl) and return the value
     /// of each `wulf.NAME=VALUE` parameter in it.
     pub fn boot_params(&self, mac: &str) -> std::collections::BTreeMap<String, String> {
-        let (code, script) = self.curl(&[&format!("{}/boot/ipxe?mac={mac}", self.url())]);
+        let (code, script) = self.curl(&[&format!("{}/boot/ipxe?mac={mac}", self.http_url())]);
         assert_eq!(code, 200);
         let script = String::from_utf8(script).unwrap();
         let p: std::collections::BTreeMap<String, String> = script
