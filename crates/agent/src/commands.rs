@@ -108,8 +108,8 @@ pub struct PowerCommands {
 pub struct Channel {
     auth: String,
     checker: Checker,
-    poll: ureq::Agent,
-    post: ureq::Agent,
+    /// The long-poll agent and the head it is for.
+    poll: Mutex<Option<(String, ureq::Agent)>>,
     shared: Arc<Shared>,
     running: Arc<AtomicUsize>,
     power: PowerCommands,
@@ -127,6 +127,29 @@ pub enum PollError {
     Transport { head: String, message: String },
     #[error("bad command list from {head}: {message}")]
     Decode { head: String, message: String },
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+const UA: &str = concat!("wulf-agent/", env!("CARGO_PKG_VERSION"));
+
+/// The HTTP agent for long polls of `head` (TLS checked against the cluster CA).
+fn poll_agent(head: &str) -> Result<ureq::Agent, crate::tls::TlsError> {
+    let b = ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout(POLL_TIMEOUT)
+        .user_agent(UA);
+    crate::tls::trust().agent(head, b)
+}
+
+/// The HTTP agent for posting a result to `head`: a new connection each time.
+fn post_agent(head: &str) -> Result<ureq::Agent, crate::tls::TlsError> {
+    let b = ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout(POST_TIMEOUT)
+        .max_idle_connections(0)
+        .user_agent(UA);
+    crate::tls::trust().agent(head, b)
 }
 
 fn status_message(resp: ureq::Response) -> String {
@@ -139,21 +162,10 @@ fn status_message(resp: ureq::Response) -> String {
 
 impl Channel {
     pub fn new(node: &str, cred: &str, shared: Arc<Shared>, power: PowerCommands) -> Channel {
-        let ua = concat!("wulf-agent/", env!("CARGO_PKG_VERSION"));
         Channel {
             auth: format!("Bearer {}", node_token(node, cred)),
             checker: Checker::new(node, cred),
-            poll: ureq::AgentBuilder::new()
-                .timeout_connect(CONNECT_TIMEOUT)
-                .timeout(POLL_TIMEOUT)
-                .user_agent(ua)
-                .build(),
-            post: ureq::AgentBuilder::new()
-                .timeout_connect(CONNECT_TIMEOUT)
-                .timeout(POST_TIMEOUT)
-                .max_idle_connections(0)
-                .user_agent(ua)
-                .build(),
+            poll: Mutex::new(None),
             shared,
             running: Arc::new(AtomicUsize::new(0)),
             power,
@@ -204,7 +216,19 @@ impl Channel {
     /// One long poll: the commands the head had for this node (often none).
     pub fn poll_once(&self, head: &str) -> Result<Vec<Value>, PollError> {
         let url = format!("{head}{POLL_PATH}?wait={WAIT_SECS}");
-        let resp = match self.poll.get(&url).set("Authorization", &self.auth).call() {
+        // One agent (and its kept-alive connection) for the head polled.
+        let poll = {
+            let mut cur = self.poll.lock().unwrap_or_else(|p| p.into_inner());
+            match &*cur {
+                Some((h, a)) if h == head => a.clone(),
+                _ => {
+                    let a = poll_agent(head)?;
+                    *cur = Some((head.to_string(), a.clone()));
+                    a
+                }
+            }
+        };
+        let resp = match poll.get(&url).set("Authorization", &self.auth).call() {
             Ok(r) => r,
             Err(ureq::Error::Status(status, resp)) => {
                 return Err(PollError::Status {
@@ -309,7 +333,6 @@ impl Channel {
         info!("running {argv:?} (command {id}, timeout {timeout_secs} s)");
         let poster = Poster {
             auth: self.auth.clone(),
-            agent: self.post.clone(),
         };
         let (head, counter) = (head.to_string(), self.running.clone());
         let spawned = std::thread::Builder::new()
@@ -354,7 +377,6 @@ impl Channel {
     fn post(&self, head: &str, r: &CommandResult) {
         Poster {
             auth: self.auth.clone(),
-            agent: self.post.clone(),
         }
         .post(head, r);
     }
@@ -381,7 +403,6 @@ fn sleep_unless_stopped(d: Duration) {
 /// Posts results, trying a few times when the head cannot be reached.
 struct Poster {
     auth: String,
-    agent: ureq::Agent,
 }
 
 impl Poster {
@@ -396,9 +417,15 @@ impl Poster {
                 return;
             }
         };
+        let agent = match post_agent(head) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("cannot post the result of command {}: {e}", r.id);
+                return;
+            }
+        };
         for attempt in 1..=Self::TRIES {
-            let sent = self
-                .agent
+            let sent = agent
                 .post(&url)
                 .set("Authorization", &self.auth)
                 .set("Content-Type", "application/json")

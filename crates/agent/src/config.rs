@@ -21,6 +21,8 @@ pub struct Partial {
     pub heads: Vec<String>,
     pub node: Option<String>,
     pub cred: Option<String>,
+    /// SHA-256 of the cluster CA certificate (`wulf.ca=`, `ca=`, `--ca`).
+    pub ca: Option<String>,
     pub reboot_cmd: Option<Vec<String>>,
     pub poweroff_cmd: Option<Vec<String>>,
 }
@@ -45,6 +47,8 @@ pub struct Settings {
     pub heads: Vec<String>,
     pub node: String,
     pub cred: String,
+    /// The pinned fingerprint of the cluster CA (see [`crate::tls`]).
+    pub ca: Option<String>,
     /// What a soft reboot runs.
     pub reboot_cmd: Vec<String>,
     /// What a soft poweroff runs.
@@ -64,6 +68,7 @@ impl Settings {
             heads,
             node: node.to_string(),
             cred: cred.to_string(),
+            ca: None,
             reboot_cmd: vec![DEFAULT_REBOOT.to_string()],
             poweroff_cmd: vec![DEFAULT_POWEROFF.to_string()],
             reboot_cmd_set: false,
@@ -87,8 +92,15 @@ pub enum ConfigError {
         conf: String,
         conf_path: String,
     },
-    #[error("bad head URL '{0}': only http:// URLs are supported")]
+    #[error("bad head URL '{0}': only https:// and http:// URLs are supported")]
     BadUrl(String),
+    #[error(
+        "bad cluster CA fingerprint '{0}': expected the SHA-256 of the CA certificate, 64 hex \
+         digits (wulf.ca= in the head's boot script)"
+    )]
+    BadPin(String),
+    #[error("{0}")]
+    NoPin(crate::tls::TlsError),
     #[error("{0} is empty: give a program, like {0}=reboot")]
     EmptyCommand(&'static str),
 }
@@ -102,19 +114,19 @@ pub fn split_heads(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Normalise a head URL: `http://` is added when there is no scheme, trailing `/` removed.
+/// Normalise a head URL: `https://` is added when there is no scheme, trailing `/` removed.
 pub fn normalize_head(h: &str) -> Result<String, ConfigError> {
     let h = h.trim();
-    let rest = match h.split_once("://") {
-        Some(("http", rest)) => rest,
+    let (scheme, rest) = match h.split_once("://") {
+        Some((s @ ("http" | "https"), rest)) => (s, rest),
         Some(_) => return Err(ConfigError::BadUrl(h.to_string())),
-        None => h,
+        None => ("https", h),
     };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.starts_with('/') {
         return Err(ConfigError::BadUrl(h.to_string()));
     }
-    Ok(format!("http://{rest}"))
+    Ok(format!("{scheme}://{rest}"))
 }
 
 fn unquote(v: &str) -> &str {
@@ -136,6 +148,7 @@ fn set(p: &mut Partial, key: &str, value: &str) {
         "head" => p.heads.extend(split_heads(value)),
         "node" => p.node = Some(value.to_string()),
         "cred" => p.cred = Some(value.to_string()),
+        "ca" => p.ca = Some(value.to_string()),
         "reboot_cmd" => p.reboot_cmd = Some(split_command(value)),
         "poweroff_cmd" => p.poweroff_cmd = Some(split_command(value)),
         _ => {}
@@ -187,6 +200,16 @@ pub fn resolve(sources: &[Partial], conf_path: &str) -> Result<Settings, ConfigE
         .unwrap_or_default();
     let node = sources.iter().find_map(|s| s.node.clone());
     let cred = sources.iter().find_map(|s| s.cred.clone());
+    let ca = match sources.iter().find_map(|s| s.ca.clone()) {
+        Some(c) => {
+            let n = wulf_api::tls::normalize_fingerprint(&c);
+            if n.len() != 64 || !n.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::BadPin(c));
+            }
+            Some(n)
+        }
+        None => None,
+    };
     let reboot = sources.iter().find_map(|s| s.reboot_cmd.clone());
     let poweroff = sources.iter().find_map(|s| s.poweroff_cmd.clone());
     let mut missing = Vec::new();
@@ -207,7 +230,15 @@ pub fn resolve(sources: &[Partial], conf_path: &str) -> Result<Settings, ConfigE
                 normalized.push(n);
             }
         }
+        if ca.is_none() {
+            if let Some(h) = normalized.iter().find(|h| h.starts_with("https://")) {
+                return Err(ConfigError::NoPin(crate::tls::TlsError::NoPin {
+                    head: h.clone(),
+                }));
+            }
+        }
         let mut settings = Settings::new(normalized, &node, &cred);
+        settings.ca = ca;
         if let Some(cmd) = reboot {
             if cmd.is_empty() {
                 return Err(ConfigError::EmptyCommand("reboot_cmd"));
@@ -290,12 +321,23 @@ mod tests {
             cred: None,
             ..Default::default()
         };
-        let cmdline = from_cmdline("wulf.head=10.0.0.1:8740/ wulf.cred=cmd-cred");
-        let conf = from_conf("head=http://conf\nnode=conf-node\ncred=conf-cred\n");
+        let pin = "ab".repeat(32);
+        let cmdline = from_cmdline(&format!(
+            "wulf.head=10.0.0.1:8740/ wulf.cred=cmd-cred wulf.ca={}",
+            pin.to_uppercase()
+        ));
+        let conf = from_conf("head=http://conf\nnode=conf-node\ncred=conf-cred\nca=00\n");
         let s = resolve(&[flags, cmdline, conf], "/etc/wulf/agent.conf").expect("resolve");
         assert_eq!(
             s,
-            Settings::new(vec!["http://10.0.0.1:8740".into()], "flag-node", "cmd-cred")
+            Settings {
+                ca: Some(pin),
+                ..Settings::new(
+                    vec!["https://10.0.0.1:8740".into()],
+                    "flag-node",
+                    "cmd-cred"
+                )
+            }
         );
         assert_eq!(s.reboot_cmd, ["reboot"]);
         assert_eq!(s.poweroff_cmd, ["poweroff"]);
@@ -333,9 +375,9 @@ mod tests {
         );
         assert_eq!(
             normalize_head("10.0.0.1:8740").as_deref(),
-            Ok("http://10.0.0.1:8740")
+            Ok("https://10.0.0.1:8740")
         );
-        assert!(normalize_head("https://h").is_err());
+        assert_eq!(normalize_head("https://h/").as_deref(), Ok("https://h"));
         assert!(normalize_head("ftp://h").is_err());
         assert!(normalize_head("http://").is_err());
         assert!(normalize_head("http:///x").is_err());
@@ -355,6 +397,20 @@ mod tests {
         )
         .expect("resolve");
         assert_eq!(s.heads, vec!["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn https_heads_need_a_good_pin() {
+        let conf = |extra: &str| from_conf(&format!("head=https://h:1\nnode=n\ncred=c\n{extra}"));
+        let e = resolve(&[conf("")], "").expect_err("no pin");
+        assert!(e.to_string().contains("no pin of the cluster CA"), "{e}");
+        let e = resolve(&[conf("ca=abc")], "").expect_err("short pin");
+        assert!(matches!(e, ConfigError::BadPin(_)), "{e}");
+        let s = resolve(&[conf(&format!("ca={}", "0f".repeat(32)))], "").expect("pinned");
+        assert_eq!(s.ca.as_deref(), Some("0f".repeat(32).as_str()));
+        // A plain-HTTP head needs none.
+        let p = from_conf("head=http://h:1\nnode=n\ncred=c\n");
+        assert_eq!(resolve(&[p], "").expect("http").ca, None);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | [`cost`] | the agent's own CPU and wall time |
 //! | [`send`] | posting a report to the heads, in order, with short timeouts |
 //! | [`signals`] | SIGTERM/SIGINT as a flag and a pipe the sleep between reports wakes on |
+//! | [`tls`] | HTTPS to the heads, checked against the cluster CA the boot pinned (`wulf.ca=`) |
 //! | [`commands`] | the command channel: long polls, checks, results; reboot, shutdown, orphan |
 //! | [`exec`] | running one command: no shell, stdin, capped output, timeout kills its group |
 //! | [`agent`] | the report cycle, the loop around it, the orphan's decisions |
@@ -31,6 +32,7 @@ pub mod gather;
 pub mod hardware;
 pub mod send;
 pub mod signals;
+pub mod tls;
 
 /// The agent's version, sent in every report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -50,6 +50,13 @@ struct Cli {
     #[arg(long, value_name = "CREDENTIAL")]
     cred: Option<String>,
 
+    /// SHA-256 fingerprint of the cluster CA certificate (wulf.ca= on the kernel command line,
+    /// ca= in agent.conf). Needed for https:// heads: the agent fetches the CA from the head's
+    /// /boot/ca.pem, keeps it only if it has this fingerprint, and checks every head's
+    /// certificate against it.
+    #[arg(long, value_name = "HEX")]
+    ca: Option<String>,
+
     /// What a soft reboot (and an orphan's reboot) runs: a program and its arguments, no
     /// shell (wulf.reboot_cmd= on the kernel command line, commas for spaces; reboot_cmd= in
     /// agent.conf). Default: reboot
@@ -117,6 +124,7 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
             .collect(),
         node: cli.node.clone(),
         cred: cli.cred.clone(),
+        ca: cli.ca.clone(),
         reboot_cmd: cli.reboot_cmd.as_deref().map(config::split_command),
         poweroff_cmd: cli.poweroff_cmd.as_deref().map(config::split_command),
     };
@@ -139,6 +147,7 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
 }
 
 fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
+    wulf_agent::tls::init(settings.ca.clone());
     if cli.once {
         let mut agent = Agent::new(settings, cli.state_dir, Paths::default());
         let reply = agent.cycle()?;

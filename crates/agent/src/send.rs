@@ -33,6 +33,8 @@ pub enum SendError {
     },
     #[error("cannot reach {head}: {message}")]
     Transport { head: String, message: String },
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("bad answer from {head}: {message}")]
     Decode { head: String, message: String },
     #[error("no head took the report: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
@@ -45,19 +47,19 @@ pub struct Sender {
     heads: Vec<String>,
     current: usize,
     auth: String,
-    agent: ureq::Agent,
-    short: ureq::Agent,
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new()
+/// The HTTP agent for one report to `head` (TLS checked against the cluster CA, see
+/// [`crate::tls`]).
+fn agent(head: &str, timeout: Duration) -> Result<ureq::Agent, crate::tls::TlsError> {
+    let b = ureq::AgentBuilder::new()
         .timeout_connect(CONNECT_TIMEOUT.min(timeout))
         .timeout(timeout)
         // A new connection per report: a pooled one the head closed while the agent slept
         // would make the (non-idempotent) POST fail.
         .max_idle_connections(0)
-        .user_agent(concat!("wulf-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("wulf-agent/", env!("CARGO_PKG_VERSION")));
+    crate::tls::trust().agent(head, b)
 }
 
 impl Sender {
@@ -68,8 +70,6 @@ impl Sender {
             heads,
             current: 0,
             auth: format!("Bearer {}", node_token(node, cred)),
-            agent: agent(TIMEOUT),
-            short: agent(SHUTDOWN_TIMEOUT),
         }
     }
 
@@ -124,7 +124,7 @@ impl Sender {
     fn post(&self, head: &str, body: &[u8], short: bool) -> Result<ReportReply, SendError> {
         let url = format!("{head}{PATH}");
         debug!("POST {url} ({} bytes)", body.len());
-        let agent = if short { &self.short } else { &self.agent };
+        let agent = agent(head, if short { SHUTDOWN_TIMEOUT } else { TIMEOUT })?;
         let r = agent
             .post(&url)
             .set("Authorization", &self.auth)
@@ -174,8 +174,13 @@ impl Sender {
     /// Take the heads a head named in its answer: configured heads first, then those.
     pub fn learn(&mut self, advertised: &[String]) {
         let mut heads = self.configured.clone();
+        let pinned = crate::tls::trust().pin().is_some();
         for h in advertised {
             match normalize_head(h) {
+                // Without a pin an https head could not be checked: not one to fail over to.
+                Ok(h) if h.starts_with("https://") && !pinned => {
+                    debug!("ignoring an advertised head: {h} needs a pin of the cluster CA")
+                }
                 Ok(h) if !heads.contains(&h) => heads.push(h),
                 Ok(_) => {}
                 Err(e) => debug!("ignoring an advertised head: {e}"),
@@ -199,7 +204,11 @@ mod tests {
         let mut s = Sender::new(vec!["http://a".into(), "http://b".into()], "n", "c");
         assert_eq!(s.auth, "Bearer node:n:c");
         s.current = 1;
-        s.learn(&["http://c/".into(), "http://b".into(), "https://bad".into()]);
+        s.learn(&[
+            "http://c/".into(),
+            "http://b".into(),
+            "https://unpinned".into(),
+        ]);
         assert_eq!(s.heads(), ["http://a", "http://b", "http://c"]);
         assert_eq!(s.current(), "http://b");
         // The list is replaced, not accumulated.

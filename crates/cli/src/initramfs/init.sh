@@ -14,7 +14,7 @@ DEBUG=
 RETRY_SECS=20
 DHCP_ROUNDS=10
 INIT=/sbin/init
-HEAD= NODE= NAME= STYLE=rwram CRED= IMAGE= SHA= ROOTSIZE=
+HEAD= NODE= NAME= STYLE=rwram CRED= IMAGE= SHA= ROOTSIZE= CA=
 
 log() { echo "wulf-init: $*"; }
 warn() { echo "wulf-init: WARNING: $*"; }
@@ -45,6 +45,7 @@ for arg in $(cat /proc/cmdline); do
     case "$arg" in
     wulf.head=*) HEAD=${arg#*=} ;;
     wulf.node=*) NODE=${arg#*=} ;;
+    wulf.ca=*) CA=${arg#*=} ;;
     wulf.name=*) NAME=${arg#*=} ;;
     wulf.style=*) STYLE=${arg#*=} ;;
     wulf.cred=*) CRED=${arg#*=} ;;
@@ -175,6 +176,7 @@ chmod 1777 /newroot/tmp
         echo "node=$NODE"
         echo "name=$NAME"
         echo "cred=$CRED"
+        echo "ca=$CA"
     } >/newroot/etc/wulf/agent.conf
 )
 echo "$NAME" >/newroot/etc/hostname
