@@ -57,6 +57,11 @@ pub async fn run(
             if compacted.is_some() || !defragmented.is_empty() {
                 record(&app, compacted, defragmented).await;
             }
+            match crate::auth::session::sweep_expired(app.store.as_ref()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "removed expired login sessions"),
+                Err(e) => tracing::warn!(error = %e, "cannot sweep expired login sessions"),
+            }
         }
         if last_gc.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             last_gc = Some(std::time::Instant::now());

@@ -197,3 +197,22 @@ async fn revoke(
     tracing::info!(target: "audit", account = %p.name, source = %p.source, "revoked the tokens of {}", summarize(Kind::Admin, &names));
     Ok(Json(serde_json::json!({ "revoked": names })))
 }
+
+/// Delete the sessions whose refresh tokens have expired (run by the head that looks after
+/// the store); returns how many went.
+pub async fn sweep_expired(store: &dyn wulf_store::Store) -> Result<usize, wulf_store::StoreError> {
+    let (kvs, _) = store.list(SESSION_PREFIX).await?;
+    let now = now_secs();
+    let mut removed = 0;
+    for kv in kvs {
+        let expired = serde_json::from_slice::<SessionRecord>(&kv.value)
+            .map(|r| r.expires <= now)
+            // Unreadable: nothing can use it.
+            .unwrap_or(true);
+        if expired {
+            store.delete(&kv.key, Expect::Any).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
