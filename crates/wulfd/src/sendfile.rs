@@ -34,15 +34,15 @@ const MAX_HEAD: usize = 16 * 1024;
 
 /// A listener for axum that keeps boot-file connections for itself.
 pub struct SplitListener {
-    rx: mpsc::Receiver<(Stream, Conn)>,
+    rx: mpsc::Receiver<(crate::limits::Tracked<Stream>, Conn)>,
     local: SocketAddr,
 }
 
 impl axum::serve::Listener for SplitListener {
-    type Io = Stream;
+    type Io = crate::limits::Tracked<Stream>;
     type Addr = Conn;
 
-    async fn accept(&mut self) -> (Stream, Conn) {
+    async fn accept(&mut self) -> (Self::Io, Conn) {
         match self.rx.recv().await {
             Some(conn) => conn,
             // The accept loop stopped (shutdown): wait for axum's graceful shutdown.
@@ -80,15 +80,21 @@ pub fn split(
                     continue;
                 }
             };
+            // Past the connection cap: room is made, or this one is closed at once.
+            let Some(ticket) = crate::limits::admit(peer) else {
+                crate::limits::refuse(stream);
+                continue;
+            };
             let (tx, app) = (tx.clone(), app.clone());
-            tokio::spawn(async move {
+            tokio::spawn(crate::limits::guard(ticket, async move {
                 let first = first_byte(&stream).await;
                 if first == Some(TLS_HANDSHAKE) {
                     let hs = app.tls.acceptor.accept(stream);
                     match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, hs).await {
                         Ok(Ok(tls)) => {
                             let conn = Conn { peer, tls: true };
-                            let _ = tx.send((Either::Right(tls), conn)).await;
+                            let io = crate::limits::track(Either::Right(tls));
+                            let _ = tx.send((io, conn)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -100,9 +106,10 @@ pub fn split(
                     }
                 } else {
                     let conn = Conn { peer, tls: false };
-                    let _ = tx.send((Either::Left(stream), conn)).await;
+                    let io = crate::limits::track(Either::Left(stream));
+                    let _ = tx.send((io, conn)).await;
                 }
-            });
+            }));
         }
     });
     Ok(SplitListener { rx, local })
@@ -235,6 +242,7 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            crate::limits::head_complete();
             buf.truncate(end);
             return Ok(buf);
         }
@@ -257,7 +265,13 @@ async fn reply(stream: &mut TcpStream, status: &str, extra: &str, body: &str) ->
 }
 
 async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
-    let raw = read_head(&mut stream).await?;
+    let raw = match read_head(&mut stream).await {
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            let too_large = "431 Request Header Fields Too Large";
+            return reply(&mut stream, too_large, "", "request head too large\n").await;
+        }
+        r => r?,
+    };
     let Some(req) = parse_head(&raw) else {
         return reply(&mut stream, "400 Bad Request", "", "bad request\n").await;
     };
@@ -365,7 +379,10 @@ async fn send_file(
                     "file ended early",
                 ))
             }
-            Ok(n) => left -= n.min(left),
+            Ok(n) => {
+                left -= n.min(left);
+                crate::limits::progress();
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
