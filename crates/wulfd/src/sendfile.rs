@@ -155,7 +155,7 @@ async fn is_boot_file(stream: &TcpStream) -> bool {
     false
 }
 
-struct Head {
+pub struct Head {
     method_head: bool,
     sha256: String,
     range: Option<String>,
@@ -164,7 +164,7 @@ struct Head {
     from_peer: bool,
 }
 
-fn parse_head(raw: &[u8]) -> Option<Head> {
+pub fn parse_head(raw: &[u8]) -> Option<Head> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut lines = text.split("\r\n");
     let mut first = lines.next()?.split(' ');
@@ -197,7 +197,8 @@ fn parse_head(raw: &[u8]) -> Option<Head> {
 
 /// A single `bytes=` range of a file of `len` bytes, as (start, end inclusive). `Err` when it
 /// cannot be satisfied; `Ok(None)` when the header is not one we honour (serve it all).
-fn parse_range(spec: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+#[allow(clippy::result_unit_err)]
+pub fn parse_range(spec: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(r) = spec.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };

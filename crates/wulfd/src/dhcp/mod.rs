@@ -8,10 +8,10 @@
 //! `net` (or, with `[dhcp] interfaces`, only those named); the set is re-evaluated every second
 //! so nets and addresses added later are served without a restart.
 
-mod logic;
+pub mod logic;
 mod sock;
 mod unknown;
-mod wire;
+pub mod wire;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};

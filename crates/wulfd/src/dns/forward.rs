@@ -41,7 +41,7 @@ fn same_question(a: &Query, b: &Query) -> bool {
 }
 
 /// True when `resp` answers `query` (id, QR and the question match).
-fn answers(resp: &[u8], id: u16, question: &Query) -> Option<Message> {
+pub fn answers(resp: &[u8], id: u16, question: &Query) -> Option<Message> {
     if resp.len() < 12 || u16::from_be_bytes([resp[0], resp[1]]) != id || resp[2] & 0x80 == 0 {
         return None;
     }

@@ -3,9 +3,9 @@
 //! other names are forwarded to upstream servers. UDP and TCP on each listen address.
 //! See docs/admin/dns.md.
 
-mod forward;
+pub mod forward;
 pub mod names;
-mod zone;
+pub mod zone;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -48,7 +48,7 @@ const EDNS_PAYLOAD: u16 = 1232;
 
 /// What to do with one received message.
 #[derive(Debug)]
-enum Action {
+pub enum Action {
     Reply(Vec<u8>),
     Forward(hickory_proto::op::Query),
     Drop,
@@ -210,13 +210,19 @@ fn our_edns() -> Edns {
 }
 
 /// Encode `m`; over UDP (`limit` given) an answer that does not fit is sent truncated (TC,
-/// the question only) so the client asks again over TCP.
+/// the question only) so the client asks again over TCP. When even the questions do not fit
+/// (several long ones in one message, answered FORMERR), the header alone is sent.
 fn encode(m: &Message, limit: Option<usize>) -> Option<Vec<u8>> {
     let bytes = m.to_vec().ok()?;
     match limit {
         Some(l) if bytes.len() > l => {
             let mut t = m.truncate();
             t.metadata.truncation = true;
+            let bytes = t.to_vec().ok()?;
+            if bytes.len() <= l {
+                return Some(bytes);
+            }
+            t.queries.clear();
             t.to_vec().ok()
         }
         _ => Some(bytes),
@@ -234,7 +240,7 @@ fn raw_error(req: &[u8], rcode: u8) -> Vec<u8> {
 }
 
 /// The protocol logic, independent of sockets: parse, answer from the index, or forward.
-fn handle(ix: &Index, can_forward: bool, req: &[u8], udp: bool) -> Action {
+pub fn handle(ix: &Index, can_forward: bool, req: &[u8], udp: bool) -> Action {
     if req.len() < 12 || req[2] & 0x80 != 0 {
         // Too short to answer, or a response: never answer those (no loops).
         return Action::Drop;
@@ -705,6 +711,36 @@ mod tests {
         assert!(t.metadata.truncation && t.answers.is_empty());
         let b = encode(&m, None).unwrap();
         assert_eq!(Message::from_vec(&b).unwrap().answers.len(), 100);
+    }
+
+    #[test]
+    fn udp_answers_fit_even_with_many_long_questions() {
+        // Five questions of long names: the FORMERR echoing them was 526 bytes over UDP to a
+        // client taking 512 (found by fuzzing).
+        let mut m = Message::query();
+        m.metadata.id = 9;
+        for i in 0..5u8 {
+            // Distinct names, so compression cannot share them.
+            let l: Vec<String> = (0..4u8)
+                .map(|j| char::from(b'a' + i * 4 + j).to_string().repeat(60))
+                .collect();
+            let name = Name::from_ascii(format!("{}.", l.join("."))).unwrap();
+            m.add_query(Query::query(name, RecordType::A));
+        }
+        let q = m.to_vec().unwrap();
+        let Action::Reply(b) = handle(&ix(), true, &q, true) else {
+            panic!("expected FORMERR")
+        };
+        assert!(b.len() <= 512, "{} bytes", b.len());
+        let r = Message::from_vec(&b).unwrap();
+        assert_eq!(r.metadata.id, 9);
+        assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+        assert!(r.metadata.truncation);
+        // Over TCP the questions come back.
+        let Action::Reply(b) = handle(&ix(), true, &q, false) else {
+            panic!("expected FORMERR")
+        };
+        assert_eq!(Message::from_vec(&b).unwrap().queries.len(), 5);
     }
 
     #[test]

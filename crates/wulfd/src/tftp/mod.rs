@@ -7,8 +7,8 @@
 //! are streamed from disk; at most [`MAX_TRANSFERS`] run at once, at most
 //! [`crate::limits::TFTP_PER_CLIENT`] for one client address. See docs/admin/tftp.md.
 
-mod packet;
-mod path;
+pub mod packet;
+pub mod path;
 mod transfer;
 
 use std::collections::HashMap;
