@@ -1,12 +1,12 @@
 //! Status reports: a `POST /api/v1/node/status` body as the head reads it (`StatusReport`
-//! JSON), taken in by `Status::report`; what the head then stores for the node (heartbeat
-//! and info records, read back at start and by other heads) must read back as it was. The
-//! same bytes as another head's stored records (`Status::apply_remote`), and as a node's
-//! bearer token.
+//! JSON and `status::check_report`), taken in by `Status::report`; what the head then stores
+//! for the node (heartbeat and info records, read back at start and by other heads) must
+//! read back as it was. The same bytes as another head's stored records
+//! (`Status::apply_remote`), and as a node's bearer token.
 
 use serde_json::Value;
 use wulf_api::status::{node_token, parse_node_token, StatusReport};
-use wulfd::status::{Heartbeat, Info, Status, STATUS_PREFIX};
+use wulfd::status::{check_report, Heartbeat, Info, Status, STATUS_PREFIX};
 
 use crate::json::same;
 
@@ -38,9 +38,13 @@ pub fn status(data: &[u8]) {
     other.apply_remote(&format!("{STATUS_PREFIX}hb/u1"), data);
     other.apply_remote(&format!("{STATUS_PREFIX}info/u1"), data);
 
+    // What the route takes in: a report that parses and passes the head's checks.
     let Ok(report) = serde_json::from_slice::<StatusReport>(data) else {
         return;
     };
+    if check_report(&report).is_err() {
+        return;
+    }
     let head = Status::new("head".into(), 600);
     let uid = report.node.clone();
     let info = Info {

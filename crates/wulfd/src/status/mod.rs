@@ -178,6 +178,22 @@ pub struct Status {
     changes: tokio::sync::watch::Sender<u64>,
 }
 
+/// What the head refuses in a report before taking it in: numbers its stored heartbeat could
+/// not hold (a load that overflows `f32` becomes infinite, is stored as JSON `null`, and the
+/// heartbeat would no longer read back at start or on another head).
+pub fn check_report(r: &StatusReport) -> Result<(), String> {
+    if !r.uptime_secs.is_finite() {
+        return Err("uptime_secs must be a finite number".into());
+    }
+    if !r.load.iter().all(|l| l.is_finite()) {
+        return Err(format!(
+            "load must be three finite numbers, not {:?}",
+            r.load
+        ));
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -816,6 +832,26 @@ mod tests {
             modules: Some(vec!["e1000".into()]),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn reports_whose_numbers_cannot_be_stored_are_refused() {
+        // A load of 1e55 overflows f32 to infinity, which JSON stores as null: the heartbeat
+        // would not read back (found by fuzzing).
+        let r: StatusReport = serde_json::from_str(
+            r#"{"node": "u2", "uptime_secs": 1.5, "interval_secs": 1, "load": [1e+55, 5, 1]}"#,
+        )
+        .unwrap();
+        assert!(check_report(&r).unwrap_err().contains("load"));
+        let ok = report("u2");
+        assert_eq!(check_report(&ok), Ok(()));
+        let hb = Heartbeat {
+            load: Some(ok.load),
+            uptime: Some(ok.uptime_secs),
+            ..Default::default()
+        };
+        let back: Heartbeat = serde_json::from_slice(&serde_json::to_vec(&hb).unwrap()).unwrap();
+        assert_eq!(back, hb);
     }
 
     #[tokio::test]

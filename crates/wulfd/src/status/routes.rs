@@ -119,6 +119,8 @@ async fn node_status_report(
     })?;
     let report: wulf_api::status::StatusReport = serde_json::from_slice(&bytes)
         .map_err(|e| ApiErr::bad(format!("malformed status report: {e}")))?;
+    crate::status::check_report(&report)
+        .map_err(|e| ApiErr::bad(format!("malformed status report: {e}")))?;
     if report.node != uid {
         tracing::warn!(target: "audit", node = %uid, claimed = %report.node, "refused a status report for another node");
         return Err(ApiErr::new(
