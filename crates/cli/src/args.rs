@@ -12,7 +12,10 @@ use crate::fail::{usage, Fail};
 /// wulf: manage a Beowulf-style cluster from its head node.
 ///
 /// Objects: node, attrib (attribute groups), boot (boot configs), image, pool (naming pools),
-/// net (networks), host (non-cluster devices), cluster (settings).
+/// net (networks), host (non-cluster devices), cluster (settings), admin (accounts).
+///
+/// Log in with `wulf login NAME`; on the head itself, the user who runs wulfd needs no login
+/// (the CLI finds the bootstrap token in the data directory).
 ///
 /// Name objects with -i/--ids: names, UIDs, UID prefixes (5+ characters); nodes also by MAC,
 /// IP, index, hostlist ranges like n[0-15,20] and %group.
@@ -36,7 +39,8 @@ pub(crate) struct Cli {
     /// session, token included: use `wulf trust` instead
     #[arg(long, env = "WULF_INSECURE", global = true, value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) insecure: bool,
-    /// API token [default: $WULF_TOKEN, the config file, the local head's admin.token]
+    /// API token [default: $WULF_TOKEN, the config file, the session of `wulf login`, the
+    /// local head's admin.token]
     #[arg(long, env = "WULF_TOKEN", global = true, hide_env_values = true)]
     pub(crate) token: Option<String>,
     /// Print JSON for scripts instead of tables
@@ -74,6 +78,35 @@ pub(crate) enum Top {
     Host(ObjectCmd),
     /// Cluster settings
     Cluster(ObjectCmd),
+    /// Admin accounts: name, role (viewer, operator, admin), SSH public keys, a password
+    ///
+    /// viewer reads everything but secrets; operator also acts on nodes (power, reboot,
+    /// shutdown, exec, orphan); admin changes anything, accounts included. Passwords come from
+    /// standard input (--password-stdin) or the terminal (--password), never from the command
+    /// line. A new password or role, and `revoke`, end the account's sessions.
+    #[command(after_help = "Examples:\n  \
+        echo \"$PW\" | wulf admin create name=alice role=operator --password-stdin\n  \
+        wulf admin create name=bob role=viewer ssh_keys=@/home/bob/.ssh/id_ed25519.pub --password\n  \
+        wulf admin ls -l\n  \
+        wulf admin -i alice update role=admin\n  \
+        wulf admin -i alice update --password\n  \
+        wulf admin -i alice revoke\n  \
+        wulf admin -i alice delete")]
+    Admin(ObjectCmd),
+    /// Log in to the head: ask for the password (or read it with --password-stdin) and keep
+    /// the session's tokens in ~/.config/wulf/session.json (mode 0600)
+    ///
+    /// The access token lasts an hour and is renewed as needed; the session lasts a week (the
+    /// head's [auth] settings), until `wulf logout`, or until an admin revokes the account's
+    /// tokens. A token given with --token, WULF_TOKEN or the config file is used instead of the
+    /// session; without a session, the local head's bootstrap token is.
+    #[command(after_help = "Examples:\n  wulf login alice\n  \
+        wulf --url https://head1:8740 login alice --password-stdin < ~/.wulf-password")]
+    Login(crate::login::LoginArgs),
+    /// End the session `wulf login` started: on the head, and the session file
+    Logout,
+    /// Show the account and role the head sees for this command line, and until when
+    Whoami,
     /// Expand or compress hostlists like n[0-15,20]
     Hostlist {
         #[command(subcommand)]
@@ -210,14 +243,30 @@ pub(crate) enum Action {
         /// gzip'd first); the image is created if absent
         #[arg(long, value_name = "FILE")]
         from_tar: Option<PathBuf>,
+        /// Admin accounts: read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+        /// Admin accounts: ask for the password on the terminal (twice, not shown)
+        #[arg(long, conflicts_with = "password_stdin")]
+        password: bool,
     },
     /// Change fields of the selected objects
     Update {
-        #[arg(value_name = "KEY=VALUE", required = true)]
+        #[arg(value_name = "KEY=VALUE", required_unless_present_any = ["password_stdin", "password"])]
         pairs: Vec<String>,
+        /// Admin accounts: read the new password from the first line of standard input (the
+        /// account's sessions end)
+        #[arg(long)]
+        password_stdin: bool,
+        /// Admin accounts: ask for the new password on the terminal (twice, not shown)
+        #[arg(long, conflicts_with = "password_stdin")]
+        password: bool,
     },
     /// Delete the selected objects
     Delete,
+    /// Admin accounts only: end every session and token of the selected accounts (they log
+    /// in again; the bootstrap token is not affected)
+    Revoke,
     /// Set attributes (nodes and attribute groups): name=value or name=@file
     Set {
         #[arg(value_name = "NAME=VALUE", required = true)]

@@ -78,8 +78,25 @@ fn read_trimmed(p: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The head URL and token to use.
+/// The head URL and token to use (a token given, else the local head's bootstrap token).
 pub fn resolve(
+    url: Option<String>,
+    token: Option<String>,
+    cfg: &CliConfig,
+) -> anyhow::Result<(String, Option<String>)> {
+    let (url, token) = resolve_given(url, token, cfg)?;
+    Ok((url, token.or_else(|| bootstrap_token(cfg))))
+}
+
+/// The bootstrap admin token of a head on this machine (`DATA_DIR/admin.token`).
+pub fn bootstrap_token(cfg: &CliConfig) -> Option<String> {
+    data_dirs(cfg)
+        .iter()
+        .find_map(|d| read_trimmed(&d.join("admin.token")))
+}
+
+/// The head URL, and the token given by flag, environment or config file, if any.
+pub fn resolve_given(
     url: Option<String>,
     token: Option<String>,
     cfg: &CliConfig,
@@ -96,9 +113,7 @@ pub fn resolve(
                 read_trimmed(f)
                     .ok_or_else(|| anyhow::anyhow!("cannot read token_file {}", f.display()))?,
             ),
-            None => dirs
-                .iter()
-                .find_map(|d| read_trimmed(&d.join("admin.token"))),
+            None => None,
         },
     };
     Ok((url, token))
@@ -210,9 +225,26 @@ pub(crate) fn connection(
 ) -> Result<(String, Option<String>, Option<Tls>), crate::fail::Fail> {
     use crate::fail::usage;
     let cfg = load_config().map_err(|e| usage(format!("{e:#}")))?;
-    let (url, token) =
-        resolve(cli.url.clone(), cli.token.clone(), &cfg).map_err(|e| usage(format!("{e:#}")))?;
+    let (url, token) = resolve_given(cli.url.clone(), cli.token.clone(), &cfg)
+        .map_err(|e| usage(format!("{e:#}")))?;
     let tls =
         tls_for(&url, cli.ca.as_deref(), cli.insecure, &cfg).map_err(crate::fail::Fail::from)?;
+    let token = match token {
+        Some(t) => Some(t),
+        // A `wulf login` session for this head (renewed when due), else the local head's
+        // bootstrap token.
+        None => crate::login::session_token(&url, tls.as_ref())?.or_else(|| bootstrap_token(&cfg)),
+    };
     Ok((url, token, tls))
+}
+
+/// The head URL and TLS settings the command line names, without a token (`wulf login`).
+pub(crate) fn endpoint(cli: &crate::args::Cli) -> Result<(String, Option<Tls>), crate::fail::Fail> {
+    use crate::fail::usage;
+    let cfg = load_config().map_err(|e| usage(format!("{e:#}")))?;
+    let (url, _) = resolve_given(cli.url.clone(), cli.token.clone(), &cfg)
+        .map_err(|e| usage(format!("{e:#}")))?;
+    let tls =
+        tls_for(&url, cli.ca.as_deref(), cli.insecure, &cfg).map_err(crate::fail::Fail::from)?;
+    Ok((url, tls))
 }

@@ -22,9 +22,13 @@ impl From<ApiError> for Fail {
 
 /// The head's error, with what to do about the common ones.
 pub(crate) fn explain(e: ApiError) -> anyhow::Error {
+    if let Some(ended) = crate::login::explain(&e) {
+        return ended;
+    }
     match &e {
         ApiError::Status { status: 401, .. } => anyhow::anyhow!(
-            "{e}. Give the token with --token or WULF_TOKEN (the head writes it to DATA_DIR/admin.token)"
+            "{e}. Log in with `wulf login NAME`, or give a token with --token or WULF_TOKEN (on \
+             the head, the bootstrap token in DATA_DIR/admin.token is used)"
         ),
         ApiError::Transport { message, url }
             if wulf_api::tls::certificate_problem(message).is_some() =>

@@ -3,6 +3,7 @@
 //!
 //! This file parses and dispatches; each object or verb family has its own module.
 
+mod admin;
 mod args;
 mod attrs;
 mod chain;
@@ -18,6 +19,7 @@ mod hostlist;
 mod image;
 mod info;
 mod initramfs;
+mod login;
 mod node;
 mod objects;
 mod output;
@@ -77,8 +79,10 @@ fn check(cli: &Cli) -> Result<(), Fail> {
         Top::Net(c) => (Kind::Net, c),
         Top::Host(c) => (Kind::Host, c),
         Top::Cluster(c) => (Kind::Cluster, c),
+        Top::Admin(c) => (Kind::Admin, c),
         _ => return Ok(()),
     };
+    admin::check(kind, cmd)?;
     let verb = match &cmd.action {
         Action::Exec(a) => return exec::check(kind, cmd, a).map(drop),
         Action::Waitfor(a) => return waitfor::check(kind, a),
@@ -108,10 +112,17 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Top::Net(c) => object(&cli, Kind::Net, c),
         Top::Host(c) => object(&cli, Kind::Host, c),
         Top::Cluster(c) => object(&cli, Kind::Cluster, c),
+        Top::Admin(c) => object(&cli, Kind::Admin, c),
+        Top::Login(a) => login::login(&cli, a),
+        Top::Logout => login::logout(&cli),
+        Top::Whoami => login::whoami(&cli),
     }
 }
 
 fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
+    if kind == Kind::Admin {
+        return admin::run(cli, cmd);
+    }
     match &cmd.action {
         Action::Ls { names } => objects::ls(cli, kind, cmd, names),
         Action::Create {
@@ -120,6 +131,7 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             pairs,
             count,
             macs,
+            ..
         } => objects::create(cli, kind, pairs, *count, macs.as_deref()),
         Action::Create {
             pairs,
@@ -127,7 +139,7 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             from_tar,
             ..
         } => image::create(cli, kind, pairs, from_dir.as_deref(), from_tar.as_deref()),
-        Action::Update { pairs } => objects::update(cli, kind, cmd, pairs),
+        Action::Update { pairs, .. } => objects::update(cli, kind, cmd, pairs),
         Action::Delete => objects::delete(cli, kind, cmd),
         Action::Set { pairs } => attrs::set(cli, kind, cmd, pairs),
         Action::Clear { names } => attrs::clear(cli, kind, cmd, names),
@@ -158,6 +170,8 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             &power::soft_request(PowerAction::Shutdown, a),
         ),
         Action::Orphan => power::orphan(cli, kind, cmd),
+        // Refused for every kind but admin (handled above).
+        Action::Revoke => admin::check(kind, cmd),
         Action::Exec(a) => exec::run(cli, kind, cmd, a),
         Action::Waitfor(a) => waitfor::run(cli, kind, cmd, a),
     }
