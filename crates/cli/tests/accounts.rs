@@ -537,7 +537,7 @@ fn on_terminal(
             &format!("the prompt {prompt:?}"),
             Duration::from_secs(30),
             || shown().get(from..).unwrap_or("").contains(prompt),
-            &shown,
+            shown,
         );
         from = shown().len();
         stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
