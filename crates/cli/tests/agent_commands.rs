@@ -245,9 +245,11 @@ fn exec_on_the_real_agent_through_the_head() {
     let t = Instant::now();
     let hs: Vec<_> = (0..4)
         .map(|i| {
-            let (url, auth) = (h.url(), h.auth());
+            let (url, auth, ca) = (h.url(), h.auth(), h.ca());
             std::thread::spawn(move || {
                 let out = Command::new("curl")
+                    .arg("--cacert")
+                    .arg(ca)
                     .args(["-sS", "-X", "POST", "-H", &auth, "--data-binary"])
                     .arg(json!({"argv": ["sh", "-c", format!("sleep 1; echo {i}")]}).to_string())
                     .arg(format!("{url}/api/v1/node/exec?ids=n0"))
