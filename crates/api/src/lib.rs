@@ -15,6 +15,7 @@
 //! | GET | `/node/unknown` | MACs the DHCP server saw that belong to no node |
 //! | GET | `/node/status?ids=SEL` | node status derived by this head ([`status::NodeStatus`]) |
 //! | POST | `/node/status` | a node's status report (bearer `node:<uid>:<cred>`, [`status::StatusReport`]) |
+//! | POST | `/node/enroll` | a booting node trades its enrollment token for its credential (no bearer, [`enroll::EnrollRequest`]) |
 //! | POST | `/node/power?ids=SEL` | power and soft reboot/shutdown ([`action::PowerRequest`]) |
 //! | POST | `/node/exec?ids=SEL` | run a command on nodes ([`action::ExecRequest`]) |
 //! | POST | `/node/orphan?ids=SEL` | make nodes orphans ([`action::ActionReply`]) |
@@ -34,6 +35,7 @@ pub mod action;
 pub mod auth;
 pub mod client;
 pub mod command;
+pub mod enroll;
 pub mod status;
 pub mod tls;
 

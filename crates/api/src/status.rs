@@ -2,7 +2,7 @@
 //! `GET /api/v1/node/status` returns.
 //!
 //! A node authenticates its reports with the bearer token `node:<uid>:<credential>`, where the
-//! credential is the one its boot script gave it (`wulf.cred=` on the kernel command line).
+//! credential is the one it got by enrolling at boot (see [`crate::enroll`]).
 //! The head accepts a report only for the node that credential belongs to.
 
 use std::collections::BTreeMap;
@@ -68,7 +68,7 @@ pub struct StatusReport {
     /// Kernel release (`uname -r`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
-    /// `/proc/cmdline`, with `wulf.cred=` masked.
+    /// `/proc/cmdline`, with `wulf.cred=` and `wulf.enroll=` masked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
     /// Loaded kernel modules, sorted.

@@ -30,6 +30,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::boot::routes())
         // Agents poll for commands with their node token, checked by the handlers.
         .merge(crate::exec::routes::node_routes())
+        // Booting nodes trade their enrollment token, checked by the handler.
+        .merge(crate::enroll::routes::routes())
         // Every route above passes the access table (auth/table.rs).
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

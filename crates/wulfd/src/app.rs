@@ -32,6 +32,8 @@ pub struct App {
     pub fetches: crate::peers::Fetches,
     /// Commands waiting for nodes' agents, and the results waited for.
     pub commands: crate::exec::Commands,
+    /// Enrollment tokens handed out by this head and the nodes' credential nonces it knows.
+    pub enroll: crate::enroll::Enrollment,
 }
 
 /// How axum handlers take the shared state.

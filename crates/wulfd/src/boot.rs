@@ -1,6 +1,8 @@
 //! HTTP boot: the URLs nodes are sent to, iPXE scripts rendered from boot configs and
 //! effective attributes, and the files they download. These routes need no token (firmware
-//! has none); they serve only what a booting node needs.
+//! has none); they serve only what a booting node needs: a script carries a one-time
+//! enrollment token only for a node that is not up (see [`crate::enroll`]), and an image goes
+//! only to a node that boots it.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -11,8 +13,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use wulf_model::{parse_bool, FileRef, Kind, MacAddr};
 use wulf_store::{Expect, Store, StoreError};
 
@@ -69,16 +69,6 @@ pub async fn node_secret(store: &dyn Store) -> Result<Vec<u8>, StoreError> {
             .ok_or_else(|| StoreError::Backend("node credential secret vanished".into())),
         Err(e) => Err(e),
     }
-}
-
-/// The credential a node receives at boot and presents to the head: HMAC-SHA256 of its UID
-/// under the cluster's secret. Any head can check it; it reveals nothing about others'.
-pub fn node_credential(secret: &[u8], uid: &str) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return String::new();
-    };
-    mac.update(uid.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
 }
 
 pub fn routes() -> Router<Arc<App>> {
@@ -219,17 +209,14 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
     }))
 }
 
-fn render(app: &App, base: &str, mac: MacAddr, p: &Plan) -> String {
+fn render(app: &App, base: &str, mac: MacAddr, p: &Plan, enroll: &str) -> String {
     let mut params = vec![
         format!("wulf.head={}", api_base(base)),
         format!("wulf.ca={}", app.tls.fingerprint),
         format!("wulf.node={}", p.node_uid),
         format!("wulf.name={}", p.name),
         format!("wulf.style={}", p.style),
-        format!(
-            "wulf.cred={}",
-            node_credential(&app.node_secret, &p.node_uid)
-        ),
+        format!("wulf.enroll={enroll}"),
     ];
     if let Some(img) = &p.image {
         params.push(format!("wulf.image={base}/boot/file/{}", img.sha256));
@@ -265,7 +252,9 @@ async fn script(
     State(app): State<Arc<App>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
 ) -> Response {
+    let peer = crate::enroll::peer_ip(&ext);
     let base = request_base(&app, &headers);
     let Some(raw) = q.get("mac") else {
         // Firmware pointed here without a MAC: ask again with its own.
@@ -290,19 +279,29 @@ async fn script(
             ipxe(next_script(&why))
         }
         Decision::Simulated { node_uid, name } => {
+            // No enrollment token (and nothing else secret) for a node that is up.
+            if let Err(why) = crate::enroll::may_issue(&app, &node_uid, &mac.to_string(), peer) {
+                return ipxe(retry_script(&base, &mac.to_string(), &why));
+            }
             tracing::info!(
                 target: "audit",
                 "Booting node (MAC={mac}) as simulated"
             );
             app.status.booted(&node_uid);
-            let cred = node_credential(&app.node_secret, &node_uid);
+            let enroll = app.enroll.issue(&node_uid, peer);
             let (head, ca) = (api_base(&base), &app.tls.fingerprint);
             ipxe(format!(
                 "#!ipxe\necho wulf: {name} is a simulated node; nothing to load\n\
-                 echo wulf.head={head} wulf.ca={ca} wulf.node={node_uid} wulf.name={name} wulf.style=simulated wulf.cred={cred}\nexit\n"
+                 echo wulf.head={head} wulf.ca={ca} wulf.node={node_uid} wulf.name={name} wulf.style=simulated wulf.enroll={enroll}\nexit\n"
             ))
         }
         Decision::Boot(plan) => {
+            // No enrollment token (and nothing else secret) for a node that is up, or asked
+            // from another address than the node's own.
+            if let Err(why) = crate::enroll::may_issue(&app, &plan.node_uid, &mac.to_string(), peer)
+            {
+                return ipxe(retry_script(&base, &mac.to_string(), &why));
+            }
             if plan.pxe_once {
                 // pxe+local: exactly one PXE boot, even if several requests race.
                 match app.db.claim_pxe_boot(&plan.node_uid).await {
@@ -330,7 +329,8 @@ async fn script(
                 plan.boot_uid
             );
             app.status.booted(&plan.node_uid);
-            ipxe(render(&app, &base, mac, &plan))
+            let enroll = app.enroll.issue(&plan.node_uid, peer);
+            ipxe(render(&app, &base, mac, &plan, &enroll))
         }
     }
 }
@@ -359,6 +359,15 @@ async fn file(
 ) -> Result<Response, ApiErr> {
     let f = referenced(&app, &sha256)
         .ok_or_else(|| ApiErr::new(StatusCode::NOT_FOUND, format!("no boot file {sha256}")))?;
+    // Kernels and initramfs files go to anyone; an image only to a node that boots it.
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let peer = crate::enroll::peer_ip(req.extensions());
+    crate::enroll::images::may_download(&app, &f.sha256, auth, peer)
+        .await
+        .map_err(|why| ApiErr::new(StatusCode::FORBIDDEN, why))?;
     if !req.headers().contains_key(crate::peers::PEER_HEADER) {
         crate::peers::ensure_local(&app, &f.sha256).await;
     }
@@ -398,15 +407,6 @@ async fn ipxe_efi(State(app): State<Arc<App>>, req: Request) -> Result<Response,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_differ_per_node_and_secret() {
-        let a = node_credential(b"secret", "n0uid");
-        assert_eq!(a.len(), 64);
-        assert_eq!(a, node_credential(b"secret", "n0uid"));
-        assert_ne!(a, node_credential(b"secret", "n1uid"));
-        assert_ne!(a, node_credential(b"other", "n0uid"));
-    }
 
     #[test]
     fn scripts_retry_or_exit() {

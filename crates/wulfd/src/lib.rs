@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod dhcp;
 pub mod dns;
+pub mod enroll;
 pub mod exec;
 pub mod heads;
 pub mod limits;
@@ -385,6 +386,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         live_heads,
         fetches: Default::default(),
         commands: Default::default(),
+        enroll: Default::default(),
     });
     // Other heads write status too only when the store is shared.
     let follower_status = if !store.shared() {
@@ -416,7 +418,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         std::time::Duration::from_secs(cfg.history_secs),
         cancel.clone(),
     ));
-    let mut services = Vec::new();
+    // Node credentials other heads rotate (with a shared store).
+    let mut services = vec![tokio::spawn(enroll::follow(app.clone(), cancel.clone()))];
     if cfg.dhcp.enabled {
         services.push(tokio::spawn(dhcp::run(app.clone(), cancel.clone())));
     }

@@ -54,7 +54,9 @@ pub async fn ensure_local(app: &App, sha256: &str) -> bool {
         let base = base.replacen("https://", "http://", 1);
         let url = format!("{}/boot/file/{sha256}", base.trim_end_matches('/'));
         let (blobs, sha, u) = (app.blobs.clone(), sha256.to_string(), url.clone());
-        let got = tokio::task::spawn_blocking(move || fetch(&u, &sha, &blobs)).await;
+        // Images go only to nodes and heads: this proves the request comes from a head.
+        let auth = crate::enroll::images::peer_fetch_token(&app.node_secret, sha256);
+        let got = tokio::task::spawn_blocking(move || fetch(&u, &sha, &auth, &blobs)).await;
         match got {
             Ok(Ok(size)) => {
                 tracing::info!(sha256, size, from = %url, "fetched a file from a peer head");
@@ -70,13 +72,19 @@ pub async fn ensure_local(app: &App, sha256: &str) -> bool {
 }
 
 /// Download `url` into the file store as file `sha256` (checked).
-fn fetch(url: &str, sha256: &str, blobs: &crate::blobs::Blobs) -> anyhow::Result<u64> {
+fn fetch(
+    url: &str,
+    sha256: &str,
+    auth: &str,
+    blobs: &crate::blobs::Blobs,
+) -> anyhow::Result<u64> {
     let resp = ureq::AgentBuilder::new()
         .timeout_connect(std::time::Duration::from_secs(3))
         .timeout_read(std::time::Duration::from_secs(60))
         .build()
         .get(url)
         .set(PEER_HEADER, "1")
+        .set("Authorization", &format!("Bearer {auth}"))
         .call()?;
     Ok(blobs.ingest_verified(&mut resp.into_reader(), sha256)?)
 }

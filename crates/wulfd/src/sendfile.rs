@@ -162,6 +162,8 @@ pub struct Head {
     if_none_match: Option<String>,
     /// Sent by a peer head fetching a file it lacks: never passed on to another peer.
     from_peer: bool,
+    /// What an image's download needs (see [`crate::enroll::images`]).
+    authorization: Option<String>,
 }
 
 pub fn parse_head(raw: &[u8]) -> Option<Head> {
@@ -175,6 +177,7 @@ pub fn parse_head(raw: &[u8]) -> Option<Head> {
     let mut range = None;
     let mut if_none_match = None;
     let mut from_peer = false;
+    let mut authorization = None;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
@@ -183,6 +186,7 @@ pub fn parse_head(raw: &[u8]) -> Option<Head> {
             "range" => range = Some(value.trim().to_string()),
             "if-none-match" => if_none_match = Some(value.trim().to_string()),
             crate::peers::PEER_HEADER => from_peer = true,
+            "authorization" => authorization = Some(value.trim().to_string()),
             _ => {}
         }
     }
@@ -192,6 +196,7 @@ pub fn parse_head(raw: &[u8]) -> Option<Head> {
         range,
         if_none_match,
         from_peer,
+        authorization,
     })
 }
 
@@ -277,6 +282,14 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
         return reply(&mut stream, "400 Bad Request", "", "bad request\n").await;
     };
     let referenced = crate::boot::referenced(app, &req.sha256);
+    if let Some(f) = &referenced {
+        // Kernels and initramfs files go to anyone; an image only to a node that boots it.
+        let peer = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
+        let auth = req.authorization.as_deref();
+        if let Err(why) = crate::enroll::images::may_download(app, &f.sha256, auth, peer).await {
+            return reply(&mut stream, "403 Forbidden", "", &format!("{why}\n")).await;
+        }
+    }
     if let (Some(f), false) = (&referenced, req.from_peer) {
         // One stat when the file is here; a peer head asking is never sent on.
         crate::peers::ensure_local(app, &f.sha256).await;
@@ -418,6 +431,9 @@ mod tests {
         assert!(!h.from_peer);
         let p = parse_head(b"GET /boot/file/abc HTTP/1.1\r\nX-Wulf-Peer-Fetch: 1").unwrap();
         assert!(p.from_peer);
+        assert_eq!(p.authorization, None);
+        let a = parse_head(b"GET /boot/file/abc HTTP/1.1\r\nauthorization:  Bearer enroll:u:t ").unwrap();
+        assert_eq!(a.authorization.as_deref(), Some("Bearer enroll:u:t"));
         assert!(parse_head(b"GET /other HTTP/1.1").is_none());
         assert!(parse_head(&[0xff, 0xfe]).is_none());
     }

@@ -1,10 +1,14 @@
 //! Node credentials: how a request proves it comes from a node.
-
-use subtle::ConstantTimeEq;
+//!
+//! A node presents `Authorization: Bearer node:UID:CREDENTIAL`, where the credential is the
+//! one its last enrollment gave it (see [`crate::enroll`]): HMAC-SHA256 of `UID:NONCE` under
+//! the cluster's node secret, the nonce being the node's current one in the store. An older
+//! credential of the node (from before its last enrollment) is refused.
 
 /// The node a request comes from, by its `Authorization: Bearer node:UID:CREDENTIAL`
-/// (the credential checked in constant time). `what` names the request in errors.
-pub fn node_uid(
+/// (the credential checked in constant time against the node's current one). `what` names
+/// the request in errors.
+pub async fn node_uid(
     app: &crate::app::App,
     headers: &axum::http::HeaderMap,
     what: &str,
@@ -23,12 +27,12 @@ pub fn node_uid(
             format!("{what} needs the node's token 'node:UID:CREDENTIAL'"),
         ));
     };
-    let expected = crate::boot::node_credential(&app.node_secret, uid);
-    if !bool::from(expected.as_bytes().ct_eq(cred.as_bytes())) {
+    if !crate::enroll::verify(app, uid, cred).await {
         tracing::warn!(target: "audit", node = %uid, "refused {what} with a wrong node credential");
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "the node credential is not valid",
+            "the node credential is not valid (not this node's, or from before its last \
+             enrollment: a node gets a new one each boot)",
         ));
     }
     Ok(uid.to_string())

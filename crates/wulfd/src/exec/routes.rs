@@ -44,7 +44,7 @@ async fn poll(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<Command>>, ApiErr> {
-    let uid = crate::auth::node_uid(&app, &headers, "a command poll")?;
+    let uid = crate::auth::node_uid(&app, &headers, "a command poll").await?;
     let wait = match q.get("wait") {
         None => Duration::from_secs(25),
         Some(w) => Duration::from_secs(
@@ -78,7 +78,7 @@ async fn result(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiErr> {
-    let uid = crate::auth::node_uid(&app, &headers, "a command result")?;
+    let uid = crate::auth::node_uid(&app, &headers, "a command result").await?;
     let bytes = axum::body::to_bytes(body, 4 * wulf_api::command::MAX_OUTPUT)
         .await
         .map_err(|_| {
@@ -169,7 +169,11 @@ pub async fn send(
     order: Order,
     timeout: Duration,
 ) -> Result<CommandResult, ExecError> {
-    let cred = crate::boot::node_credential(&app.node_secret, uid);
+    // Signed with the node's credential of this boot; a node that never enrolled has no
+    // agent to take the command.
+    let cred = crate::enroll::current_credential(app, uid)
+        .await
+        .ok_or(ExecError::NotConnected)?;
     app.commands
         .run(&app.head, uid, &cred, order, PICKUP, timeout)
         .await

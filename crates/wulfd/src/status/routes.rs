@@ -109,7 +109,7 @@ async fn node_status_report(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<axum::Json<wulf_api::status::ReportReply>, ApiErr> {
-    let uid = crate::auth::node_uid(&app, &headers, "a status report")?;
+    let uid = crate::auth::node_uid(&app, &headers, "a status report").await?;
     let uid = uid.as_str();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|_| {
         ApiErr::new(
