@@ -1,9 +1,11 @@
-//! Where the agent finds its head URLs, node UID and credential.
+//! Where the agent finds its head URLs, node UID and enrollment token (or credential).
 //!
 //! Each setting comes from the first source that has it: command-line flags, then the kernel
-//! command line (`wulf.head=URL wulf.node=UID wulf.cred=CRED`, put there by the head's iPXE
-//! script), then `<state-dir>/agent.conf` (`head=`, `node=`, `cred=` lines, written by the
-//! initramfs).
+//! command line (`wulf.head=URL wulf.node=UID wulf.enroll=TOKEN`, put there by the head's
+//! iPXE script), then `<state-dir>/agent.conf` (`head=`, `node=`, `enroll=` lines, written by
+//! the initramfs). The enrollment token is traded for the node's credential at start (see
+//! [`crate::enroll`]); a credential given outright (`--cred`, `wulf.cred=`, `cred=`) is used
+//! as it is.
 //!
 //! The commands a soft reboot and poweroff run come the same way (`--reboot-cmd`,
 //! `wulf.reboot_cmd=`, `reboot_cmd=`; `--poweroff-cmd`, `wulf.poweroff_cmd=`,
@@ -21,6 +23,7 @@ pub struct Partial {
     pub heads: Vec<String>,
     pub node: Option<String>,
     pub cred: Option<String>,
+    pub enroll: Option<String>,
     /// SHA-256 of the cluster CA certificate (`wulf.ca=`, `ca=`, `--ca`).
     pub ca: Option<String>,
     pub reboot_cmd: Option<Vec<String>>,
@@ -46,7 +49,10 @@ pub struct Settings {
     /// Head base URLs, in the order to try them.
     pub heads: Vec<String>,
     pub node: String,
+    /// The node's credential: given outright, or (empty until then) got by enrolling.
     pub cred: String,
+    /// The one-time enrollment token of this boot, when no credential was given.
+    pub enroll: Option<String>,
     /// The pinned fingerprint of the cluster CA (see [`crate::tls`]).
     pub ca: Option<String>,
     /// What a soft reboot runs.
@@ -68,6 +74,7 @@ impl Settings {
             heads,
             node: node.to_string(),
             cred: cred.to_string(),
+            enroll: None,
             ca: None,
             reboot_cmd: vec![DEFAULT_REBOOT.to_string()],
             poweroff_cmd: vec![DEFAULT_POWEROFF.to_string()],
@@ -148,6 +155,7 @@ fn set(p: &mut Partial, key: &str, value: &str) {
         "head" => p.heads.extend(split_heads(value)),
         "node" => p.node = Some(value.to_string()),
         "cred" => p.cred = Some(value.to_string()),
+        "enroll" => p.enroll = Some(value.to_string()),
         "ca" => p.ca = Some(value.to_string()),
         "reboot_cmd" => p.reboot_cmd = Some(split_command(value)),
         "poweroff_cmd" => p.poweroff_cmd = Some(split_command(value)),
@@ -155,7 +163,7 @@ fn set(p: &mut Partial, key: &str, value: &str) {
     }
 }
 
-/// The `wulf.head=`, `wulf.node=`, `wulf.cred=`, `wulf.reboot_cmd=` and
+/// The `wulf.head=`, `wulf.node=`, `wulf.enroll=`, `wulf.cred=`, `wulf.reboot_cmd=` and
 /// `wulf.poweroff_cmd=` parameters of a kernel command line.
 /// Parameters after a lone `--` belong to init and are ignored.
 pub fn from_cmdline(cmdline: &str) -> Partial {
@@ -200,6 +208,7 @@ pub fn resolve(sources: &[Partial], conf_path: &str) -> Result<Settings, ConfigE
         .unwrap_or_default();
     let node = sources.iter().find_map(|s| s.node.clone());
     let cred = sources.iter().find_map(|s| s.cred.clone());
+    let enroll = sources.iter().find_map(|s| s.enroll.clone());
     let ca = match sources.iter().find_map(|s| s.ca.clone()) {
         Some(c) => {
             let n = wulf_api::tls::normalize_fingerprint(&c);
@@ -219,10 +228,15 @@ pub fn resolve(sources: &[Partial], conf_path: &str) -> Result<Settings, ConfigE
     if node.is_none() {
         missing.push(("node UID", "--node", "wulf.node=", "node="));
     }
-    if cred.is_none() {
-        missing.push(("credential", "--cred", "wulf.cred=", "cred="));
+    if cred.is_none() && enroll.is_none() {
+        missing.push(("enrollment token", "--enroll", "wulf.enroll=", "enroll="));
     }
-    if let (Some(node), Some(cred), false) = (node, cred, heads.is_empty()) {
+    let cred = match (cred, enroll) {
+        (Some(c), _) => Some((c, None)),
+        (None, Some(t)) => Some((String::new(), Some(t))),
+        (None, None) => None,
+    };
+    if let (Some(node), Some((cred, enroll)), false) = (node, cred, heads.is_empty()) {
         let mut normalized: Vec<String> = Vec::with_capacity(heads.len());
         for h in &heads {
             let n = normalize_head(h)?;
@@ -238,6 +252,7 @@ pub fn resolve(sources: &[Partial], conf_path: &str) -> Result<Settings, ConfigE
             }
         }
         let mut settings = Settings::new(normalized, &node, &cred);
+        settings.enroll = enroll;
         settings.ca = ca;
         if let Some(cmd) = reboot {
             if cmd.is_empty() {
@@ -293,6 +308,23 @@ mod tests {
             from_cmdline("quiet wulf.cred= notwulf.node=x"),
             Partial::default()
         );
+        let p = from_cmdline("wulf.head=https://h:8740 wulf.node=u wulf.enroll=t0k3n");
+        assert_eq!(p.enroll.as_deref(), Some("t0k3n"));
+        assert_eq!(p.cred, None);
+    }
+
+    #[test]
+    fn an_enrollment_token_stands_in_for_the_credential() {
+        let conf = from_conf("head=http://h\nnode=n\nenroll=t1\n");
+        let s = resolve(std::slice::from_ref(&conf), "").expect("resolve");
+        assert_eq!((s.cred.as_str(), s.enroll.as_deref()), ("", Some("t1")));
+        // A credential given outright is used as it is.
+        let flags = Partial {
+            cred: Some("c".into()),
+            ..Default::default()
+        };
+        let s = resolve(&[flags, conf], "").expect("resolve");
+        assert_eq!((s.cred.as_str(), s.enroll.as_deref()), ("c", None));
     }
 
     #[test]
@@ -349,9 +381,9 @@ mod tests {
         let e = resolve(&[Partial::default()], "/etc/wulf/agent.conf").expect_err("missing");
         assert_eq!(
             e.to_string(),
-            "missing head URL and node UID and credential: give --head --node --cred, or \
-             wulf.head= wulf.node= wulf.cred= on the kernel command line, or head= node= cred= \
-             in /etc/wulf/agent.conf"
+            "missing head URL and node UID and enrollment token: give --head --node --enroll, \
+             or wulf.head= wulf.node= wulf.enroll= on the kernel command line, or head= node= \
+             enroll= in /etc/wulf/agent.conf"
         );
         let only_cred = Partial {
             heads: vec!["http://h".into()],
@@ -362,8 +394,8 @@ mod tests {
         let e = resolve(&[only_cred], "/x/agent.conf").expect_err("missing");
         assert_eq!(
             e.to_string(),
-            "missing credential: give --cred, or wulf.cred= on the kernel command line, or \
-             cred= in /x/agent.conf"
+            "missing enrollment token: give --enroll, or wulf.enroll= on the kernel command \
+             line, or enroll= in /x/agent.conf"
         );
     }
 

@@ -269,10 +269,12 @@ pub fn parse_modules(text: &str) -> Vec<String> {
     v
 }
 
-const CRED_KEY: &[u8] = b"wulf.cred=";
+/// Parameters whose values are secrets: the credential, and the enrollment token.
+const SECRET_KEYS: [&str; 2] = ["wulf.cred=", "wulf.enroll="];
 
-/// The kernel command line with the value of every `wulf.cred=` parameter replaced by `***`
-/// (a quoted value is masked up to its closing quote). Everything else is kept as it is.
+/// The kernel command line with the value of every `wulf.cred=` and `wulf.enroll=` parameter
+/// replaced by `***` (a quoted value is masked up to its closing quote). Everything else is
+/// kept as it is.
 pub fn mask_cmdline(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
@@ -280,10 +282,14 @@ pub fn mask_cmdline(s: &str) -> String {
     while i < b.len() {
         let token_start = i == 0 || b[i - 1].is_ascii_whitespace();
         let key_at = if b[i] == b'"' { i + 1 } else { i };
-        if token_start && b[key_at..].starts_with(CRED_KEY) {
+        let key = SECRET_KEYS
+            .iter()
+            .find(|k| token_start && b[key_at..].starts_with(k.as_bytes()));
+        if let Some(key) = key {
             out.push_str(&s[copied..i]);
-            out.push_str("wulf.cred=***");
-            let mut j = key_at + CRED_KEY.len();
+            out.push_str(key);
+            out.push_str("***");
+            let mut j = key_at + key.len();
             let mut quoted = key_at != i;
             while j < b.len() {
                 match b[j] {
@@ -557,6 +563,11 @@ mod tests {
         // Only whole parameters named wulf.cred are masked.
         assert_eq!(mask_cmdline("notwulf.cred=abc"), "notwulf.cred=abc");
         assert_eq!(mask_cmdline("wulf.credx=abc"), "wulf.credx=abc");
+        assert_eq!(
+            mask_cmdline("a wulf.enroll=t0k3n wulf.cred=c b"),
+            "a wulf.enroll=*** wulf.cred=*** b"
+        );
+        assert_eq!(mask_cmdline("\"wulf.enroll=t k\" b"), "wulf.enroll=*** b");
         assert_eq!(mask_cmdline("é wulf.cred=ü ö"), "é wulf.cred=*** ö");
         assert_eq!(mask_cmdline(""), "");
         assert!(!mask_cmdline("wulf.node=u wulf.cred=topsecret").contains("topsecret"));

@@ -6,7 +6,8 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`config`] | head URLs, node UID and credential from flags, `/proc/cmdline`, `agent.conf` |
+//! | [`config`] | head URLs, node UID and enrollment token from flags, `/proc/cmdline`, `agent.conf` |
+//! | [`enroll`] | the node's credential: traded for the boot's enrollment token, kept in `/run/wulf/agent.cred` |
 //! | [`gather`] | the per-report fields, read from `/proc` and a few syscalls |
 //! | [`hardware`] | the one-off hardware inventory from `/proc/cpuinfo` and `/sys` |
 //! | [`busy`] | busy mode: the `_busy` attribute, the flag file, the agent's own heuristic |
@@ -27,6 +28,7 @@ pub mod commands;
 pub mod config;
 pub mod cost;
 pub mod cpuset;
+pub mod enroll;
 pub mod exec;
 pub mod gather;
 pub mod hardware;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use wulf_agent::agent::Agent;
 use wulf_agent::config::{self, Partial};
+use wulf_agent::enroll::{self, Pause};
 use wulf_agent::gather::Paths;
 use wulf_agent::signals::Stop;
 
@@ -18,8 +19,13 @@ use wulf_agent::signals::Stop;
 /// the first one after the agent starts also the hardware inventory. The head answers with
 /// the node's effective attributes, which the agent writes to STATE_DIR/attributes.ini.
 ///
-/// Head URLs, node UID and credential come from the flags, else from the kernel command line
-/// (wulf.head= wulf.node= wulf.cred=), else from STATE_DIR/agent.conf (head= node= cred=).
+/// Head URLs, node UID and the boot's enrollment token come from the flags, else from the
+/// kernel command line (wulf.head= wulf.node= wulf.enroll=), else from STATE_DIR/agent.conf
+/// (head= node= enroll=). At start the agent uses the credential kept in --cred-file for this
+/// node and boot (it was restarted), else trades the token at the head for the node's
+/// credential of this boot and keeps it there (mode 0600). A refused enrollment is logged
+/// with the head's reason and tried again every minute; a token enrolls once, from the
+/// node's own address, within 10 minutes of its boot script.
 ///
 /// The agent also long-polls the head it reports to for commands (exec, reboot, shutdown,
 /// orphan), each signed by the head with the node's credential; it runs only commands for
@@ -45,10 +51,20 @@ struct Cli {
     #[arg(long, value_name = "UID")]
     node: Option<String>,
 
-    /// The node's credential (wulf.cred= on the kernel command line). A flag is visible to
-    /// every user in `ps`; prefer agent.conf (mode 0600) or the kernel command line.
+    /// The boot's one-time enrollment token (wulf.enroll= on the kernel command line, put
+    /// there by the head's boot script), traded for the node's credential at start.
+    #[arg(long, value_name = "TOKEN")]
+    enroll: Option<String>,
+
+    /// Use this credential as it is, without enrolling. A flag is visible to every user in
+    /// `ps`; prefer cred= in agent.conf (mode 0600).
     #[arg(long, value_name = "CREDENTIAL")]
     cred: Option<String>,
+
+    /// Where the credential got by enrolling is kept for this boot (0600), so a restarted
+    /// agent keeps reporting.
+    #[arg(long, value_name = "FILE", default_value = enroll::CRED_FILE)]
+    cred_file: PathBuf,
 
     /// SHA-256 fingerprint of the cluster CA certificate (wulf.ca= on the kernel command line,
     /// ca= in agent.conf). Needed for https:// heads: the agent fetches the CA from the head's
@@ -124,6 +140,7 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
             .collect(),
         node: cli.node.clone(),
         cred: cli.cred.clone(),
+        enroll: cli.enroll.clone(),
         ca: cli.ca.clone(),
         reboot_cmd: cli.reboot_cmd.as_deref().map(config::split_command),
         poweroff_cmd: cli.poweroff_cmd.as_deref().map(config::split_command),
@@ -146,9 +163,29 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
     Ok(settings)
 }
 
-fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
+/// One try (`--once`).
+struct Once;
+
+impl Pause for Once {
+    fn pause(&mut self, _: std::time::Duration) -> bool {
+        true
+    }
+}
+
+/// Tries until SIGTERM/SIGINT.
+struct UntilStopped<'a>(&'a Stop);
+
+impl Pause for UntilStopped<'_> {
+    fn pause(&mut self, d: std::time::Duration) -> bool {
+        self.0.sleep(d)
+    }
+}
+
+fn run(cli: Cli, mut settings: config::Settings) -> anyhow::Result<ExitCode> {
     wulf_agent::tls::init(settings.ca.clone());
+    let boot_id = enroll::boot_id(std::path::Path::new(enroll::BOOT_ID));
     if cli.once {
+        settings.cred = enroll::obtain(&settings, &cli.cred_file, boot_id.as_deref(), &mut Once)?;
         let mut agent = Agent::new(settings, cli.state_dir, Paths::default());
         let reply = agent.cycle()?;
         let json = serde_json::to_string_pretty(&reply).context("encoding the answer")?;
@@ -156,6 +193,12 @@ fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let stop = Stop::install().context("installing the signal handlers")?;
+    let mut pause = UntilStopped(&stop);
+    match enroll::obtain(&settings, &cli.cred_file, boot_id.as_deref(), &mut pause) {
+        Ok(cred) => settings.cred = cred,
+        // Stopped before it could enroll: nothing to report.
+        Err(_) => return Ok(ExitCode::SUCCESS),
+    }
     let mut agent = Agent::new(settings, cli.state_dir, Paths::default());
     agent.run(&stop);
     Ok(ExitCode::SUCCESS)

@@ -475,6 +475,120 @@ fn settings_from_agent_conf() {
     assert_eq!(r.body["node"], "other-node");
 }
 
+/// What the initramfs writes (`enroll=`): the agent trades the token for the credential at
+/// its first start, keeps it (0600) and reports with it; restarted, it uses the kept one.
+#[test]
+fn enrolls_with_the_token_from_agent_conf_and_keeps_the_credential() {
+    assert!(
+        !read("/proc/cmdline").contains("wulf."),
+        "this test needs a kernel command line without wulf.* settings (the agent reads them)"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = state_dir(&tmp);
+    let cred_file = tmp.path().join("run/wulf/agent.cred");
+    let head = Head::start(|n| match n {
+        0 => (200, json!({"node": UID, "credential": "fresh-credential"})),
+        _ => reply(json!({})),
+    });
+    std::fs::write(
+        state.join("agent.conf"),
+        format!(
+            "# written by wulf-init at boot\nhead={}\nnode={UID}\nenroll=t0k3n\n",
+            head.url
+        ),
+    )
+    .expect("write");
+    let once = || {
+        Command::new(env!("CARGO_BIN_EXE_wulf-agent"))
+            .arg("--once")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--cred-file")
+            .arg(&cred_file)
+            .output()
+            .expect("run")
+    };
+    let out = once();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r = head.next(Duration::from_secs(1));
+    assert_eq!(
+        (r.method.as_str(), r.path.as_str()),
+        ("POST", "/api/v1/node/enroll")
+    );
+    assert_eq!(r.body, json!({"node": UID, "token": "t0k3n"}));
+    assert_eq!(r.header("authorization"), None);
+    let r = head.next(Duration::from_secs(1));
+    assert_eq!(r.path, "/api/v1/node/status");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer node:{UID}:fresh-credential").as_str())
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&cred_file).expect("the credential is kept");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(read(cred_file.to_str().unwrap()).contains("cred=fresh-credential"));
+    assert!(
+        !stderr.contains("fresh-credential"),
+        "the credential must not be logged: {stderr}"
+    );
+
+    // Restarted (the token is used up): the kept credential, no enrollment.
+    let out = once();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("using the credential of this boot"),
+        "{stderr}"
+    );
+    let r = head.next(Duration::from_secs(1));
+    assert_eq!(r.path, "/api/v1/node/status");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer node:{UID}:fresh-credential").as_str())
+    );
+}
+
+/// A refused enrollment says why and what to do, and reports nothing.
+#[test]
+fn a_refused_enrollment_is_explained() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = state_dir(&tmp);
+    let cred_file = tmp.path().join("agent.cred");
+    let head = Head::start(|_| {
+        (
+            403,
+            json!({"error": "enrollment of n0 refused: the enrollment token was used already (each boot script's token enrolls once)"}),
+        )
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_wulf-agent"))
+        .args([
+            "--once", "--head", &head.url, "--node", UID, "--enroll", "used",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--cred-file")
+        .arg(&cred_file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused the enrollment (HTTP 403): enrollment of n0 refused: the enrollment token was used already"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("reboot the node"), "{stderr}");
+    let r = head.next(Duration::from_secs(1));
+    assert_eq!(r.path, "/api/v1/node/enroll");
+    assert!(
+        head.requests
+            .recv_timeout(Duration::from_millis(300))
+            .is_err(),
+        "it reported"
+    );
+    assert!(!cred_file.exists());
+}
+
 #[test]
 fn missing_settings_are_a_usage_error() {
     assert!(
@@ -492,7 +606,7 @@ fn missing_settings_are_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("missing head URL and credential: give --head --cred"),
+        stderr.contains("missing head URL and enrollment token: give --head --enroll"),
         "{stderr}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_wulf-agent"))

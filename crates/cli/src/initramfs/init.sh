@@ -1,7 +1,8 @@
 #!/bin/sh
 # wulf-init: /init of an initramfs made by `wulf initramfs build`.
 #
-# Brings up the network, downloads the node's image (wulf.image), checks its sha256
+# Brings up the network, downloads the node's image (wulf.image, with the boot's enrollment
+# token wulf.enroll: the head gives an image only to a node that boots it), checks its sha256
 # (wulf.image_sha256), unpacks it into RAM, puts wulf-agent in it, and switches root to it.
 # Every failure prints "wulf-init: ERROR: <what>" on the console, waits and reboots (the
 # node boots again and retries); with wulf.debug on the kernel command line it gives a
@@ -14,7 +15,7 @@ DEBUG=
 RETRY_SECS=20
 DHCP_ROUNDS=10
 INIT=/sbin/init
-HEAD= NODE= NAME= STYLE=rwram CRED= IMAGE= SHA= ROOTSIZE= CA=
+HEAD= NODE= NAME= STYLE=rwram ENROLL= IMAGE= SHA= ROOTSIZE= CA=
 
 log() { echo "wulf-init: $*"; }
 warn() { echo "wulf-init: WARNING: $*"; }
@@ -48,7 +49,7 @@ for arg in $(cat /proc/cmdline); do
     wulf.ca=*) CA=${arg#*=} ;;
     wulf.name=*) NAME=${arg#*=} ;;
     wulf.style=*) STYLE=${arg#*=} ;;
-    wulf.cred=*) CRED=${arg#*=} ;;
+    wulf.enroll=*) ENROLL=${arg#*=} ;;
     wulf.image=*) IMAGE=${arg#*=} ;;
     wulf.image_sha256=*) SHA=${arg#*=} ;;
     wulf.rootsize=*) ROOTSIZE=${arg#*=} ;;
@@ -65,7 +66,7 @@ log "node ${NAME:-?} (${NODE:-?}), boot style $STYLE, head ${HEAD:-?}"
 
 [ -n "$HEAD" ] || fail "no wulf.head on the kernel command line (boot the node through its head's iPXE script)"
 [ -n "$NODE" ] || fail "no wulf.node on the kernel command line (boot the node through its head's iPXE script)"
-[ -n "$CRED" ] || fail "no wulf.cred on the kernel command line (boot the node through its head's iPXE script)"
+[ -n "$ENROLL" ] || fail "no wulf.enroll on the kernel command line (boot the node through its head's iPXE script)"
 [ -n "$IMAGE" ] || fail "no wulf.image on the kernel command line: the boot config names no image, or the image has no content (wulf boot -i NAME update image=IMAGE; wulf image create name=IMAGE --from-dir DIR)"
 [ -n "$SHA" ] || fail "no wulf.image_sha256 on the kernel command line"
 case "$STYLE" in
@@ -128,9 +129,11 @@ http://*) ;;
 *) fail "image URL '$IMAGE' is not http:// (the initramfs's wget speaks plain HTTP)" ;;
 esac
 tries=0
-until wget -q -O /image.tar.gz "$IMAGE"; do
+# The token proves this is the node the head sent its boot script to (it stays good for the
+# agent, which trades it for the node's credential).
+until wget -q --header "Authorization: Bearer enroll:$NODE:$ENROLL" -O /image.tar.gz "$IMAGE"; do
     tries=$((tries + 1))
-    [ "$tries" -ge 5 ] && fail "cannot download the image from $IMAGE"
+    [ "$tries" -ge 5 ] && fail "cannot download the image from $IMAGE (a 403 Forbidden means the head gives the image only to the node its boot script was for, from the node's own address, within 10 minutes of the script: see the head's log)"
     warn "image download failed; trying again ($tries/5)"
     rm -f /image.tar.gz
     sleep 3
@@ -175,8 +178,8 @@ chmod 1777 /newroot/tmp
         echo "head=$HEAD"
         echo "node=$NODE"
         echo "name=$NAME"
-        echo "cred=$CRED"
         echo "ca=$CA"
+        echo "enroll=$ENROLL"
     } >/newroot/etc/wulf/agent.conf
 )
 echo "$NAME" >/newroot/etc/hostname
