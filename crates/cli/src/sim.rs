@@ -1,7 +1,9 @@
 //! `wulf sim`: simulated nodes in one process that speak the real protocol. Each one fetches
-//! its iPXE boot script from the head (so the head sees it boot), takes its credential from
-//! the parameters the script would put on a kernel command line, and reports status every
-//! `_status_secs` with the node token, as `wulf-agent` does. When the simulator stops, its
+//! its iPXE boot script from the head (so the head sees it boot), trades the one-time
+//! enrollment token the script would put on a kernel command line for its credential, as
+//! `wulf-agent` does (all from this process's address: simulated nodes are exempt from the
+//! rule that a node enrolls from its reserved IP), and reports status every `_status_secs`
+//! with the node token. When the simulator stops, its
 //! nodes send a clean-shutdown report (or, with `--crash`, just go silent).
 //!
 //! Each node also long-polls its head for commands, checks them exactly as `wulf-agent` does
@@ -426,9 +428,26 @@ fn ensure_nodes(c: &Client, n: usize, create: bool) -> anyhow::Result<Vec<NodeId
         .collect())
 }
 
+/// A boot script without an enrollment token: the head's reasons (the node is still up at
+/// the head, say, after a simulator stopped with `--crash`). A real node asks again later.
+#[derive(Debug)]
+pub struct NotYet {
+    mac: String,
+    why: String,
+}
+
+impl std::fmt::Display for NotYet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} cannot boot: {}", self.mac, self.why)
+    }
+}
+
+impl std::error::Error for NotYet {}
+
 /// Fetch a node's boot script as its firmware would, from the first of `heads` that answers,
-/// and take its credential from it. Returns the script's parameters and the head that served
-/// it.
+/// and enroll as its agent would: trade the script's one-time token (`wulf.enroll=`) at that
+/// head for the node's credential of this boot. Returns the script's parameters, with the
+/// credential as `cred`, and the head that served it.
 fn boot(
     http: &ureq::Agent,
     heads: &[String],
@@ -453,17 +472,60 @@ fn boot(
                 continue;
             }
         };
-        let p = script_params(&script);
-        if !p.contains_key("cred") || !p.contains_key("node") {
+        let mut p = script_params(&script);
+        let (Some(node), Some(token)) = (p.get("node"), p.get("enroll")) else {
             let why: Vec<&str> = script
                 .lines()
                 .filter_map(|l| l.strip_prefix("echo "))
                 .collect();
-            anyhow::bail!("{mac} cannot boot: {}", why.join("; "));
-        }
+            let why = why.join("; ");
+            // The head's words for a node it still sees up (crates/wulfd/src/enroll).
+            if why.contains("carries no enrollment") {
+                return Err(NotYet {
+                    mac: mac.to_string(),
+                    why,
+                }
+                .into());
+            }
+            anyhow::bail!("{mac} cannot boot: {why}");
+        };
+        let req = wulf_api::enroll::EnrollRequest {
+            node: node.clone(),
+            token: token.clone(),
+        };
+        let c = Client::with_agent(base, None, http.clone());
+        let reply: wulf_api::enroll::EnrollReply = c
+            .send("POST", wulf_api::enroll::PATH, &req)
+            .map_err(|e| anyhow::anyhow!("{mac} cannot enroll at {base}: {e}"))?;
+        p.insert("cred".into(), reply.credential);
         return Ok((p, base.clone()));
     }
     anyhow::bail!("{}", errors.join("; "))
+}
+
+/// Boot as [`boot`] does; while the head hands out no enrollment (the node is still up there
+/// after an earlier simulator stopped with `--crash`), ask again every 2 s for up to 2
+/// minutes, as a real node's firmware keeps asking.
+fn boot_patiently(
+    http: &ureq::Agent,
+    heads: &[String],
+    mac: &str,
+    name: &str,
+) -> anyhow::Result<(BTreeMap<String, String>, String)> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut said = false;
+    loop {
+        match boot(http, heads, mac) {
+            Err(e) if e.downcast_ref::<NotYet>().is_some() && Instant::now() < deadline => {
+                if !said {
+                    eprintln!("sim: {name}: {e}; asking again until the head lets it boot");
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn report_of(n: &SimNode, state: ReportState, rng: &mut impl rand::Rng) -> StatusReport {
@@ -482,7 +544,7 @@ fn report_of(n: &SimNode, state: ReportState, rng: &mut impl rand::Rng) -> Statu
         hostname: (!n.busy).then(|| n.name.clone()),
         kernel: (!n.busy).then(|| "6.1.0-simulated".to_string()),
         cmdline: (!n.busy)
-            .then(|| format!("wulf.node={} wulf.style=simulated wulf.cred=***", n.uid)),
+            .then(|| format!("wulf.node={} wulf.style=simulated wulf.enroll=***", n.uid)),
         modules: (!n.busy).then(|| vec!["e1000".to_string(), "ext4".to_string()]),
         selinux: (!n.busy).then(|| "disabled".to_string()),
         hardware: first.then(|| Hardware {
@@ -724,7 +786,7 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
                             .map(|(i, (uid, name, mac))| {
                                 let mut order = heads.clone();
                                 order.rotate_left(i % heads.len());
-                                let (p, head) = boot(&http, &order, &mac)?;
+                                let (p, head) = boot_patiently(&http, &order, &mac, &name)?;
                                 if p.get("node") != Some(&uid) {
                                     anyhow::bail!("the head booted {mac} as another node");
                                 }
