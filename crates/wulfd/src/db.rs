@@ -525,9 +525,11 @@ fn prepare_create(st: &State, kind: Kind, docs: &[Value], ts: f64) -> Result<Pre
                     .ok_or_else(|| ModelError::new("index", format!("{v} is not a node index")))?,
             };
             taken.insert(index);
+            // No name (absent, null or ""): the pool's. A name that is not text is refused
+            // below like any field of the wrong type.
             if map
                 .get("name")
-                .is_none_or(|n| n.as_str().is_none_or(str::is_empty))
+                .is_none_or(|n| n.is_null() || n.as_str() == Some(""))
             {
                 let name = derive_name(st, index).ok_or_else(|| {
                     ModelError::new(
@@ -673,5 +675,49 @@ fn rederive_node(st: &State, json: &mut Value, old: &Node) {
     let ip_unchanged = ip_now.as_str() == old.ip.map(|i| i.to_string()).as_deref();
     if ip_now.is_null() || (ip_was_derived && ip_unchanged && old_index != Some(index)) {
         json["ip"] = derive_ip(st, index).map_or(Value::Null, |ip| Value::String(ip.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_node_name_that_is_not_text_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+        let cache = crate::cache::Cache::new();
+        cache.load(store.as_ref()).await.unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
+        let db = Db::new(store, cache);
+        db.bootstrap("test").await.unwrap();
+        for bad in [json!({}), json!(5), json!(["n9"]), json!(true)] {
+            let e = db
+                .create(Kind::Node, vec![json!({"index": 9, "name": bad})])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, DbError::Invalid(m) if m.field == "name"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(
+            db.cache.read().list(Kind::Node).is_empty(),
+            "nothing written"
+        );
+        // Absent, null or "": the naming pool names it.
+        let docs = vec![
+            json!({"index": 1}),
+            json!({"index": 2, "name": null}),
+            json!({"index": 3, "name": ""}),
+        ];
+        let made = db.create(Kind::Node, docs).await.unwrap();
+        let names: Vec<&str> = made.iter().map(AnyObj::name).collect();
+        assert_eq!(names, ["n1", "n2", "n3"]);
+        cancel.cancel();
+        let _ = follower.await;
     }
 }
