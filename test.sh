@@ -72,6 +72,16 @@ if [ ! -x "$SUSHY_VENV/bin/sushy-emulator" ]; then
   "$SUSHY_VENV/bin/pip" install -q sushy-tools
 fi
 
+# schemathesis (PyPI), which fuzzes the API as docs/openapi.json describes it
+# (crates/cli/tests/openapi_fuzz.rs), in a virtualenv of its own.
+ST_VENV=/opt/wulf-test/schemathesis
+if [ ! -x "$ST_VENV/bin/st" ]; then
+  log "installing schemathesis into $ST_VENV"
+  mkdir -p "$(dirname "$ST_VENV")"
+  /usr/bin/python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q schemathesis
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
