@@ -49,7 +49,7 @@ fn urls(given: &str) -> Result<(String, String), Fail> {
     }
     let has_port = match hostport.rsplit_once(':') {
         // An IPv6 literal has colons inside its brackets.
-        Some((h, p)) => !(h.starts_with('[') && !h.ends_with(']')) && p.parse::<u16>().is_ok(),
+        Some((h, p)) => (h.ends_with(']') || !h.starts_with('[')) && p.parse::<u16>().is_ok(),
         None => false,
     };
     let hostport = if has_port {
