@@ -42,6 +42,20 @@ const EVICT_SCAN: usize = 4096;
 /// Bytes of a request or response head kept to read its Content-Length.
 const HEAD_KEEP: usize = 8 * 1024;
 
+/// The largest request head the API port takes (request line and header fields); a larger
+/// one gets [`TOO_LARGE`]. hyper's own limits (100 fields) apply too.
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// The answer to a request head over [`MAX_REQUEST_HEAD`].
+const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+Content-Type: text/plain\r\nContent-Length: 35\r\nConnection: close\r\n\r\n\
+request head is larger than 64 KiB\n";
+
+/// After that answer, what the client still sends is read and dropped for this long (or this
+/// much), so that closing does not reset the connection before the client reads the answer.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
 /// How often timeouts are checked and what was closed is logged.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -155,6 +169,8 @@ enum Phase {
 #[derive(Debug, Default)]
 struct HeadScan {
     kept: Vec<u8>,
+    /// Bytes fed so far.
+    len: usize,
     /// Just after a line feed (carriage returns aside).
     at_line_start: bool,
     started: bool,
@@ -164,6 +180,7 @@ impl HeadScan {
     /// Feed bytes; `Some(n)` when the head ended after the first `n` of them.
     fn feed(&mut self, data: &[u8]) -> Option<usize> {
         for (i, &b) in data.iter().enumerate() {
+            self.len += 1;
             if self.kept.len() < HEAD_KEEP {
                 self.kept.push(b);
             }
@@ -221,6 +238,9 @@ struct Track {
     response: HeadScan,
     /// The request being answered is a HEAD (its response has no body).
     head_method: bool,
+    /// A response went out before its request's body was read (a 413, a 401): the client may
+    /// still be sending it when the connection closes.
+    unread_body: bool,
     /// The last bytes of a body of unknown length, to see it end.
     tail: [u8; 7],
 }
@@ -232,6 +252,7 @@ impl Track {
             request: HeadScan::default(),
             response: HeadScan::default(),
             head_method: false,
+            unread_body: false,
             tail: [0; 7],
         }
     }
@@ -249,23 +270,31 @@ impl Track {
         &self.tail == CHUNKED_END
     }
 
-    fn on_read(&mut self, mut data: &[u8], now: Instant) {
+    /// Follow bytes read; true when they make the request head too large.
+    fn on_read(&mut self, mut data: &[u8], now: Instant) -> bool {
         loop {
             match self.phase {
                 Phase::Idle { .. } => {
                     self.phase = Phase::Head { since: now };
                     self.request = HeadScan::default();
+                    self.unread_body = false;
                 }
                 Phase::Head { .. } => {
-                    let Some(n) = self.request.feed(data) else {
-                        return;
+                    let ended = self.request.feed(data);
+                    if self.request.len > MAX_REQUEST_HEAD {
+                        // Answered and closed without the router: no timeouts meanwhile.
+                        self.phase = Phase::Work;
+                        return true;
+                    }
+                    let Some(n) = ended else {
+                        return false;
                     };
                     let info = head_info(&self.request.kept);
                     self.request = HeadScan::default();
                     data = &data[n..];
                     if info.first.starts_with("PRI * HTTP/2") {
                         self.phase = Phase::H2 { last: now };
-                        return;
+                        return false;
                     }
                     self.head_method = info.first.starts_with("HEAD ");
                     let left = if info.chunked {
@@ -277,7 +306,7 @@ impl Track {
                     if left == 0 {
                         // Bytes after a body-less request are a pipelined one: not followed.
                         self.phase = Phase::Work;
-                        return;
+                        return false;
                     }
                     self.phase = Phase::Body { left, last: now };
                 }
@@ -296,16 +325,16 @@ impl Track {
                     } else {
                         Phase::Body { left, last: now }
                     };
-                    return;
+                    return false;
                 }
                 Phase::H2 { .. } => {
                     self.phase = Phase::H2 { last: now };
-                    return;
+                    return false;
                 }
-                Phase::Work | Phase::Reply { .. } => return,
+                Phase::Work | Phase::Reply { .. } => return false,
             }
             if data.is_empty() {
-                return;
+                return false;
             }
         }
     }
@@ -335,6 +364,9 @@ impl Track {
                         .unwrap_or(200);
                     if status < 200 {
                         continue; // 100 Continue: the body follows, then the real answer
+                    }
+                    if matches!(self.phase, Phase::Body { .. }) {
+                        self.unread_body = true;
                     }
                     let left = if self.head_method || status == 204 || status == 304 {
                         0
@@ -612,10 +644,10 @@ impl Ticket {
         Ticket(None)
     }
 
-    fn with_track(&self, f: impl FnOnce(&mut Track, Instant)) {
-        if let Some(e) = &self.0 {
-            f(&mut lock(&e.slot.track), Instant::now());
-        }
+    fn with_track<R>(&self, f: impl FnOnce(&mut Track, Instant) -> R) -> Option<R> {
+        let e = self.0.as_ref()?;
+        let r = f(&mut lock(&e.slot.track), Instant::now());
+        Some(r)
     }
 }
 
@@ -697,7 +729,63 @@ pub fn track<S>(inner: S) -> Tracked<S> {
     Tracked {
         ticket,
         cancelled,
+        refusing: None,
+        closing: None,
         inner,
+    }
+}
+
+/// Sending a last answer, then reading and dropping what the client still sends for a moment,
+/// so that closing does not reset the connection (and lose the answer) while it sends.
+struct Linger {
+    answer: &'static [u8],
+    sent: usize,
+    flushed: bool,
+    drained: usize,
+    until: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Linger {
+    fn new(answer: &'static [u8]) -> Linger {
+        Linger {
+            answer,
+            sent: 0,
+            flushed: false,
+            drained: 0,
+            until: Box::pin(tokio::time::sleep(LINGER)),
+        }
+    }
+
+    fn poll<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        inner: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.sent < self.answer.len() {
+            match Pin::new(&mut *inner).poll_write(cx, &self.answer[self.sent..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if !self.flushed {
+            match Pin::new(&mut *inner).poll_flush(cx) {
+                Poll::Ready(_) => self.flushed = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let mut scratch = [0u8; 8192];
+        loop {
+            if self.drained > LINGER_BYTES || self.until.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut rb = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => self.drained += rb.filled().len(),
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -706,6 +794,10 @@ pub fn track<S>(inner: S) -> Tracked<S> {
 pub struct Tracked<S> {
     ticket: Ticket,
     cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Answering a request head that is too large.
+    refusing: Option<Linger>,
+    /// Closing after an answer that left a request body unread.
+    closing: Option<Linger>,
     inner: S,
 }
 
@@ -729,28 +821,50 @@ fn closed_error() -> io::Error {
     )
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Tracked<S> {
+    /// Send [`TOO_LARGE`], read and drop what still comes for a moment, then end the stream
+    /// (the HTTP server sees the client close).
+    fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.refusing {
+            Some(l) => l.poll(&mut self.inner, cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.closed(cx) {
+        let this = self.get_mut();
+        if this.closed(cx) {
             return Poll::Ready(Err(closed_error()));
         }
+        if this.refusing.is_some() {
+            return this.poll_refuse(cx);
+        }
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
             let got = &buf.filled()[before..];
             if !got.is_empty() {
-                self.ticket.with_track(|t, now| t.on_read(got, now));
+                let too_large = this.ticket.with_track(|t, now| t.on_read(got, now));
+                if too_large == Some(true) {
+                    tracing::debug!("refused a request head over {MAX_REQUEST_HEAD} bytes");
+                    // The router does not see these bytes; it sees the stream end instead.
+                    buf.set_filled(before);
+                    this.refusing = Some(Linger::new(TOO_LARGE));
+                    return this.poll_refuse(cx);
+                }
             }
         }
         r
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -758,6 +872,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         if self.closed(cx) {
             return Poll::Ready(Err(closed_error()));
+        }
+        if self.refusing.is_some() {
+            return Poll::Ready(Ok(buf.len())); // the client has its answer
         }
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
@@ -773,6 +890,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         if self.closed(cx) {
             return Poll::Ready(Err(closed_error()));
+        }
+        if self.refusing.is_some() {
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = r {
@@ -799,8 +919,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.closing.is_none() {
+            let unread = this.ticket.with_track(|t, _| t.unread_body) == Some(true);
+            if !unread || this.closed(cx) {
+                return Pin::new(&mut this.inner).poll_shutdown(cx);
+            }
+            // Our side is done (the client sees the answer end), then linger.
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.closing = Some(Linger::new(b""));
+        }
+        match &mut this.closing {
+            Some(l) => l.poll(&mut this.inner, cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -878,6 +1011,16 @@ mod tests {
         t.on_write(b"2\r\nok\r\n", t1);
         t.on_write(b"0\r\n\r\n", t1);
         assert!(matches!(t.phase, Phase::Idle { .. }));
+        // An answer before the body was read.
+        let mut e = Track::new(t0);
+        e.on_read(b"POST /x HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc", t0);
+        assert!(!e.unread_body);
+        e.on_write(
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n",
+            t0,
+        );
+        assert!(e.unread_body);
+        assert!(!t.unread_body);
         // HTTP/2 with prior knowledge.
         let mut t = Track::new(t0);
         t.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", t0);
@@ -950,6 +1093,46 @@ mod tests {
         drop(held);
         assert_eq!(l.open(), 0);
         assert!(l.admit(peer).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_request_head_too_large_gets_431() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = Limits::new(settings(3), 1024);
+        let ticket = l.admit("127.0.0.1:1".parse().unwrap()).unwrap();
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        guard(ticket, async move {
+            let _ = tx.send(track(server));
+        })
+        .await;
+        let mut server = rx.await.unwrap();
+        // All of it at once, its end included.
+        let mut head = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        head.extend(std::iter::repeat_n(b'x', MAX_REQUEST_HEAD + 100));
+        head.extend_from_slice(b"\r\n\r\n");
+        client.write_all(&head).await.unwrap();
+        let mut seen = 0;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = server.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            seen += n;
+        }
+        assert!(seen <= MAX_REQUEST_HEAD + 8192, "{seen}");
+        drop(client.write_all(b"more").await);
+        let mut answer = Vec::new();
+        drop(server);
+        client.read_to_end(&mut answer).await.unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        let (_, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            text.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{text}"
+        );
     }
 
     #[tokio::test]
