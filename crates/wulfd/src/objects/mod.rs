@@ -5,7 +5,8 @@ pub mod routes;
 use std::sync::Arc;
 
 use wulf_model::{
-    Admin, AttribGroup, BootConfig, Cluster, Host, Image, Kind, ModelError, Network, Node, Object, Pool,
+    Admin, AttribGroup, BootConfig, Cluster, Host, Image, Kind, ModelError, Network, Node, Object,
+    Pool,
 };
 
 /// Prefix of every object key: `/wulf/obj/{kind}/{uid}`.
