@@ -89,6 +89,9 @@ pub fn split(
             tokio::spawn(crate::limits::guard(ticket, async move {
                 let first = first_byte(&stream).await;
                 if first == Some(TLS_HANDSHAKE) {
+                    // A TLS response is several records: without this, Nagle's algorithm
+                    // and the peer's delayed ACK hold the last one back by 40 ms.
+                    let _ = stream.set_nodelay(true);
                     let hs = app.tls.acceptor.accept(stream);
                     match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, hs).await {
                         Ok(Ok(tls)) => {
