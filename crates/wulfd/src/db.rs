@@ -157,6 +157,12 @@ impl Db {
                 let st = self.cache.read();
                 prepare(&st)?
             };
+            // Nothing to write (a selection of no objects): no transaction, and no revision
+            // to wait for. The store's current revision may be a write the object cache never
+            // sees (status, sessions), which it would wait for in vain.
+            if p.txn.ops.is_empty() {
+                return Ok(p.objs);
+            }
             let res = self.store.txn(p.txn).await?;
             self.cache.wait_for(res.revision).await?;
             if res.succeeded {
@@ -717,6 +723,41 @@ mod tests {
         let made = db.create(Kind::Node, docs).await.unwrap();
         let names: Vec<&str> = made.iter().map(AnyObj::name).collect();
         assert_eq!(names, ["n1", "n2", "n3"]);
+        cancel.cancel();
+        let _ = follower.await;
+    }
+
+    #[tokio::test]
+    async fn changing_no_objects_answers_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+        let cache = crate::cache::Cache::new();
+        cache.load(store.as_ref()).await.unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
+        let db = Db::new(store.clone(), cache);
+        db.bootstrap("test").await.unwrap();
+        // The last write is one the object cache does not follow.
+        store
+            .put("/wulf/status/hb/x", b"{}".to_vec(), Expect::Any)
+            .await
+            .unwrap();
+        let req = UpdateRequest {
+            fields: serde_json::Map::from_iter([("description".to_string(), json!("x"))]),
+            ..Default::default()
+        };
+        let quick = std::time::Duration::from_secs(5);
+        let deleted = tokio::time::timeout(quick, db.delete(Kind::Net, &[]))
+            .await
+            .expect("a delete of nothing waited")
+            .unwrap();
+        assert!(deleted.is_empty());
+        let updated = tokio::time::timeout(quick, db.update(Kind::Host, &[], &req))
+            .await
+            .expect("an update of nothing waited")
+            .unwrap();
+        assert!(updated.is_empty());
         cancel.cancel();
         let _ = follower.await;
     }
