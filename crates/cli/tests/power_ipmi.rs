@@ -211,11 +211,11 @@ fn power_through_ipmi_with_templates_and_failing_bmcs() {
     // Every request and outcome is an AUDIT line naming the nodes; no password anywhere.
     let log = h.log();
     for want in [
-        "power nodes=n[0-4] action=\"status\"",
-        "power outcome nodes=n[0-1] action=\"status\" ok=true outcome=\"on\"",
+        "power account=root source=127.0.0.1 nodes=n[0-4] action=\"status\"",
+        "power outcome account=root source=127.0.0.1 nodes=n[0-1] action=\"status\" ok=true outcome=\"on\"",
         "nodes=n2 action=\"status\" ok=false outcome=\"BMC refused login\"",
-        "power nodes=n[0-1] action=\"off\"",
-        "power outcome nodes=n1 action=\"shutdown\" ok=true outcome=\"hard shutdown\"",
+        "power account=root source=127.0.0.1 nodes=n[0-1] action=\"off\"",
+        "power outcome account=root source=127.0.0.1 nodes=n1 action=\"shutdown\" ok=true outcome=\"hard shutdown\"",
     ] {
         assert!(log.contains(want), "the head's log lacks {want:?}:\n{log}");
     }

@@ -221,7 +221,10 @@ fn ipmi_sim_powers_a_real_vm_that_pxe_boots_from_wulfd() {
     assert_eq!(power(&h, "status"), (true, "off".into(), String::new()));
 
     let log = h.log();
-    assert!(log.contains("power nodes=n0 action=\"off\""), "{log}");
+    assert!(
+        log.contains("power account=root source=127.0.0.1 nodes=n0 action=\"off\""),
+        "{log}"
+    );
     assert!(
         !log.contains(PASS),
         "the BMC password shows in the head's log"
