@@ -79,7 +79,7 @@ fn boot_scripts_and_files() {
         "{s}"
     );
     assert!(
-        s.contains("wulf.image_sha256=") && s.contains("wulf.cred="),
+        s.contains("wulf.image_sha256=") && s.contains("wulf.enroll=") && !s.contains("wulf.cred="),
         "{s}"
     );
     assert!(h.log().contains(&format!(
@@ -97,6 +97,24 @@ fn boot_scripts_and_files() {
     // Boot files over HTTPS too (iPXE builds with TLS).
     let (code, body) = h.curl(&[&format!("{}/boot/file/{ksha}", h.url())]);
     assert_eq!((code, body.len()), (200, kernel.len()));
+    // The image holds the cluster's secrets: only to the node, with its boot's token.
+    let param = |k: &str| {
+        s.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("wulf.{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let (img_sha, token) = (param("image_sha256"), param("enroll"));
+    for url in [h.http_url(), h.url()] {
+        let (code, _) = h.curl(&[&format!("{url}/boot/file/{img_sha}")]);
+        assert_eq!(code, 403, "the image went to a stranger over {url}");
+        let (code, body) = h.curl(&[
+            "-H",
+            &format!("Authorization: Bearer enroll:{uid}:{token}"),
+            &format!("{url}/boot/file/{img_sha}"),
+        ]);
+        assert_eq!((code, body.as_slice()), (200, &b"a root filesystem"[..]));
+    }
     let (code, body) = h.curl(&["-r", "-10", &format!("{base}/boot/file/{ksha}")]);
     assert_eq!((code, body.as_slice()), (206, &kernel[kernel.len() - 10..]));
     let (code, _) = h.curl(&["-r", "5000000-", &format!("{base}/boot/file/{ksha}")]);

@@ -278,7 +278,7 @@ fn nodes_boot_from_wulfd_into_their_image_and_report() {
     let vmlinuz = kroot.join(format!("boot/vmlinuz-{kver}"));
     eprintln!("kernel {kver} ready after {:?}", started.elapsed());
 
-    let lab = Lab::new("10.81.0");
+    let mut lab = Lab::new("10.81.0");
     let h = Head::start_in(&lab.srv, "[dns]\nenabled = false\n");
     let dir = h.dir.path().to_path_buf();
     let _dump = Dump {
@@ -534,8 +534,23 @@ fn nodes_boot_from_wulfd_into_their_image_and_report() {
 
     // With n0's CPU free: a direct kernel boot told the wrong image checksum must say so
     // and reboot (-no-reboot makes QEMU exit instead).
-    let kline = h.curl(&[&format!("http://10.81.0.1:8740/boot/ipxe?mac={mac0}")]);
-    let script = String::from_utf8_lossy(&kline.1).to_string();
+    // The script is asked from n0's own address, as its firmware would: asked from anywhere
+    // else it carries no enrollment token, and the image is only given with one.
+    let n0_ns = lab.client("52:54:00:81:00:77");
+    lab.with_addr(&n0_ns, "10.81.0.10/24");
+    let kline = Lab::cmd(&n0_ns, "curl")
+        .args([
+            "-sS",
+            &format!("http://10.81.0.1:8740/boot/ipxe?mac={mac0}"),
+        ])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&kline.stdout).to_string();
+    // The VM below takes that address.
+    netns::sh(&format!(
+        "ip -n {n0_ns} link set eth0 down && ip -n {} neigh flush dev br0",
+        lab.srv
+    ));
     let line = script
         .lines()
         .find(|l| l.starts_with("kernel "))

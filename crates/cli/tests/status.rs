@@ -133,7 +133,7 @@ fn simulated_nodes_boot_report_and_shut_down() {
     assert_eq!(n2["interval_secs"], 1);
     assert_eq!(n2["hardware"]["cpus"], 64);
     assert_eq!(n2["modules"], json!(["e1000", "ext4"]));
-    assert!(n2["cmdline"].as_str().unwrap().contains("wulf.cred=***"));
+    assert!(n2["cmdline"].as_str().unwrap().contains("wulf.enroll=***"));
     assert_eq!(by_name(&list, "n0")["state"], "new");
     let full = h.ok(&["node", "-i", "n3", "status", "-L"]);
     for want in [
@@ -195,7 +195,7 @@ fn silent_nodes_and_boot_timeouts_go_down_with_their_reason() {
     // A node that fetches its boot script but never reports: booting, then down.
     h.ok(&["node", "create", "mac=02:57:00:00:10:00", "type=simulated"]);
     h.ok(&["node", "-i", "n3", "set", "_boot_timeout=3"]);
-    h.boot_params("02:57:00:00:10:00"); // asserts a script with a credential
+    h.script_params("02:57:00:00:10:00"); // asserts a script with an enrollment token
     wait_summary(&h, 5, "booting 1 n3");
     wait_summary(&h, 10, "down (boot timeout) 1 n3");
     let n3 = by_name(&h.json(&["node", "status"]), "n3").clone();
@@ -319,9 +319,10 @@ fn refresh_follows_changes() {
     assert!(pos("up 1 n0") < pos("down (clean shutdown) 1 n0"));
 }
 
-/// The real `wulf-agent` against the real head: its credential comes from the node's boot
-/// script, its report shows this machine's kernel and hardware, its attributes file comes
-/// from the head's answer, and SIGTERM ends in a clean shutdown.
+/// The real `wulf-agent` against the real head: it trades the enrollment token of the node's
+/// boot script for its credential and keeps it (a restarted agent reports with it), its
+/// report shows this machine's kernel and hardware, its attributes file comes from the head's
+/// answer, and SIGTERM ends in a clean shutdown.
 #[test]
 fn the_agent_reports_to_the_head() {
     let agent = wulf_bin().with_file_name("wulf-agent");
@@ -333,19 +334,22 @@ fn the_agent_reports_to_the_head() {
     let h = Head::start();
     h.ok(&["node", "create", "mac=02:57:00:00:00:09", "type=simulated"]);
     h.ok(&["node", "-i", "n0", "set", "rack=r7", "_status_secs=1"]);
-    let params = h.boot_params("02:57:00:00:00:09");
+    let params = h.script_params("02:57:00:00:00:09");
     let param = |k: &str| params[k].clone();
-    let (head, node, cred) = (param("head"), param("node"), param("cred"));
+    let (head, node, token) = (param("head"), param("node"), param("enroll"));
     // The boot script gives the https:// head and the cluster CA's fingerprint.
     assert_eq!(head, h.url());
     let ca = param("ca");
     let state = tempfile::tempdir().unwrap();
-    let run = |cred: &str, once: bool| {
+    let cred_file = state.path().join("run/agent.cred");
+    let run = |token: &str, once: bool| {
         let mut c = Command::new(&agent);
-        c.args(["--head", &head, "--node", &node, "--cred", cred])
+        c.args(["--head", &head, "--node", &node, "--enroll", token])
             .args(["--ca", &ca])
             .arg("--state-dir")
             .arg(state.path())
+            .arg("--cred-file")
+            .arg(&cred_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -355,22 +359,25 @@ fn the_agent_reports_to_the_head() {
         c
     };
 
-    // A wrong credential is refused and changes nothing.
+    // A wrong token is refused, says so, and changes nothing.
     let out = run(&"0".repeat(64), true).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused the enrollment (HTTP 403)")
+            && stderr.contains("not the one this node's boot script carried"),
+        "{stderr}"
     );
+    assert!(!cred_file.exists());
     assert_eq!(squash(h.ok(&["node", "status"]).trim()), "booting 1 n0");
 
-    let out = run(&cred, true).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&token, true).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("enrolled at"), "{stderr}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cred_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["attributes"]["rack"], "r7");
     let ini = std::fs::read_to_string(state.path().join("attributes.ini")).unwrap();
@@ -390,8 +397,9 @@ fn the_agent_reports_to_the_head() {
     assert!(n0["ram_total"].as_u64().unwrap() > 0);
     assert!(n0["agent"]["version"].as_str().is_some(), "{n0}");
 
-    // Running for a while: it reports each second, then says goodbye on SIGTERM.
-    let child = run(&cred, false).spawn().unwrap();
+    // Restarted, with the token used up: it reports with the credential it kept, each
+    // second, then says goodbye on SIGTERM.
+    let child = run(&token, false).spawn().unwrap();
     let s = Sim(Some(child));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -407,8 +415,13 @@ fn the_agent_reports_to_the_head() {
     }
     sigterm(&s);
     let mut s = s;
-    let status = s.0.take().unwrap().wait().unwrap();
-    assert!(status.success());
+    let out = s.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("using the credential of this boot from"),
+        "{stderr}"
+    );
     wait_summary(&h, 5, "down (clean shutdown) 1 n0");
 }
 

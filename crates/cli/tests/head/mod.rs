@@ -372,8 +372,9 @@ impl Head {
     }
 
     /// Fetch the boot script of `mac` as its firmware would (with curl) and return the value
-    /// of each `wulf.NAME=VALUE` parameter in it.
-    pub fn boot_params(&self, mac: &str) -> std::collections::BTreeMap<String, String> {
+    /// of each `wulf.NAME=VALUE` parameter in it (with a one-time enrollment token, not yet
+    /// used).
+    pub fn script_params(&self, mac: &str) -> std::collections::BTreeMap<String, String> {
         let (code, script) = self.curl(&[&format!("{}/boot/ipxe?mac={mac}", self.http_url())]);
         assert_eq!(code, 200);
         let script = String::from_utf8(script).unwrap();
@@ -382,7 +383,39 @@ impl Head {
             .filter_map(|t| t.strip_prefix("wulf.")?.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        assert!(p.contains_key("cred"), "no credential in:\n{script}");
+        assert!(
+            p.contains_key("enroll"),
+            "no enrollment token in:\n{script}"
+        );
+        assert!(!p.contains_key("cred"), "a credential in:\n{script}");
+        p
+    }
+
+    /// `POST /api/v1/node/enroll {node, token}` with curl over HTTPS (the cluster CA checked);
+    /// returns (status, body).
+    pub fn enroll_with(&self, node: &str, token: &str) -> (u16, String) {
+        let body = serde_json::json!({ "node": node, "token": token }).to_string();
+        let (code, out) = self.curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body,
+            &format!("{}/api/v1/node/enroll", self.url()),
+        ]);
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Boot `mac` as its firmware would and enroll as its agent would (both with curl): the
+    /// boot script's parameters, with the node's credential of this boot as `cred` (its
+    /// enrollment token is used up).
+    pub fn boot_params(&self, mac: &str) -> std::collections::BTreeMap<String, String> {
+        let mut p = self.script_params(mac);
+        let (code, body) = self.enroll_with(&p["node"], &p["enroll"]);
+        assert_eq!(code, 200, "enrollment of {mac} refused: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        p.insert("cred".into(), v["credential"].as_str().unwrap().to_string());
         p
     }
 
