@@ -72,12 +72,7 @@ pub async fn ensure_local(app: &App, sha256: &str) -> bool {
 }
 
 /// Download `url` into the file store as file `sha256` (checked).
-fn fetch(
-    url: &str,
-    sha256: &str,
-    auth: &str,
-    blobs: &crate::blobs::Blobs,
-) -> anyhow::Result<u64> {
+fn fetch(url: &str, sha256: &str, auth: &str, blobs: &crate::blobs::Blobs) -> anyhow::Result<u64> {
     let resp = ureq::AgentBuilder::new()
         .timeout_connect(std::time::Duration::from_secs(3))
         .timeout_read(std::time::Duration::from_secs(60))

@@ -435,7 +435,8 @@ mod tests {
         let p = parse_head(b"GET /boot/file/abc HTTP/1.1\r\nX-Wulf-Peer-Fetch: 1").unwrap();
         assert!(p.from_peer);
         assert_eq!(p.authorization, None);
-        let a = parse_head(b"GET /boot/file/abc HTTP/1.1\r\nauthorization:  Bearer enroll:u:t ").unwrap();
+        let a = parse_head(b"GET /boot/file/abc HTTP/1.1\r\nauthorization:  Bearer enroll:u:t ")
+            .unwrap();
         assert_eq!(a.authorization.as_deref(), Some("Bearer enroll:u:t"));
         assert!(parse_head(b"GET /other HTTP/1.1").is_none());
         assert!(parse_head(&[0xff, 0xfe]).is_none());
