@@ -292,7 +292,7 @@ pub fn obtain(
                     ""
                 };
                 warn!(
-                    "enrollment failed ({tries} tries): {e}{hint}; trying again in {} s",
+                    "enrollment failed (try {tries}): {e}{hint}; trying again in {} s",
                     wait.as_secs()
                 );
                 if pause.pause(wait) {
