@@ -55,14 +55,15 @@ pub(crate) fn run(cli: &Cli, kind: Kind, cmd: &ObjectCmd, a: &ExecArgs) -> Resul
         let (out, err) = grouped(&reply.results);
         print_both(&out, &err);
     }
-    let skipped: Vec<&str> = reply
+    // Nodes `--up` left out: named on stderr, not failures.
+    let not_up: Vec<&str> = reply
         .results
         .iter()
         .filter(|r| r.skipped)
         .map(|r| r.name.as_str())
         .collect();
-    if !skipped.is_empty() {
-        eprintln!("{NOT_UP}: {}", hostlist::compress(&skipped));
+    if !not_up.is_empty() {
+        eprintln!("{NOT_UP}: {}", hostlist::compress(&not_up));
     }
     match failure(&reply.results) {
         None => Ok(()),
