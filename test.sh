@@ -82,6 +82,14 @@ if [ ! -x "$ST_VENV/bin/st" ]; then
   "$ST_VENV/bin/pip" install -q schemathesis
 fi
 
+# Further parts the tests need, one script each (a browser, Prometheus, a Debian chroot…);
+# each installs what it needs when missing, as above.
+for part in test.d/*.sh; do
+  [ -e "$part" ] || continue
+  # shellcheck source=/dev/null
+  source "$part"
+done
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
