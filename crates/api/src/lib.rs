@@ -13,6 +13,7 @@
 //! | DELETE | `/{kind}?ids=SEL` or `?all=true` | delete objects |
 //! | GET | `/node/attributes?ids=SEL` | effective attributes and where each came from |
 //! | GET | `/node/unknown` | MACs the DHCP server saw that belong to no node |
+//! | GET | `/log?head=H&since=T&level=L&node=SEL` | head log lines ([`log::LogPage`]) |
 //! | GET | `/node/status?ids=SEL` | node status derived by this head ([`status::NodeStatus`]) |
 //! | POST | `/node/status` | a node's status report (bearer `node:<uid>:<cred>`, [`status::StatusReport`]) |
 //! | POST | `/node/enroll` | a booting node trades its enrollment token for its credential (no bearer, [`enroll::EnrollRequest`]) |
@@ -36,6 +37,7 @@ pub mod auth;
 pub mod client;
 pub mod command;
 pub mod enroll;
+pub mod log;
 pub mod status;
 pub mod tls;
 
