@@ -1,5 +1,5 @@
 //! The etcd backend: the [`Store`] trait on a real etcd cluster (v3 API, through the
-//! `etcd-client` crate), for several heads. Built only with the crate's `etcd` feature.
+//! `etcd-client` crate, vendored with its generated code), for several heads.
 //!
 //! Every call maps to etcd's own semantics, one to one:
 //!

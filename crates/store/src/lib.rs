@@ -10,11 +10,9 @@ pub use wulf_model::db::{DbAlarm, DbMember, DbStatus};
 
 pub mod conformance;
 pub mod embedded;
-#[cfg(feature = "etcd")]
 pub mod etcd;
 
 pub use embedded::EmbeddedStore;
-#[cfg(feature = "etcd")]
 pub use etcd::EtcdStore;
 
 /// A store revision. Every committed write (a put, a delete, or a whole transaction)

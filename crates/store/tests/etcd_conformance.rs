@@ -6,8 +6,6 @@
 //! A missing `etcd` binary fails these tests (`./test.sh` installs it); set `WULF_TEST_ETCD` to
 //! use another binary.
 
-#![cfg(feature = "etcd")]
-
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -349,8 +349,7 @@ pub struct Config {
     pub cluster_name: String,
     pub head_name: Option<String>,
     pub store: StoreUrl,
-    /// Read only by builds with the etcd store.
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    /// For an etcd store (`store = "etcd://…"`).
     pub etcd: EtcdSection,
     pub max_body_bytes: usize,
     pub limits: LimitsSection,

@@ -90,7 +90,7 @@ fn ask_store(
 /// With no config file and no flags it keeps its data in /var/lib/wulf (as root) or
 /// ./wulf-data, and serves the API on 0.0.0.0:8740. On first start it creates the cluster and
 /// an admin token in DATA_DIR/admin.token that the `wulf` CLI finds by itself. Several heads
-/// share one cluster with --store etcd://… (builds with the etcd feature).
+/// share one cluster with --store etcd://….
 #[derive(Parser, Debug)]
 #[command(name = "wulfd", version)]
 struct Args {
@@ -573,7 +573,6 @@ pub(crate) async fn open_store(
                 .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
             Ok(s)
         }
-        #[cfg(feature = "etcd")]
         config::StoreUrl::Etcd(endpoints) => {
             use wulf_store::etcd::{EtcdOptions, EtcdStore, EtcdTls};
             let e = &cfg.etcd;
@@ -610,16 +609,11 @@ pub(crate) async fn open_store(
             let s: Arc<dyn Store> = etcd;
             Ok(s)
         }
-        #[cfg(not(feature = "etcd"))]
-        config::StoreUrl::Etcd(_) => anyhow::bail!(
-            "this wulfd was built without the etcd store: build it with `cargo build --release --features wulfd/etcd` (needs protoc)"
-        ),
     }
 }
 
 /// Operations in one transaction etcd should take: 10,000 nodes created at once need this
 /// many (each node's object and its uniqueness keys: name, index, MAC, IP).
-#[cfg(feature = "etcd")]
 const BULK_TXN_OPS: usize = 50_000;
 
 fn local_url(addr: std::net::SocketAddr) -> String {
