@@ -32,6 +32,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::exec::routes::node_routes())
         // Booting nodes trade their enrollment token, checked by the handler.
         .merge(crate::enroll::routes::routes())
+        // The web page's static files (its data comes from the API above, behind a login).
+        .merge(crate::gui::routes())
         // Every route above passes the access table (auth/table.rs).
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -13,6 +13,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod enroll;
 pub mod exec;
+pub mod gui;
 pub mod heads;
 pub mod limits;
 pub mod maint;

@@ -63,6 +63,14 @@ pub const RULES: &[Rule] = &[
         Firmware,
         "the cluster CA certificate",
     ),
+    // The web page (static files; its data comes from the account routes below).
+    rule("GET", "/", Public, "the web page"),
+    rule(
+        "GET",
+        "/ui/{file}",
+        Public,
+        "the web page's scripts, styles and icon",
+    ),
     // Accounts and sessions.
     rule(
         "POST",
