@@ -1,5 +1,7 @@
 //! wulf-agent: reports this node's status to its head and carries out its commands.
 
+mod generate;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,10 +98,34 @@ struct Cli {
     /// `wulf_agent=debug`. Logs go to stderr.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write the man page and bash, zsh and fish completions into DIR (for the packages)
+    #[command(hide = true)]
+    Generate {
+        /// Where man/, bash/, zsh/ and fish/ go
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Generate { dir }) = &cli.command {
+        use clap::CommandFactory;
+        // Section 8: a system daemon.
+        return match generate::write_docs("wulf-agent", Cli::command(), "8", dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wulf-agent: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
         Ok(f) => f,
         Err(e) => {

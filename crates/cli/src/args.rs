@@ -138,6 +138,12 @@ pub(crate) enum Top {
     /// head at once and stays there, keeping its identity; every answer names the heads that
     /// are up, and the nodes fail over to those too. Failovers are counted in the stats.
     Sim(SimArgs),
+    /// Write man pages and bash, zsh and fish completions into DIR (for the packages)
+    #[command(hide = true)]
+    Generate {
+        /// Where man/, bash/, zsh/ and fish/ go
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -14,6 +14,7 @@ mod exec;
 mod fail;
 mod fields;
 mod files;
+mod generate;
 mod head;
 mod hostlist;
 mod image;
@@ -116,6 +117,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Top::Login(a) => login::login(&cli, a),
         Top::Logout => login::logout(&cli),
         Top::Whoami => login::whoami(&cli),
+        Top::Generate { dir } => generate::run(dir),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod enroll;
 pub mod exec;
+mod generate;
 pub mod gui;
 pub mod heads;
 pub mod limits;
@@ -130,6 +131,12 @@ struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {
+    /// Write the man page and bash, zsh and fish completions into DIR (for the packages)
+    #[command(hide = true)]
+    Generate {
+        /// Where man/, bash/, zsh/ and fish/ go
+        dir: PathBuf,
+    },
     /// Copy this head's embedded database (in --data-dir) into an empty etcd, so the cluster
     /// can run on etcd with several heads. Stop wulfd first. Files stay in the data directory;
     /// start wulfd afterwards with --store set to the same etcd and the same --data-dir.
@@ -163,6 +170,17 @@ pub fn main() -> std::process::ExitCode {
     // SAFETY: setting an allocator option has no preconditions.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let args = Args::parse();
+    if let Some(Command::Generate { dir }) = &args.command {
+        use clap::CommandFactory;
+        // Section 8: a system daemon.
+        return match generate::write_docs("wulfd", Args::command(), "8", dir) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wulfd: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let file = match load_file_config(args.config.as_deref()) {
         Ok(f) => f,
         Err(e) => {
@@ -223,6 +241,8 @@ pub fn main() -> std::process::ExitCode {
     };
     let job = async {
         match &args.command {
+            // Answered before the configuration is read.
+            Some(Command::Generate { .. }) => Ok(()),
             Some(Command::MigrateStore { to }) => migrate::run(&cfg, to).await,
             Some(Command::ReplaceCa { cert, key }) => {
                 tls::replace_ca_command(&cfg, cert.as_deref().zip(key.as_deref())).await
