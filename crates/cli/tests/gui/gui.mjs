@@ -143,6 +143,8 @@ try {
     // The 16 rows and no empty table below them.
     await page.screenshot({ path: path.join(out, 'nodes.png'), clip: { x: 0, y: 0, width: 1400, height: 610 } });
 
+    // An access token the head refuses (expired, say) is renewed with the refresh token.
+    await page.evaluate(() => sessionStorage.setItem('wulf.access', 'wulf1.e30.bad'));
     // A node's page: attributes with their layers, status, hardware, actions.
     await page.click('.vt-body .c-name a[data-name="n3"]');
     await page.locator('#nv-name', { hasText: 'n3' }).waitFor();
@@ -154,6 +156,8 @@ try {
     check(find('_status_secs')[2] === 'default group DefaultAttribs', `_status_secs: ${find('_status_secs')}`);
     check(find('rack')[1] === 'r1' && find('rack')[2] === 'node', `rack: ${find('rack')}`);
     await page.locator('#nv-hw', { hasText: 'Simulated CPU' }).waitFor();
+    const renewed = await page.evaluate(() => sessionStorage.getItem('wulf.access'));
+    check(renewed && renewed !== 'wulf1.e30.bad', 'the access token was renewed');
     for (const b of await page.$$('[data-power], #exec-run')) {
       check(!(await b.isDisabled()), 'an operator may act');
     }
