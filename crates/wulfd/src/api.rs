@@ -39,9 +39,13 @@ pub fn router(app: Arc<App>) -> Router {
             app.clone(),
             crate::auth::guard,
         ))
+        // Prometheus scrapes: the handler checks its caller ([metrics] public, token_file).
+        .merge(crate::metrics::routes())
         // Plain HTTP reaches only /boot/ (firmware); the rest needs HTTPS.
         .layer(axum::middleware::from_fn(crate::tls::require_tls))
         .fallback(|| async { ApiErr::new(StatusCode::NOT_FOUND, "no such API path") })
+        // Requests and latency per route (the fallback's as `unmatched`).
+        .layer(axum::middleware::from_fn(crate::metrics::http::track))
         .with_state(app)
 }
 

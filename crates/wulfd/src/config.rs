@@ -54,6 +54,9 @@ pub struct FileConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub auth: AuthSection,
+    /// `[metrics]`: who may scrape `/metrics` (docs/admin/monitoring.md).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsSection,
 }
 
 /// `[etcd]`: TLS and credentials for an etcd store.
@@ -363,6 +366,7 @@ pub struct Config {
     pub status: StatusSection,
     pub db: DbSection,
     pub auth: AuthSection,
+    pub metrics: crate::metrics::MetricsSection,
 }
 
 /// `/var/lib/wulf` as root, else `./wulf-data`.
@@ -423,6 +427,7 @@ impl Config {
                 access_secs: file.auth.access_secs.clamp(5, 7 * 24 * 3600),
                 refresh_secs: file.auth.refresh_secs.clamp(60, 365 * 24 * 3600),
             },
+            metrics: file.metrics,
         }
     }
 }

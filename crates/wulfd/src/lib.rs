@@ -18,6 +18,7 @@ pub mod gui;
 pub mod heads;
 pub mod limits;
 pub mod maint;
+pub mod metrics;
 pub mod migrate;
 pub mod netif;
 pub mod objects;
@@ -278,6 +279,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %data_dir.display(), listen = %cfg.listen, "wulfd {} starting", env!("CARGO_PKG_VERSION"));
 
     let store = patiently(|| open_store(&cfg, &data_dir)).await?;
+    // Every store operation timed for /metrics.
+    let store = metrics::store::timed(store);
     tracing::info!(backend = store.backend(), "database open");
     let cancel = CancellationToken::new();
     let cache = cache::Cache::new();

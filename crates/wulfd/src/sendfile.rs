@@ -104,9 +104,11 @@ pub fn split(
                     }
                 } else if first.is_some() && is_boot_file(&stream).await {
                     let _ = stream.set_nodelay(true);
-                    if let Err(e) = serve(&app, stream).await {
+                    let (t, mut out) = (std::time::Instant::now(), Default::default());
+                    if let Err(e) = serve(&app, stream, &mut out).await {
                         tracing::debug!(%peer, error = %e, "boot file transfer ended early");
                     }
+                    crate::metrics::get().http.sendfile(&out, t.elapsed());
                 } else {
                     let conn = Conn { peer, tls: false };
                     let io = crate::limits::track(Either::Left(stream));
@@ -264,7 +266,14 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     }
 }
 
-async fn reply(stream: &mut TcpStream, status: &str, extra: &str, body: &str) -> io::Result<()> {
+async fn reply(
+    stream: &mut TcpStream,
+    out: &mut crate::metrics::http::Sendfile,
+    status: &str,
+    extra: &str,
+    body: &str,
+) -> io::Result<()> {
+    out.status = status.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
         body.len()
@@ -273,16 +282,20 @@ async fn reply(stream: &mut TcpStream, status: &str, extra: &str, body: &str) ->
     stream.shutdown().await
 }
 
-async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
+async fn serve(
+    app: &App,
+    mut stream: TcpStream,
+    out: &mut crate::metrics::http::Sendfile,
+) -> io::Result<()> {
     let raw = match read_head(&mut stream).await {
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             let too_large = "431 Request Header Fields Too Large";
-            return reply(&mut stream, too_large, "", "request head too large\n").await;
+            return reply(&mut stream, out, too_large, "", "request head too large\n").await;
         }
         r => r?,
     };
     let Some(req) = parse_head(&raw) else {
-        return reply(&mut stream, "400 Bad Request", "", "bad request\n").await;
+        return reply(&mut stream, out, "400 Bad Request", "", "bad request\n").await;
     };
     let referenced = crate::boot::referenced(app, &req.sha256);
     if let Some(f) = &referenced {
@@ -290,7 +303,7 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
         let peer = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
         let auth = req.authorization.as_deref();
         if let Err(why) = crate::enroll::images::may_download(app, &f.sha256, auth, peer).await {
-            return reply(&mut stream, "403 Forbidden", "", &format!("{why}\n")).await;
+            return reply(&mut stream, out, "403 Forbidden", "", &format!("{why}\n")).await;
         }
     }
     if let (Some(f), false) = (&referenced, req.from_peer) {
@@ -301,6 +314,7 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
     let Some((file_ref, path)) = found else {
         return reply(
             &mut stream,
+            out,
             "404 Not Found",
             "",
             &format!("no boot file {}\n", req.sha256),
@@ -312,6 +326,7 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
         Err(_) => {
             return reply(
                 &mut stream,
+                out,
                 "404 Not Found",
                 "",
                 &format!("file {} is missing on this head\n", file_ref.sha256),
@@ -328,6 +343,7 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
     {
         let head =
             format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n");
+        out.status = 304;
         stream.write_all(head.as_bytes()).await?;
         return stream.shutdown().await;
     }
@@ -337,6 +353,7 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
         Some(Err(())) => {
             return reply(
                 &mut stream,
+                out,
                 "416 Range Not Satisfiable",
                 &format!("Content-Range: bytes */{len}\r\n"),
                 "",
@@ -357,9 +374,11 @@ async fn serve(app: &App, mut stream: TcpStream) -> io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {count}\r\n\
          Accept-Ranges: bytes\r\nETag: {etag}\r\n{content_range}Connection: close\r\n\r\n"
     );
+    out.status = if range.is_some() { 206 } else { 200 };
     stream.write_all(head.as_bytes()).await?;
     if !req.method_head {
         send_file(&stream, &file, start, count).await?;
+        out.bytes = count;
         tracing::debug!(sha256 = %file_ref.sha256, bytes = count, "boot file sent");
     }
     stream.shutdown().await

@@ -172,6 +172,12 @@ pub const RULES: &[Rule] = &[
         "database size and health",
     ),
     rule("GET", "/api/v1/head", Account(Viewer), "the heads"),
+    rule(
+        "GET",
+        "/metrics",
+        Account(Viewer),
+        "Prometheus metrics (checked by the handler: also the [metrics] token_file's token, or anyone with [metrics] public)",
+    ),
     // Acting on nodes.
     rule(
         "POST",

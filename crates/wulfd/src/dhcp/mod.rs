@@ -253,6 +253,7 @@ impl Server {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         if rx.truncated {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::get().dhcp_malformed();
             tracing::debug!(from = %rx.src, "DHCP: dropped an oversized datagram");
             return None;
         }
@@ -260,6 +261,7 @@ impl Server {
             Ok(p) => p,
             Err(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::get().dhcp_malformed();
                 tracing::debug!(from = %rx.src, len = data.len(), error = %e, "DHCP: dropped a malformed packet");
                 return None;
             }
@@ -268,6 +270,7 @@ impl Server {
             tracing::trace!(from = %rx.src, "DHCP: ignored a BOOTREPLY");
             return None;
         }
+        crate::metrics::get().dhcp_received(pkt.msg_type.code());
         let Some(mac) = pkt.mac() else {
             tracing::debug!(from = %rx.src, htype = pkt.htype, hlen = pkt.hlen, "DHCP: ignored a non-Ethernet client");
             return None;
@@ -515,6 +518,12 @@ impl Server {
                 );
             }
         }
+        // Offers and NAKs as such; ACK answers requests and informs.
+        crate::metrics::get().dhcp_answer(match verdict {
+            Verdict::Offer => 2,
+            Verdict::Nak(_) => 6,
+            _ => 5,
+        });
         Outcome::Send {
             len,
             dest,

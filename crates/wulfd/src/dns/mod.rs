@@ -174,18 +174,31 @@ impl Server {
 
     /// Answer one message: the reply bytes, or None to stay silent.
     async fn respond(&self, req: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let m = crate::metrics::get();
+        m.dns_query(tcp);
+        let reply = self.respond_to(req, tcp).await;
+        if let Some(r) = &reply {
+            m.dns_answer(r);
+        }
+        reply
+    }
+
+    async fn respond_to(&self, req: &[u8], tcp: bool) -> Option<Vec<u8>> {
         match self.handle(req, !tcp) {
             Action::Reply(r) => Some(r),
             Action::Drop => None,
-            Action::Forward(q) => match self.forwarder.forward(req, &q, tcp).await {
-                Some(r) => Some(r),
-                None => {
-                    tracing::debug!(name = %q.name(), "DNS: no upstream answered; SERVFAIL");
-                    Message::from_vec(req)
-                        .ok()
-                        .and_then(|m| encode(&error_reply(&m, ResponseCode::ServFail, true), None))
+            Action::Forward(q) => {
+                crate::metrics::get().dns_forwarded();
+                match self.forwarder.forward(req, &q, tcp).await {
+                    Some(r) => Some(r),
+                    None => {
+                        tracing::debug!(name = %q.name(), "DNS: no upstream answered; SERVFAIL");
+                        Message::from_vec(req).ok().and_then(|m| {
+                            encode(&error_reply(&m, ResponseCode::ServFail, true), None)
+                        })
+                    }
                 }
-            },
+            }
         }
     }
 }

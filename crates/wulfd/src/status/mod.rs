@@ -267,6 +267,7 @@ impl Status {
 
     /// The node was served its boot script now.
     pub fn booted(&self, uid: &str) {
+        crate::metrics::get().boot();
         let now = now_ms();
         {
             let mut inner = self.lock();
@@ -334,6 +335,7 @@ impl Status {
 
     /// Take in a report from node `uid` (already authenticated).
     pub fn report(&self, uid: &str, r: StatusReport) {
+        crate::metrics::get().status_report();
         let now = now_ms();
         {
             let mut inner = self.lock();

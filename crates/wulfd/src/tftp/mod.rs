@@ -129,12 +129,16 @@ impl Server {
             let pkt = &buf[..n];
             let peer = unmap(peer);
             let req = match packet::parse_request(pkt) {
-                Ok(Request::Read(r)) => r,
+                Ok(Request::Read(r)) => {
+                    crate::metrics::get().tftp_request(Some(true));
+                    r
+                }
                 Ok(Request::Stray) | Err(RequestError::TooShort) => {
                     tracing::debug!(%peer, "TFTP: dropped a stray packet");
                     continue;
                 }
                 Ok(Request::Write) => {
+                    crate::metrics::get().tftp_request(Some(false));
                     tracing::info!(%peer, "TFTP: refused a write request (read-only server)");
                     reply_error(
                         &shared,
@@ -146,6 +150,7 @@ impl Server {
                     continue;
                 }
                 Err(e) => {
+                    crate::metrics::get().tftp_request(None);
                     tracing::info!(%peer, "TFTP: bad request: {e}");
                     reply_error(&shared, arrival, peer, packet::ERR_ILLEGAL, &e.to_string());
                     continue;
@@ -263,11 +268,13 @@ async fn serve_one(
     let opened = match opened {
         Ok(Ok(o)) => o,
         Ok(Err(Refusal::NotFound)) => {
+            crate::metrics::get().tftp_transfer(crate::metrics::TftpEnd::NotFound, 0);
             tracing::info!(%peer, ?file, "TFTP: file not found");
             send_error(&sock, packet::ERR_NOT_FOUND, "File not found").await;
             return;
         }
         Ok(Err(Refusal::Denied(why))) => {
+            crate::metrics::get().tftp_transfer(crate::metrics::TftpEnd::Denied, 0);
             tracing::warn!(%peer, ?file, "TFTP: access violation: {why}");
             send_error(
                 &sock,
@@ -278,6 +285,7 @@ async fn serve_one(
             return;
         }
         Ok(Err(Refusal::Io(e))) => {
+            crate::metrics::get().tftp_transfer(crate::metrics::TftpEnd::Error, 0);
             tracing::warn!(%peer, ?file, root = %shared.root.display(), "TFTP: cannot open: {e}");
             send_error(&sock, packet::ERR_UNDEFINED, "cannot read the file").await;
             return;
@@ -302,6 +310,21 @@ async fn serve_one(
     let result = transfer::send(&sock, source, &params, cancel, progressed).await;
     let ms = started.elapsed().as_millis() as u64;
     let (blksize, windowsize) = (n.blksize, n.windowsize);
+    crate::metrics::get().tftp_transfer(
+        {
+            use crate::metrics::TftpEnd as E;
+            match &result {
+                Ok(_) => E::Complete,
+                Err(Failure::Client {
+                    during_oack: true, ..
+                }) => E::OptionsOnly,
+                Err(Failure::Cancelled) => E::Cancelled,
+                Err(Failure::Read(_)) => E::Error,
+                Err(_) => E::Failed,
+            }
+        },
+        *result.as_ref().unwrap_or(&0),
+    );
     match result {
         Ok(bytes) => tracing::debug!(
             %peer, ?file, bytes, ms, blksize, windowsize,
