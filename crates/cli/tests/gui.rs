@@ -333,3 +333,91 @@ fn web_page_in_a_real_browser() {
     }
     assert!(scale["rendered_rows"].as_u64().unwrap_or(u64::MAX) < 120);
 }
+
+/// The page's hostlist code (gui/assets/hostlist.js, run by node) expands and compresses as
+/// `wulf hostlist` (crates/model/src/hostlist.rs) does, and refuses what it refuses.
+#[test]
+fn page_hostlists_agree_with_wulf() {
+    check_browser();
+    let exprs = [
+        "n[0-15]",
+        "n[0-3,7]",
+        "rack[1-2]n[1-3]",
+        "gpu[000-127]",
+        "[8-10]",
+        "x[098-100]",
+        "n[1-2]-ib",
+        "a,b,a",
+        "n[1-3],n2",
+        " n1 , n2 ",
+        "n[3-5,4-6]",
+        "login1",
+        "n1,,n2",
+        "n1,",
+        "n[5-3]",
+        "n[",
+        "n]",
+        "n[[1]]",
+        "n[]",
+        "n[a-3]",
+        "n[1-]",
+    ];
+    let names: [&[&str]; 6] = [
+        &["n1", "n2", "n3", "n7"],
+        &[
+            "gpu007", "gpu008", "gpu099", "gpu100", "login", "n01", "n1", "n5",
+        ],
+        &["n10", "n9", "n11", "x", "n9"],
+        &["rack1n1", "rack1n2", "rack2n1"],
+        &["a1b", "a2b", "a1c"],
+        &["n0099", "n0100", "n100", "n1000"],
+    ];
+    let asset = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../wulfd/src/gui/assets/hostlist.js"
+    );
+    let input = serde_json::json!({ "exprs": exprs, "names": names }).to_string();
+    let program = format!(
+        "import {{ expand, compress }} from {asset:?};
+         const input = JSON.parse(process.argv[1]);
+         const ex = input.exprs.map((e) => {{ try {{ return expand(e); }} catch (err) {{ return null; }} }});
+         const co = input.names.map((n) => compress(n));
+         console.log(JSON.stringify({{ ex, co }}));"
+    );
+    let o = Command::new("node")
+        .args(["--input-type=module", "-e", &program, &input])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "node: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let js: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for (i, e) in exprs.iter().enumerate() {
+        let w = Command::new(wulf_bin())
+            .args(["hostlist", "expand", e])
+            .output()
+            .unwrap();
+        let want: Value = if w.status.success() {
+            String::from_utf8_lossy(&w.stdout)
+                .lines()
+                .map(|l| Value::from(l.to_string()))
+                .collect()
+        } else {
+            assert_eq!(w.status.code(), Some(2), "wulf hostlist expand {e:?}");
+            Value::Null
+        };
+        assert_eq!(js["ex"][i], want, "expand {e:?}");
+    }
+    for (i, n) in names.iter().enumerate() {
+        let w = Command::new(wulf_bin())
+            .args(["hostlist", "compress"])
+            .args(*n)
+            .output()
+            .unwrap();
+        assert!(w.status.success());
+        let want = String::from_utf8_lossy(&w.stdout).trim().to_string();
+        assert_eq!(js["co"][i], want, "compress {n:?}");
+    }
+}
