@@ -3,6 +3,7 @@
 //!
 //! This file parses and dispatches; each object or verb family has its own module.
 
+mod actions;
 mod admin;
 mod args;
 mod attrs;
@@ -156,11 +157,11 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             disarm,
             recover,
         } => cluster::db(cli, kind, [*compact, *defrag, *disarm, *recover]),
-        Action::Unknown => node::unknown(cli, kind),
+        Action::Unknown => node::unknown(cli),
         Action::Status {
             refresh,
             refresh_for,
-        } => node::status(cli, kind, cmd, *refresh, *refresh_for),
+        } => node::status(cli, cmd, *refresh, *refresh_for),
         Action::Power(a) => power::run(cli, kind, cmd, &power::power_request(a)),
         Action::Reboot(a) => {
             power::run(cli, kind, cmd, &power::soft_request(PowerAction::Reboot, a))

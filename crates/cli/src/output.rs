@@ -101,7 +101,13 @@ fn columns(kind: Kind) -> &'static [&'static str] {
             "host_ranges",
         ],
         Kind::Host => &["name", "mac", "ip", "hostnames", "description"],
-        Kind::Cluster => &["name", "accept_new_nodes", "default_group", "description"],
+        Kind::Cluster => &[
+            "name",
+            "accept_new_nodes",
+            "default_group",
+            "log_level",
+            "description",
+        ],
         Kind::Admin => &["name", "role", "ssh_keys", "description"],
     }
 }

@@ -551,3 +551,37 @@ fn scrape_of_ten_thousand_nodes() {
         "a scrape of 10,000 nodes took {median:?}: {times:?}"
     );
 }
+
+/// `[metrics] public = true`: anyone may scrape over HTTPS; plain HTTP still may not.
+#[test]
+fn public_metrics_need_no_token() {
+    let h = Head::start_configured(
+        None,
+        "[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n\
+         [metrics]\npublic = true\n",
+        &[],
+    );
+    let (code, text) = scrape(&h, None);
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("\nwulf_nodes{state=\"up\"} 0\n"), "{text}");
+    let (code, _) = h.curl(&[&format!("{}/metrics", h.http_url())]);
+    assert_eq!(code, 403);
+    // A bad config key is refused at start, with the file named.
+    let bad = tempfile::tempdir().unwrap();
+    let cfg = write(bad.path(), "wulfd.toml", b"[metrics]\npublik = true\n");
+    let out = Command::new(head::wulfd_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(bad.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env_remove("WULFD_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("publik") && err.contains("wulfd.toml"),
+        "{err}"
+    );
+}

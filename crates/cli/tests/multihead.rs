@@ -5,62 +5,9 @@
 mod head;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use head::{free_port, wait_every, wait_for, write, Head};
-
-/// One etcd member on loopback, killed when dropped.
-struct Etcd {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        Self::start_with(&[])
-    }
-
-    /// One member with `extra` flags (e.g. a space quota).
-    fn start_with(extra: &[&str]) -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let (port, peer) = (free_port(), free_port());
-        let client = format!("http://127.0.0.1:{port}");
-        let peer = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let mut cmd = Command::new("etcd");
-        head::etcd_member(
-            &mut cmd,
-            "m0",
-            &dir.path().join("data"),
-            &client,
-            &peer,
-            &format!("m0={peer}"),
-        );
-        let child = cmd
-            .args(extra)
-            .stderr(log)
-            .spawn()
-            .expect("etcd must be installed (./test.sh installs etcd-server)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "etcd did not start listening");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Etcd {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use head::{wait_every, wait_for, write, Etcd, Head};
 
 /// Poll `ok` until it holds; fail with `what` after a second. Returns how long it took.
 fn within_1s(what: &str, ok: impl Fn() -> bool) -> Duration {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use head::{wait_for, write, Head};
+use head::{wait_for, write, Etcd, Head};
 use netns::{sh, Lab};
 use serde_json::{json, Value};
 
@@ -448,54 +448,6 @@ fn simulated_nodes_enroll_from_the_simulators_address() {
     assert!(err.contains(" 0 errors"), "{err}");
     let enrolled = h.log().matches("enrolled n").count();
     assert_eq!(enrolled, 3, "{}", h.log());
-}
-
-/// One etcd member on loopback, killed when dropped.
-struct Etcd {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let (port, peer) = (head::free_port(), head::free_port());
-        let client = format!("http://127.0.0.1:{port}");
-        let peer = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let mut cmd = Command::new("etcd");
-        head::etcd_member(
-            &mut cmd,
-            "m0",
-            &dir.path().join("data"),
-            &client,
-            &peer,
-            &format!("m0={peer}"),
-        );
-        let child = cmd
-            .stderr(log)
-            .spawn()
-            .expect("etcd must be installed (./test.sh installs etcd-server)");
-        wait_for(
-            "etcd did not start listening",
-            Duration::from_secs(30),
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-            String::new,
-        );
-        Etcd {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Two heads on one etcd: a credential enrolled at one is checked by the other, a rotation

@@ -4,11 +4,12 @@
 //! status, content type or body the document does not describe, on a request the document
 //! calls invalid that the head accepts, and on a route that answers without its token.
 //!
-//! Nothing is excluded. Two query values are drawn from short lists instead of generated,
-//! because a valid request with a large value waits that long by design and would only spend
-//! the time budget: `wait` of `GET /api/v1/node/commands` (an agent's long poll, up to 30 s)
-//! and `since` of `GET /api/v1/node/status/summary` (answers when the change counter passes
-//! it, or after 10 s). docs/security.md ("API description") says the same.
+//! Nothing is excluded. Three query values are pinned instead of generated, because a valid
+//! request with a large value waits that long by design and would only spend the time budget:
+//! `wait` of `GET /api/v1/node/commands` (an agent's long poll, up to 30 s), `wait` of
+//! `GET /api/v1/log` (following the log, up to 60 s) and `since` of
+//! `GET /api/v1/node/status/summary` (answers when the change counter passes it, or after
+//! 10 s). docs/security.md ("API description") says the same.
 //!
 //! ./test.sh installs schemathesis into a virtualenv at [`VENV`]; when that is missing this
 //! test installs it the same way.
@@ -332,6 +333,10 @@ parameters = {{ "query.wait" = 0 }}
 [[operations]]
 include-name = "GET /api/v1/node/status/summary"
 parameters = {{ "query.since" = 0 }}
+
+[[operations]]
+include-name = "GET /api/v1/log"
+parameters = {{ "query.wait" = 0 }}
 "#,
         token = f.token,
         node_uid = f.node_uid,

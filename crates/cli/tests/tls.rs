@@ -9,9 +9,8 @@ mod head;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use head::{free_port, wulf_bin, Head};
+use head::{free_port, wulf_bin, Etcd, Head};
 
 fn text(o: &Output) -> String {
     format!(
@@ -420,54 +419,6 @@ fn the_agent_reports_only_to_a_head_of_its_pinned_ca() {
     let o = once(&["--ca", &p["ca"]]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(status(), "up");
-}
-
-/// One etcd member on loopback, stopped when dropped.
-struct Etcd {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let (port, peer) = (free_port(), free_port());
-        let (client, peer) = (
-            format!("http://127.0.0.1:{port}"),
-            format!("http://127.0.0.1:{peer}"),
-        );
-        let mut cmd = Command::new("etcd");
-        head::etcd_member(
-            &mut cmd,
-            "m0",
-            &dir.path().join("data"),
-            &client,
-            &peer,
-            &format!("m0={peer}"),
-        );
-        let child = cmd
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd must be installed (./test.sh installs etcd-server)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "etcd did not start listening");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Etcd {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -547,6 +547,10 @@ impl Host {
 }
 object_common!(Host, Kind::Host);
 
+/// Log levels as `log_level` takes them, tersest first (ClusterWare's AUDIT, ERROR, WARNING,
+/// INFO, DEBUG).
+pub const LOG_LEVELS: [&str; 5] = ["audit", "error", "warning", "info", "debug"];
+
 /// Cluster-wide settings (one object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -565,6 +569,10 @@ pub struct Cluster {
     /// The attribute group every node inherits from first.
     #[serde(default = "default_group_name")]
     pub default_group: String,
+    /// The level every head logs at in its head log (audit, error, warning, info, debug);
+    /// empty: each head's config file decides (`[logs] level`, default warning).
+    #[serde(default)]
+    pub log_level: String,
 }
 fn default_group_name() -> String {
     DEFAULT_GROUP.to_string()
@@ -573,7 +581,19 @@ impl Cluster {
     fn check(&self) -> Result<(), ModelError> {
         check_object_name(&self.name)?;
         check_object_name(&self.default_group)
-            .map_err(|e| ModelError::new("default_group", e.message))
+            .map_err(|e| ModelError::new("default_group", e.message))?;
+        let level = self.log_level.to_ascii_lowercase();
+        if !level.is_empty() && !LOG_LEVELS.contains(&level.as_str()) {
+            return Err(ModelError::new(
+                "log_level",
+                format!(
+                    "'{}' is not a log level: use one of {} (or empty for each head's config)",
+                    self.log_level,
+                    LOG_LEVELS.join(", ")
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 object_common!(Cluster, Kind::Cluster);
@@ -712,7 +732,11 @@ pub fn fields(kind: Kind) -> &'static [(&'static str, FieldType)] {
             ("host_ranges", List),
         ],
         Kind::Host => with_common![("mac", OptText), ("ip", Text), ("hostnames", List)],
-        Kind::Cluster => with_common![("accept_new_nodes", Bool), ("default_group", Text)],
+        Kind::Cluster => with_common![
+            ("accept_new_nodes", Bool),
+            ("default_group", Text),
+            ("log_level", Text)
+        ],
         Kind::Admin => with_common![
             ("role", Text),
             ("ssh_keys", List),

@@ -285,7 +285,8 @@ async fn script(
             }
             tracing::info!(
                 target: "audit",
-                "Booting node (MAC={mac}) as simulated"
+                node = %name,
+                "Booting node (MAC={mac}) as simulated."
             );
             app.status.booted(&node_uid);
             let enroll = app.enroll.issue(&node_uid, peer);
@@ -324,7 +325,8 @@ async fn script(
             }
             tracing::info!(
                 target: "audit",
-                "Booting node (MAC={mac}) as {} using boot config {}",
+                node = %plan.name,
+                "Booting node (MAC={mac}) as {} using boot config {}.",
                 plan.style,
                 plan.boot_uid
             );

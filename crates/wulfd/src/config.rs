@@ -54,9 +54,51 @@ pub struct FileConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub auth: AuthSection,
+    #[serde(default)]
+    pub logs: LogsSection,
     /// `[metrics]`: who may scrape `/metrics` (docs/admin/monitoring.md).
     #[serde(default)]
     pub metrics: crate::metrics::MetricsSection,
+}
+
+/// `[logs]`: the head's log files (see docs/admin/logs.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsSection {
+    /// Where access.log, error.log and the head_NAME.log files go [default: /var/log/wulf
+    /// when the data directory is /var/lib/wulf, else DATA_DIR/log].
+    pub dir: Option<PathBuf>,
+    /// The head log's (error.log) level: audit, error, warning, info or debug.
+    pub level: crate::log::Level,
+    /// Lines at this level or terser go into the shared database (every head's
+    /// head_NAME.log, `wulf log`).
+    pub shared_level: crate::log::Level,
+    /// Shared lines older than this many days are removed.
+    pub keep_days: u64,
+    /// At most this many shared lines are kept (the oldest go first).
+    pub keep_lines: usize,
+    /// At most this many lines a second go into the shared database from this head (over a
+    /// minute); beyond it a line says how many were left out.
+    pub shared_per_sec: u32,
+    /// Write access.log (one line per HTTP request).
+    pub access: bool,
+    /// Also log nodes' status reports and command polls in access.log (many lines).
+    pub access_nodes: bool,
+}
+
+impl Default for LogsSection {
+    fn default() -> Self {
+        LogsSection {
+            dir: None,
+            level: crate::log::Level::Warning,
+            shared_level: crate::log::Level::Warning,
+            keep_days: 30,
+            keep_lines: 50_000,
+            shared_per_sec: 100,
+            access: true,
+            access_nodes: false,
+        }
+    }
 }
 
 /// `[etcd]`: TLS and credentials for an etcd store.
@@ -366,7 +408,10 @@ pub struct Config {
     pub status: StatusSection,
     pub db: DbSection,
     pub auth: AuthSection,
+    pub logs: LogsSection,
     pub metrics: crate::metrics::MetricsSection,
+    /// The config file this came from, if any (read again on SIGHUP).
+    pub config_file: Option<PathBuf>,
 }
 
 /// `/var/lib/wulf` as root, else `./wulf-data`.
@@ -427,7 +472,14 @@ impl Config {
                 access_secs: file.auth.access_secs.clamp(5, 7 * 24 * 3600),
                 refresh_secs: file.auth.refresh_secs.clamp(60, 365 * 24 * 3600),
             },
+            logs: LogsSection {
+                keep_days: file.logs.keep_days.max(1),
+                keep_lines: file.logs.keep_lines.clamp(100, 10_000_000),
+                shared_per_sec: file.logs.shared_per_sec.max(1),
+                ..file.logs
+            },
             metrics: file.metrics,
+            config_file: None,
         }
     }
 }

@@ -328,6 +328,7 @@ impl Db {
             last_modified: ts,
             accept_new_nodes: false,
             default_group: DEFAULT_GROUP.to_string(),
+            log_level: String::new(),
         });
         let group = AnyObj::from_json(
             Kind::Attrib,

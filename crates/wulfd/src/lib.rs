@@ -18,6 +18,7 @@ pub mod gui;
 pub mod heads;
 pub mod limits;
 pub mod maint;
+pub mod log;
 pub mod metrics;
 pub mod migrate;
 pub mod netif;
@@ -106,10 +107,16 @@ struct Args {
     /// API address and port, like 0.0.0.0:8740 (overrides the config file)
     #[arg(long, env = "WULFD_LISTEN")]
     listen: Option<std::net::SocketAddr>,
-    /// Log filter: error, warn, info, debug, or a tracing filter like "info,wulfd=debug"
+    /// Standard error's log filter: error, warn, info, debug, or a tracing filter like
+    /// "info,wulfd=debug" (the log files' level is `[logs] level` in the config file, or the
+    /// cluster's log_level)
     #[arg(long, env = "WULFD_LOG")]
     log: Option<String>,
     /// The cluster database: "embedded" (default, in the data directory) or
+    /// This head's name among the cluster's heads (overrides the config file's head_name)
+    /// [default: the host name]
+    #[arg(long, value_name = "NAME", env = "WULFD_HEAD_NAME")]
+    head_name: Option<String>,
     /// "etcd://host:port[,host:port…]" / "etcd+https://…" (shared by several heads; TLS files
     /// in the config file's [etcd] section)
     #[arg(long, env = "WULFD_STORE")]
@@ -198,6 +205,10 @@ pub fn main() -> std::process::ExitCode {
             args.ca.as_deref(),
             &cfg.data_dir,
         ) {
+    let config_file = args.config.clone().or_else(|| {
+        let p = PathBuf::from(DEFAULT_CONFIG);
+        p.exists().then_some(p)
+    });
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("wulfd: cannot join through {url}: {e:#}");
@@ -207,6 +218,10 @@ pub fn main() -> std::process::ExitCode {
         None => None,
     };
     let store_spec = joined.or(args.store.clone()).or(file_store);
+    cfg.config_file = config_file;
+    if let Some(name) = &args.head_name {
+        cfg.head_name = Some(name.clone());
+    }
     let store_url = match store_spec.as_deref().unwrap_or("embedded").parse() {
         Ok(u) => u,
         Err(e) => {
@@ -215,21 +230,10 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     cfg.store = store_url;
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log);
-    let filter = match filter {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("wulfd: bad log filter '{}': {e}", cfg.log);
-            return std::process::ExitCode::from(2);
-        }
-    };
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Err(e) = log::init(&cfg) {
+        eprintln!("wulfd: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -467,6 +471,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<web::Conn>(),
+    // The shared log: this head's lines into the store, every head's into head_NAME.log.
+    let log_writer = tokio::spawn(log::shared::run_writer(
+        store.clone(),
+        app.head.clone(),
+        cancel.clone(),
+    ));
+    services.push(tokio::spawn(log::shared::run_follower(
+        store.clone(),
+        cancel.clone(),
+    )));
+    services.push(tokio::spawn(log::run_controls(app.clone(), cancel.clone())));
     )
     .with_graceful_shutdown(async move { c.cancelled().await })
     .await
@@ -501,11 +516,17 @@ fn start_limits(cfg: &Config) {
             );
             n.soft
         }
+    // The last lines reach the shared log before the head lets go of the store.
+    let _ = log_writer.await;
         Err(e) => {
             tracing::warn!("cannot raise the open-file limit: {e}");
             let mut r = libc::rlimit {
                 rlim_cur: 1024,
                 rlim_max: 1024,
+    if let Some(l) = log::logs() {
+        l.access.flush();
+        l.heads.flush();
+    }
             };
             // SAFETY: getrlimit writes into the struct we pass.
             unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };

@@ -62,6 +62,11 @@ pub async fn run(
                 Ok(n) => tracing::info!(sessions = n, "removed expired login sessions"),
                 Err(e) => tracing::warn!(error = %e, "cannot sweep expired login sessions"),
             }
+            match crate::log::shared::sweep(app.store.as_ref()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(lines = n, "removed old lines of the shared log"),
+                Err(e) => tracing::warn!(error = %e, "cannot remove old lines of the shared log"),
+            }
         }
         if last_gc.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             last_gc = Some(std::time::Instant::now());

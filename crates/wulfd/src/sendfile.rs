@@ -287,6 +287,7 @@ async fn serve(
     mut stream: TcpStream,
     out: &mut crate::metrics::http::Sendfile,
 ) -> io::Result<()> {
+    let started = std::time::Instant::now();
     let raw = match read_head(&mut stream).await {
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             let too_large = "431 Request Header Fields Too Large";
@@ -381,6 +382,17 @@ async fn serve(
         out.bytes = count;
         tracing::debug!(sha256 = %file_ref.sha256, bytes = count, "boot file sent");
     }
+    let peer = stream.peer_addr().ok().map(|a| a.ip().to_canonical().to_string());
+    crate::log::access::record(&crate::log::access::Line {
+        peer: peer.as_deref(),
+        account: None,
+        method: if req.method_head { "HEAD" } else { "GET" },
+        target: &format!("/boot/file/{}", req.sha256),
+        version: "HTTP/1.1",
+        status: if range.is_some() { 206 } else { 200 },
+        bytes: Some(count),
+        started,
+    });
     stream.shutdown().await
 }
 

@@ -56,6 +56,65 @@ pub fn etcd_member(
         .stdout(Stdio::null());
 }
 
+/// One etcd member on loopback (Debian's etcd-server), killed when dropped.
+pub struct Etcd {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        Self::start_with(&[])
+    }
+
+    /// One member with `extra` flags (e.g. a space quota).
+    pub fn start_with(extra: &[&str]) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, peer) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{port}");
+        let peer = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let mut cmd = Command::new("etcd");
+        etcd_member(
+            &mut cmd,
+            "m0",
+            &dir.path().join("data"),
+            &client,
+            &peer,
+            &format!("m0={peer}"),
+        );
+        let child = cmd
+            .args(extra)
+            .stderr(log)
+            .spawn()
+            .expect("etcd must be installed (./test.sh installs etcd-server)");
+        wait_for(
+            "etcd did not start listening",
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            String::new,
+        );
+        Etcd {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `--store` for wulfd.
+    pub fn store(&self) -> String {
+        format!("etcd://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Poll `ok` every 20 ms until it holds; panic with `what` (and `why()`) after `limit`.
 /// Returns how long it took.
 pub fn wait_for(

@@ -287,8 +287,12 @@ pub async fn guard(State(app): AppState, mut req: Request, next: Next) -> Respon
         )
         .into_response();
     }
+    let account = crate::log::access::Account(p.name.clone());
     req.extensions_mut().insert(p);
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    // For the access log, outside this layer.
+    resp.extensions_mut().insert(account);
+    resp
 }
 
 pub const TOKEN_FILE: &str = "admin.token";

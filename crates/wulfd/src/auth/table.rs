@@ -178,6 +178,7 @@ pub const RULES: &[Rule] = &[
         Account(Viewer),
         "Prometheus metrics (checked by the handler: also the [metrics] token_file's token, or anyone with [metrics] public)",
     ),
+    rule("GET", "/api/v1/log", Account(Viewer), "the heads' shared log lines"),
     // Acting on nodes.
     rule(
         "POST",

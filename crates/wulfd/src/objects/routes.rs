@@ -137,7 +137,7 @@ async fn create(
     };
     let objs = app.db.create(kind, docs).await?;
     let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
-    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), "created {}", summarize(kind, &names));
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), tag.nodes = %nodes_tag(kind, &names), "created {}", summarize(kind, &names));
     Ok(json_response(
         objects_json(&objs, requested_fields(&q).as_deref()),
         StatusCode::CREATED,
@@ -162,7 +162,7 @@ async fn update(
         app.db.update(kind, &uids, &req).await?
     };
     let names: Vec<&str> = objs.iter().map(AnyObj::name).collect();
-    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), changes = %changes, "updated {}", summarize(kind, &names));
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), changes = %changes, tag.nodes = %nodes_tag(kind, &names), "updated {}", summarize(kind, &names));
     Ok(json_response(
         objects_json(&objs, requested_fields(&q).as_deref()),
         StatusCode::OK,
@@ -180,7 +180,7 @@ async fn remove(
     let objs = app.db.delete(kind, &uids).await?;
     let names: Vec<String> = objs.iter().map(|o| o.name().to_string()).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), "deleted {}", summarize(kind, &refs));
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, count = objs.len(), tag.nodes = %nodes_tag(kind, &refs), "deleted {}", summarize(kind, &refs));
     Ok(axum::Json(Deleted { deleted: names }))
 }
 
@@ -311,4 +311,13 @@ async fn download(
         })?;
     crate::peers::ensure_local(&app, &file.sha256).await;
     serve_blob(&app.blobs, &file, req).await
+}
+
+/// The nodes an AUDIT line of a change is about (`wulf log --node`): empty for other kinds.
+fn nodes_tag(kind: Kind, names: &[&str]) -> String {
+    if kind == Kind::Node {
+        wulf_model::hostlist::compress(names)
+    } else {
+        String::new()
+    }
 }
