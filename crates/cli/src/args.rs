@@ -119,6 +119,14 @@ pub(crate) enum Top {
     Trust(crate::trust::TrustArgs),
     /// The cluster's head nodes: which are up, which are down; remove down ones
     Head(HeadCmd),
+    /// The heads' shared log: every head's AUDIT, ERROR and WARNING lines (by default), as
+    /// LOG_DIR/head_NAME.log on each head keeps them
+    ///
+    /// Lines print oldest first: time (UTC), head, level, where in wulfd, message. The head's
+    /// full logs are its files: /var/log/wulf/error.log (at its log level), access.log.
+    #[command(after_help = "Examples:\n  wulf log --since 1h\n  \
+        wulf log --level audit --node n[0-15]\n  wulf log --head head2 -f")]
+    Log(crate::log::LogArgs),
     /// Build the initramfs nodes boot into (busybox, NIC drivers, wulf-agent, an init that
     /// fetches the node's image into RAM)
     Initramfs {
@@ -223,9 +231,6 @@ pub(crate) struct ObjectCmd {
     pub(crate) action: Action,
 }
 
-// Every object's actions. An action some objects take starts its help with whose it is
-// ("Nodes only: …", "Cluster only: …"; the phrases are in actions.rs): each object's --help
-// then lists only its own actions, and the others refuse it.
 #[derive(Subcommand, Debug)]
 pub(crate) enum Action {
     /// List objects (-l table, -L everything, --json)
@@ -235,8 +240,7 @@ pub(crate) enum Action {
     },
     /// Create objects: key=value fields, key=@file to upload a file field
     Create {
-        /// Fields: name=… and the kind's other fields; FILE fields take @PATH. Nodes and
-        /// attribute groups also take reserved attributes: _status_secs=2
+        /// Fields: name=… and the kind's other fields; FILE fields take @PATH
         #[arg(value_name = "KEY=VALUE")]
         pairs: Vec<String>,
         /// Nodes: create this many (index=N starts them at N)
@@ -260,7 +264,7 @@ pub(crate) enum Action {
         #[arg(long, conflicts_with = "password_stdin")]
         password: bool,
     },
-    /// Change fields of the selected objects (and reserved _attributes of nodes and groups)
+    /// Change fields of the selected objects
     Update {
         #[arg(value_name = "KEY=VALUE", required_unless_present_any = ["password_stdin", "password"])]
         pairs: Vec<String>,
@@ -277,30 +281,29 @@ pub(crate) enum Action {
     /// Admin accounts only: end every session and token of the selected accounts (they log
     /// in again; the bootstrap token is not affected)
     Revoke,
-    /// Nodes and attribute groups only: set attributes, name=value or name=@file
+    /// Set attributes (nodes and attribute groups): name=value or name=@file
     Set {
         #[arg(value_name = "NAME=VALUE", required = true)]
         pairs: Vec<String>,
     },
-    /// Nodes and attribute groups only: remove attributes
+    /// Remove attributes
     Clear {
         #[arg(value_name = "NAME", required = true)]
         names: Vec<String>,
     },
-    /// Nodes only: add nodes to attribute groups (appended, in order)
+    /// Add nodes to attribute groups (appended, in order)
     Join {
         #[arg(value_name = "GROUP", required = true)]
         groups: Vec<String>,
     },
-    /// Nodes only: remove nodes from attribute groups
+    /// Remove nodes from attribute groups
     Leave {
         #[arg(value_name = "GROUP", required = true)]
         groups: Vec<String>,
     },
-    /// Boot configs and images only: upload a file field (boot: kernel, initramfs; image:
-    /// content)
+    /// Upload a file field (boot: kernel, initramfs; image: content)
     Upload { field: String, file: PathBuf },
-    /// Boot configs and images only: download a file field to a file (or stdout with -o -)
+    /// Download a file field to a file (or stdout with -o -)
     Download {
         field: String,
         #[arg(short = 'o', long, value_name = "FILE")]
@@ -339,10 +342,9 @@ pub(crate) enum Action {
     /// Nodes only: node status as the head sees it now
     ///
     /// Without options: one row per state (up, booting, down with its reason, new) listing
-    /// the nodes as hostlist ranges, pasteable into --ids. -l: one row per node (the IP it
-    /// reported, state, last change, uptime, load, RAM, busy). -L: everything each node
-    /// reported (IP, hostname, kernel, cmdline, modules, SELinux, hardware, agent cost).
-    /// --json: the same as JSON.
+    /// the nodes as hostlist ranges, pasteable into --ids. -l: one row per node (state, last
+    /// change, uptime, load, RAM, busy). -L: everything each node reported (hostname,
+    /// kernel, cmdline, modules, SELinux, hardware, agent cost). --json: the same as JSON.
     Status {
         /// A live full-screen view that updates as reports arrive (q quits); without a
         /// terminal, prints the summary again each time it changes

@@ -3,7 +3,6 @@
 //!
 //! This file parses and dispatches; each object or verb family has its own module.
 
-mod actions;
 mod admin;
 mod args;
 mod attrs;
@@ -23,6 +22,7 @@ mod info;
 mod initramfs;
 mod login;
 mod node;
+mod log;
 mod objects;
 mod output;
 mod power;
@@ -107,6 +107,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Top::Info => info::run(&cli),
         Top::Trust(a) => trust::run(&cli, a),
         Top::Node(c) => object(&cli, Kind::Node, c),
+        Top::Log(a) => log::run(&cli, a),
         Top::Attrib(c) => object(&cli, Kind::Attrib, c),
         Top::Boot(c) => object(&cli, Kind::Boot, c),
         Top::Image(c) => object(&cli, Kind::Image, c),
@@ -157,11 +158,11 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             disarm,
             recover,
         } => cluster::db(cli, kind, [*compact, *defrag, *disarm, *recover]),
-        Action::Unknown => node::unknown(cli),
+        Action::Unknown => node::unknown(cli, kind),
         Action::Status {
             refresh,
             refresh_for,
-        } => node::status(cli, cmd, *refresh, *refresh_for),
+        } => node::status(cli, kind, cmd, *refresh, *refresh_for),
         Action::Power(a) => power::run(cli, kind, cmd, &power::power_request(a)),
         Action::Reboot(a) => {
             power::run(cli, kind, cmd, &power::soft_request(PowerAction::Reboot, a))
