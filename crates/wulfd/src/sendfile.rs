@@ -382,7 +382,10 @@ async fn serve(
         out.bytes = count;
         tracing::debug!(sha256 = %file_ref.sha256, bytes = count, "boot file sent");
     }
-    let peer = stream.peer_addr().ok().map(|a| a.ip().to_canonical().to_string());
+    let peer = stream
+        .peer_addr()
+        .ok()
+        .map(|a| a.ip().to_canonical().to_string());
     crate::log::access::record(&crate::log::access::Line {
         peer: peer.as_deref(),
         account: None,
