@@ -6,6 +6,7 @@
 mod admin;
 mod args;
 mod attrs;
+mod backup;
 mod chain;
 mod cluster;
 mod conn;
@@ -29,6 +30,7 @@ mod power;
 mod sim;
 mod simulate;
 mod status;
+mod sysinfo;
 mod trust;
 mod waitfor;
 
@@ -105,6 +107,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Top::Initramfs { action } => initramfs::run(&cli, action),
         Top::Head(h) => head::run(&cli, h),
         Top::Info => info::run(&cli),
+        Top::Sysinfo(a) => sysinfo::run(&cli, a),
         Top::Trust(a) => trust::run(&cli, a),
         Top::Node(c) => object(&cli, Kind::Node, c),
         Top::Log(a) => log::run(&cli, a),
@@ -158,6 +161,11 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             disarm,
             recover,
         } => cluster::db(cli, kind, [*compact, *defrag, *disarm, *recover]),
+        Action::Backup {
+            output,
+            files,
+            force,
+        } => backup::run(cli, kind, output, *files, *force),
         Action::Unknown => node::unknown(cli, kind),
         Action::Status {
             refresh,

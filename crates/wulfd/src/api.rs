@@ -23,6 +23,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::dns::routes())
         .merge(crate::heads::routes())
         .merge(crate::maint::routes())
+        .merge(crate::backup::routes())
         .merge(crate::exec::routes::routes())
         .merge(crate::power::routes())
         .layer(DefaultBodyLimit::disable())

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod boot;
 pub mod cache;
@@ -166,6 +167,21 @@ enum Command {
         #[arg(long, value_name = "FILE", requires = "cert")]
         key: Option<PathBuf>,
     },
+    /// Restore a backup (`wulf cluster backup`) into an empty store: the embedded one in
+    /// --data-dir, or the etcd of --store. Stop wulfd first. Everything is checked before
+    /// anything is written; a store that holds wulf keys is refused. Files (kernels,
+    /// initramfs, images) come from a backup made with --files, or --files DIR|TAR, and go
+    /// into --data-dir's file store, each checked against its sha256; files missing are
+    /// named with the objects that use them. Exit 2 for a damaged or malformed backup, 1 for
+    /// other failures; nothing is written either way. See docs/admin/backup.md.
+    Restore {
+        /// The backup: JSON lines, or the tar of `wulf cluster backup --files`
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where the backup's files are: a directory (files named by their sha256) or a tar
+        #[arg(long, value_name = "DIR|TAR")]
+        files: Option<PathBuf>,
+    },
 }
 
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_t` (v2.1 and later).
@@ -252,6 +268,9 @@ pub fn main() -> std::process::ExitCode {
             Some(Command::ReplaceCa { cert, key }) => {
                 tls::replace_ca_command(&cfg, cert.as_deref().zip(key.as_deref())).await
             }
+            Some(Command::Restore { file, files }) => {
+                backup::restore::run(&cfg, file, files.as_deref()).await
+            }
             None => run(cfg.clone()).await,
         }
     };
@@ -260,6 +279,9 @@ pub fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("wulfd: {e:#}");
+            if e.downcast_ref::<backup::restore::BadBackup>().is_some() {
+                return std::process::ExitCode::from(2);
+            }
             std::process::ExitCode::FAILURE
         }
     }
@@ -286,6 +308,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // Every store operation timed for /metrics.
     let store = metrics::store::timed(store);
     tracing::info!(backend = store.backend(), "database open");
+    backup::refuse_unfinished(store.as_ref()).await?;
     let cancel = CancellationToken::new();
     let cache = cache::Cache::new();
     patiently(|| async {

@@ -221,6 +221,12 @@ pub const RULES: &[Rule] = &[
         "compact or defragment the database",
     ),
     rule("DELETE", "/api/v1/head", Account(Admin), "forget a head"),
+    rule(
+        "GET",
+        "/api/v1/cluster/backup",
+        Account(Admin),
+        "a backup of every object and the cluster's secrets",
+    ),
 ];
 
 /// The rule for a request: by method (HEAD as GET) and the route axum matched.
