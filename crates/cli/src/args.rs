@@ -133,6 +133,15 @@ pub(crate) enum Top {
         #[command(subcommand)]
         action: crate::initramfs::InitramfsCmd,
     },
+    /// Collect a support snapshot (as scyld-sysinfo does): versions, the head's config
+    /// (secrets masked), heads, store health, object counts, node status, recent logs,
+    /// interfaces, listening sockets and disk use, in a .tar.gz
+    ///
+    /// Each part that cannot be collected is noted in errors.txt instead. Tokens, keys and
+    /// password hashes are never included. Run it on the head (as root to see everything).
+    #[command(after_help = "Examples:\n  wulf sysinfo\n  wulf sysinfo -o /tmp/head1.tar.gz\n  \
+        wulf sysinfo --no-tar -o /tmp/head1-sysinfo")]
+    Sysinfo(crate::sysinfo::SysinfoArgs),
     /// Run simulated nodes (type simulated) that boot and report status like real ones
     ///
     /// Each simulated node fetches its boot script from the head (the head sees it boot),
@@ -338,6 +347,28 @@ pub(crate) enum Action {
         /// Recover from "database space exceeded": compact, defragment, disarm
         #[arg(long, conflicts_with_all = ["compact", "defrag", "disarm"])]
         recover: bool,
+    },
+    /// Cluster only: write a backup of the whole cluster to a file
+    ///
+    /// One consistent snapshot of every object (admin accounts with their password hashes),
+    /// the cluster's secrets (token signing key, admin token, node secret, TLS CA) and the
+    /// list of files the objects use (sha256, size). The backup is a secret: keep it like
+    /// the head's data directory. With --files, FILE is a tar that also carries the files,
+    /// each checked against its sha256. Restore with `wulfd restore FILE` into an empty
+    /// store (docs/admin/backup.md).
+    #[command(after_help = "Examples:\n  wulf cluster backup -o cluster.jsonl\n  \
+        wulf cluster backup -o cluster.tar --files\n  \
+        wulfd --data-dir /var/lib/wulf restore cluster.tar")]
+    Backup {
+        /// The file to write (refused if it exists, unless --force)
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+        /// Also carry the files (kernels, initramfs, images): FILE becomes a tar
+        #[arg(long)]
+        files: bool,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
     },
     /// Nodes only: node status as the head sees it now
     ///
