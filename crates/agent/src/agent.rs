@@ -58,6 +58,8 @@ pub struct Agent {
     power: PowerCommands,
     self_reboot: bool,
     cred: String,
+    /// The address reported, and the head it leads to (found again when that changes).
+    local_ip: Option<(String, String)>,
 }
 
 impl Agent {
@@ -93,6 +95,7 @@ impl Agent {
             cost: Cost::default(),
             failures: 0,
             warned: (None, None),
+            local_ip: None,
         };
         agent.apply_attributes();
         agent
@@ -167,6 +170,20 @@ impl Agent {
         self.orphan.is_orphan()
     }
 
+    /// This node's address on the way to the head it reports to first: that interface's
+    /// address, as the kernel's route to the head picks it.
+    fn local_ip(&mut self) -> Option<String> {
+        let head = self.sender.current();
+        match &self.local_ip {
+            Some((h, ip)) if h == head => Some(ip.clone()),
+            _ => {
+                let ip = wulf_api::status::local_ip_toward(head)?.to_string();
+                self.local_ip = Some((head.to_string(), ip.clone()));
+                Some(ip)
+            }
+        }
+    }
+
     /// Gather a report. `full` is false for the shutdown report (cheap fields only).
     pub fn build_report(&mut self, state: ReportState, full: bool) -> StatusReport {
         let cheap = self.gatherer.cheap();
@@ -215,6 +232,7 @@ impl Agent {
         } else {
             None
         };
+        let ip = self.local_ip();
         StatusReport {
             node: self.node.clone(),
             state,
@@ -225,6 +243,7 @@ impl Agent {
             load: cheap.load,
             ram_total: cheap.ram_total,
             ram_free: cheap.ram_free,
+            ip,
             hostname: f.hostname,
             kernel: f.kernel,
             cmdline: f.cmdline,
@@ -474,6 +493,8 @@ mod tests {
         assert!(r.hardware.is_some());
         assert!(r.uptime_secs > 0.0 && r.ram_total > 0);
         assert_eq!(r.agent.as_ref().map(|c| c.reports), Some(0));
+        // Its address on the way to the head (127.0.0.1 here), in every report.
+        assert_eq!(r.ip.as_deref(), Some("127.0.0.1"));
         // Not sent yet: the next report carries the same inventory.
         let r2 = a.build_report(ReportState::Up, true);
         assert_eq!(r2.hardware, r.hardware);
@@ -492,6 +513,7 @@ mod tests {
         assert!(r.busy);
         assert!(r.hostname.is_none() && r.kernel.is_none() && r.cmdline.is_none());
         assert!(r.modules.is_none() && r.selinux.is_none());
+        assert_eq!(r.ip.as_deref(), Some("127.0.0.1"));
         assert!(r.uptime_secs > 0.0 && r.ram_total > 0 && r.ram_free > 0);
         assert!(r.boot_id.is_some());
         // _busy=yes without a flag file.

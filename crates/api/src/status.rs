@@ -21,6 +21,40 @@ pub fn parse_node_token(token: &str) -> Option<(&str, &str)> {
     (!uid.is_empty() && !cred.is_empty()).then_some((uid, cred))
 }
 
+/// The local address this machine reaches `head` (a base URL like `https://10.0.0.1:8740`)
+/// through: the source address the kernel picks for the route to it. Nothing is sent (a UDP
+/// socket is connected, not written to); None when the head's name does not resolve or no
+/// route leads there.
+pub fn local_ip_toward(head: &str) -> Option<std::net::IpAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+    let rest = head.split_once("://").map_or(head, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let default_port = if head.starts_with("http://") { 80 } else { 443 };
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            let port = after
+                .strip_prefix(':')
+                .map_or(Some(default_port), |p| p.parse().ok())?;
+            (host, port)
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (authority, default_port),
+        },
+    };
+    let target = (host, port).to_socket_addrs().ok()?.next()?;
+    let any: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(any).ok()?;
+    sock.connect(target).ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 /// What the node says about itself in a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +97,10 @@ pub struct StatusReport {
     pub ram_total: u64,
     #[serde(default)]
     pub ram_free: u64,
+    /// The node's address on the interface it reaches the head through (see
+    /// [`local_ip_toward`]); `wulf sim` sends the simulated node's `ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Kernel release (`uname -r`).
@@ -197,6 +235,9 @@ pub struct NodeStatus {
     pub ram_total: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ram_free: Option<u64>,
+    /// The address the node last reported (its side of the way to the head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,6 +279,20 @@ pub struct StateGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_address_toward_a_head() {
+        let lo = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(local_ip_toward("https://127.0.0.1:8740"), lo);
+        assert_eq!(local_ip_toward("http://127.0.0.1"), lo);
+        assert_eq!(local_ip_toward("127.0.0.1:1/x"), lo);
+        assert_eq!(
+            local_ip_toward("https://[::1]:8740/"),
+            Some(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+        );
+        assert_eq!(local_ip_toward("https://127.0.0.1:notaport"), None);
+        assert_eq!(local_ip_toward("https://[::1"), None);
+    }
 
     #[test]
     fn node_tokens_round_trip() {

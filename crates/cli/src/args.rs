@@ -240,6 +240,9 @@ pub(crate) struct ObjectCmd {
     pub(crate) action: Action,
 }
 
+// Every object's actions. An action some objects take starts its help with whose it is
+// ("Nodes only: …", "Cluster only: …"; the phrases are in actions.rs): each object's --help
+// then lists only its own actions, and the others refuse it.
 #[derive(Subcommand, Debug)]
 pub(crate) enum Action {
     /// List objects (-l table, -L everything, --json)
@@ -249,7 +252,8 @@ pub(crate) enum Action {
     },
     /// Create objects: key=value fields, key=@file to upload a file field
     Create {
-        /// Fields: name=… and the kind's other fields; FILE fields take @PATH
+        /// Fields: name=… and the kind's other fields; FILE fields take @PATH. Nodes and
+        /// attribute groups also take reserved attributes: _status_secs=2
         #[arg(value_name = "KEY=VALUE")]
         pairs: Vec<String>,
         /// Nodes: create this many (index=N starts them at N)
@@ -273,7 +277,7 @@ pub(crate) enum Action {
         #[arg(long, conflicts_with = "password_stdin")]
         password: bool,
     },
-    /// Change fields of the selected objects
+    /// Change fields of the selected objects (and reserved _attributes of nodes and groups)
     Update {
         #[arg(value_name = "KEY=VALUE", required_unless_present_any = ["password_stdin", "password"])]
         pairs: Vec<String>,
@@ -290,29 +294,30 @@ pub(crate) enum Action {
     /// Admin accounts only: end every session and token of the selected accounts (they log
     /// in again; the bootstrap token is not affected)
     Revoke,
-    /// Set attributes (nodes and attribute groups): name=value or name=@file
+    /// Nodes and attribute groups only: set attributes, name=value or name=@file
     Set {
         #[arg(value_name = "NAME=VALUE", required = true)]
         pairs: Vec<String>,
     },
-    /// Remove attributes
+    /// Nodes and attribute groups only: remove attributes
     Clear {
         #[arg(value_name = "NAME", required = true)]
         names: Vec<String>,
     },
-    /// Add nodes to attribute groups (appended, in order)
+    /// Nodes only: add nodes to attribute groups (appended, in order)
     Join {
         #[arg(value_name = "GROUP", required = true)]
         groups: Vec<String>,
     },
-    /// Remove nodes from attribute groups
+    /// Nodes only: remove nodes from attribute groups
     Leave {
         #[arg(value_name = "GROUP", required = true)]
         groups: Vec<String>,
     },
-    /// Upload a file field (boot: kernel, initramfs; image: content)
+    /// Boot configs and images only: upload a file field (boot: kernel, initramfs; image:
+    /// content)
     Upload { field: String, file: PathBuf },
-    /// Download a file field to a file (or stdout with -o -)
+    /// Boot configs and images only: download a file field to a file (or stdout with -o -)
     Download {
         field: String,
         #[arg(short = 'o', long, value_name = "FILE")]
@@ -373,9 +378,10 @@ pub(crate) enum Action {
     /// Nodes only: node status as the head sees it now
     ///
     /// Without options: one row per state (up, booting, down with its reason, new) listing
-    /// the nodes as hostlist ranges, pasteable into --ids. -l: one row per node (state, last
-    /// change, uptime, load, RAM, busy). -L: everything each node reported (hostname,
-    /// kernel, cmdline, modules, SELinux, hardware, agent cost). --json: the same as JSON.
+    /// the nodes as hostlist ranges, pasteable into --ids. -l: one row per node (the IP it
+    /// reported, state, last change, uptime, load, RAM, busy). -L: everything each node
+    /// reported (IP, hostname, kernel, cmdline, modules, SELinux, hardware, agent cost).
+    /// --json: the same as JSON.
     Status {
         /// A live full-screen view that updates as reports arrive (q quits); without a
         /// terminal, prints the summary again each time it changes

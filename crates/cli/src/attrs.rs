@@ -1,5 +1,6 @@
 //! Attributes and groups: `set`, `clear` (nodes and attribute groups), `join`, `leave`
-//! (nodes).
+//! (nodes), and the reserved attributes `create` and `update` take with the fields. Which
+//! objects take which action is checked when the command line is parsed (actions.rs).
 
 use std::collections::BTreeMap;
 
@@ -13,16 +14,40 @@ use crate::fail::{usage, Fail};
 use crate::fields::{read_value, split_pair};
 use crate::objects::{brief, report};
 
+/// One `NAME=VALUE` (or `NAME=@file`) attribute, checked as the head checks it.
+fn attribute(p: &str) -> Result<(String, String), Fail> {
+    let (k, v) = split_pair(p)?;
+    let v = read_value(v)?;
+    wulf_model::attributes::validate(k, &v).map_err(|e| usage(e.to_string()))?;
+    Ok((k.to_string(), v))
+}
+
+/// `create` and `update` arguments of nodes and attribute groups: the `_name=value` pairs
+/// (reserved attributes, checked as `set` checks them) apart from the fields, so an object
+/// is created or changed with its attributes in one request. Other kinds: all fields.
+pub(crate) fn split_attributes(
+    kind: Kind,
+    pairs: &[String],
+) -> Result<(Vec<String>, BTreeMap<String, String>), Fail> {
+    let mut fields = Vec::new();
+    let mut attrs = BTreeMap::new();
+    for p in pairs {
+        if has_attributes(kind) && p.trim_start().starts_with('_') {
+            let (k, v) = attribute(p)?;
+            attrs.insert(k, v);
+        } else {
+            fields.push(p.clone());
+        }
+    }
+    Ok((fields, attrs))
+}
+
 /// `set NAME=VALUE…`
 pub(crate) fn set(cli: &Cli, kind: Kind, cmd: &ObjectCmd, pairs: &[String]) -> Result<(), Fail> {
-    attrs_kind(kind)?;
-    let mut set = BTreeMap::new();
-    for p in pairs {
-        let (k, v) = split_pair(p)?;
-        let v = read_value(v)?;
-        wulf_model::attributes::validate(k, &v).map_err(|e| usage(e.to_string()))?;
-        set.insert(k.to_string(), v);
-    }
+    let set = pairs
+        .iter()
+        .map(|p| attribute(p))
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
     change(
         cli,
         kind,
@@ -37,7 +62,6 @@ pub(crate) fn set(cli: &Cli, kind: Kind, cmd: &ObjectCmd, pairs: &[String]) -> R
 
 /// `clear NAME…`
 pub(crate) fn clear(cli: &Cli, kind: Kind, cmd: &ObjectCmd, names: &[String]) -> Result<(), Fail> {
-    attrs_kind(kind)?;
     change(
         cli,
         kind,
@@ -52,7 +76,6 @@ pub(crate) fn clear(cli: &Cli, kind: Kind, cmd: &ObjectCmd, names: &[String]) ->
 
 /// `join GROUP…`
 pub(crate) fn join(cli: &Cli, kind: Kind, cmd: &ObjectCmd, groups: &[String]) -> Result<(), Fail> {
-    nodes_only(kind, "join")?;
     change(
         cli,
         kind,
@@ -67,7 +90,6 @@ pub(crate) fn join(cli: &Cli, kind: Kind, cmd: &ObjectCmd, groups: &[String]) ->
 
 /// `leave GROUP…`
 pub(crate) fn leave(cli: &Cli, kind: Kind, cmd: &ObjectCmd, groups: &[String]) -> Result<(), Fail> {
-    nodes_only(kind, "leave")?;
     change(
         cli,
         kind,
@@ -78,25 +100,6 @@ pub(crate) fn leave(cli: &Cli, kind: Kind, cmd: &ObjectCmd, groups: &[String]) -
             ..Default::default()
         },
     )
-}
-
-fn attrs_kind(kind: Kind) -> Result<(), Fail> {
-    if has_attributes(kind) {
-        Ok(())
-    } else {
-        Err(usage(format!(
-            "{} objects have no attributes (nodes and attribute groups do)",
-            kind.title()
-        )))
-    }
-}
-
-fn nodes_only(kind: Kind, action: &str) -> Result<(), Fail> {
-    if kind == Kind::Node {
-        Ok(())
-    } else {
-        Err(usage(format!("only nodes {action} attribute groups")))
-    }
 }
 
 fn change(

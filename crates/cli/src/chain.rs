@@ -12,8 +12,7 @@
 
 use std::ffi::{OsStr, OsString};
 
-use clap::Parser;
-
+use crate::actions::parse_from;
 use crate::args::{Cli, Top};
 use crate::fail::{usage, Fail};
 
@@ -77,7 +76,8 @@ fn object_word(part: &[OsString]) -> Option<&str> {
 }
 
 /// The commands to run: one, or a chain. Clap's own errors (unknown flag, bad value, `--help`)
-/// end the program here, as for a single command.
+/// end the program here, as for a single command; an action the object does not take is a
+/// usage error.
 pub(crate) fn parse(argv: Vec<OsString>) -> Result<Vec<Cli>, Fail> {
     let (prog, args) = match argv.split_first() {
         Some((p, a)) => (p.clone(), a.to_vec()),
@@ -87,10 +87,10 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Vec<Cli>, Fail> {
     let object = object_word(&parts[0]).filter(|w| OBJECTS.contains(w));
     let Some(object) = object.filter(|_| parts.len() > 1) else {
         // Not a chain: `then` is an ordinary word (a hostname, say).
-        return Ok(vec![Cli::parse_from(argv)]);
+        return Ok(vec![parse_from(argv)?]);
     };
     let object = object.to_string();
-    let first = Cli::parse_from(std::iter::once(prog.clone()).chain(parts[0].iter().cloned()));
+    let first = parse_from(std::iter::once(prog.clone()).chain(parts[0].iter().cloned()))?;
     let mut clis = Vec::with_capacity(parts.len());
     for part in parts.iter().skip(1) {
         if part.is_empty() {
@@ -102,7 +102,7 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Vec<Cli>, Fail> {
         let words = [prog.clone(), OsString::from(&object)]
             .into_iter()
             .chain(part.iter().cloned());
-        let mut cli = Cli::parse_from(words);
+        let mut cli = parse_from(words)?;
         inherit(&mut cli, &first);
         clis.push(cli);
     }

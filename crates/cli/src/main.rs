@@ -3,6 +3,7 @@
 //!
 //! This file parses and dispatches; each object or verb family has its own module.
 
+mod actions;
 mod admin;
 mod args;
 mod attrs;
@@ -166,11 +167,11 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             files,
             force,
         } => backup::run(cli, kind, output, *files, *force),
-        Action::Unknown => node::unknown(cli, kind),
+        Action::Unknown => node::unknown(cli),
         Action::Status {
             refresh,
             refresh_for,
-        } => node::status(cli, kind, cmd, *refresh, *refresh_for),
+        } => node::status(cli, cmd, *refresh, *refresh_for),
         Action::Power(a) => power::run(cli, kind, cmd, &power::power_request(a)),
         Action::Reboot(a) => {
             power::run(cli, kind, cmd, &power::soft_request(PowerAction::Reboot, a))

@@ -1,24 +1,20 @@
-//! Node-only verbs that read what the head knows: `status` and `unknown`.
+//! Node-only verbs that read what the head knows: `status` and `unknown` (other objects
+//! are refused when the command line is parsed, see actions.rs).
 
 use serde_json::Value;
-use wulf_model::Kind;
 
 use crate::args::{Cli, ObjectCmd};
 use crate::conn::client;
-use crate::fail::{usage, Fail};
+use crate::fail::Fail;
 use crate::{output, status};
 
 /// `wulf node status`.
 pub(crate) fn status(
     cli: &Cli,
-    kind: Kind,
     cmd: &ObjectCmd,
     refresh: bool,
     refresh_for: Option<f64>,
 ) -> Result<(), Fail> {
-    if kind != Kind::Node {
-        return Err(usage("status is a node action: wulf node status"));
-    }
     let c = client(cli)?;
     let ids = cmd.ids_query(&[]);
     let ids = ids.as_deref();
@@ -40,10 +36,7 @@ pub(crate) fn status(
 }
 
 /// `wulf node unknown`: MACs the head's DHCP server saw that belong to no node.
-pub(crate) fn unknown(cli: &Cli, kind: Kind) -> Result<(), Fail> {
-    if kind != Kind::Node {
-        return Err(usage("unknown is a node action: wulf node unknown"));
-    }
+pub(crate) fn unknown(cli: &Cli) -> Result<(), Fail> {
     let list: Vec<Value> = client(cli)?.get("/node/unknown")?;
     if cli.json {
         output::print_json(&list);

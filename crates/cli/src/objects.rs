@@ -1,5 +1,6 @@
 //! The verbs every object kind has: `ls`, `create`, `update`, `delete`, and how their
-//! results are reported.
+//! results are reported. Nodes and attribute groups take reserved attributes (`_name=value`)
+//! in `create` and `update` too, in the same request as the fields.
 
 use std::io::Read;
 use std::path::Path;
@@ -9,6 +10,7 @@ use wulf_api::{client::encode, Deleted, NodeAttributes, UpdateRequest};
 use wulf_model::{hostlist, Kind};
 
 use crate::args::{Cli, ObjectCmd};
+use crate::attrs::split_attributes;
 use crate::conn::client;
 use crate::fail::{usage, Fail};
 use crate::fields::parse_fields;
@@ -70,7 +72,11 @@ pub(crate) fn create(
     if (count.is_some() || macs.is_some()) && kind != Kind::Node {
         return Err(usage("--count and --macs create nodes only"));
     }
-    let (fields, files) = parse_fields(kind, pairs)?;
+    let (pairs, attributes) = split_attributes(kind, pairs)?;
+    let (mut fields, files) = parse_fields(kind, &pairs)?;
+    if !attributes.is_empty() {
+        fields.insert("attributes".into(), serde_json::json!(attributes));
+    }
     let macs = macs.map(read_macs).transpose()?;
     let n = match (&macs, count) {
         (Some(m), None) => m.len(),
@@ -158,15 +164,18 @@ fn read_macs(path: &Path) -> Result<Vec<String>, Fail> {
     Ok(macs)
 }
 
-/// `update KEY=VALUE…`: fields in one request, then any file fields uploaded.
+/// `update KEY=VALUE…`: fields (and `_name=value` attributes) in one request, then any file
+/// fields uploaded.
 pub(crate) fn update(cli: &Cli, kind: Kind, cmd: &ObjectCmd, pairs: &[String]) -> Result<(), Fail> {
-    let (fields, files) = parse_fields(kind, pairs)?;
+    let (pairs, set_attributes) = split_attributes(kind, pairs)?;
+    let (fields, files) = parse_fields(kind, &pairs)?;
     let q = cmd.target_query(kind, "update")?;
     let c = client(cli)?;
     let mut objs = Vec::new();
-    if !fields.is_empty() {
+    if !fields.is_empty() || !set_attributes.is_empty() {
         let req = UpdateRequest {
             fields,
+            set_attributes,
             ..Default::default()
         };
         objs = c.send("PATCH", &format!("/{kind}{q}{}", brief(cli)), &req)?;

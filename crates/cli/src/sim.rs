@@ -96,6 +96,8 @@ struct SimNode {
     uid: String,
     name: String,
     mac: String,
+    /// The address it reports: the node's `ip`, else this machine's toward its head.
+    ip: Option<String>,
     booted: Instant,
     interval: u32,
     busy: bool,
@@ -126,6 +128,7 @@ impl SimNode {
             uid,
             name,
             mac,
+            ip: None,
             booted: Instant::now(),
             interval: 10,
             busy: false,
@@ -175,6 +178,8 @@ pub struct Stats {
     /// All latencies (µs).
     all: Mutex<Vec<u32>>,
     last_error: Mutex<Option<String>>,
+    /// Shutdown reports no head took.
+    unsaid: AtomicU64,
     /// Commands run, refused; soft reboots, shutdowns, soft requests ignored; orphans, rejoins.
     pub commands: AtomicU64,
     pub refused: AtomicU64,
@@ -360,13 +365,19 @@ impl Heads {
     }
 }
 
-/// A node's uid, name and MAC.
-type NodeIds = (String, String, String);
+/// A node's uid, name, MAC and IP (if it has one).
+type NodeIds = (String, String, String, Option<String>);
 
-/// Make sure `n` simulated nodes exist; returns (uid, name, mac) of the first `n` by index.
+/// The node's `ip` field, if set.
+fn ip_of(o: &Value) -> Option<String> {
+    o.get("ip").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Make sure `n` simulated nodes exist; returns (uid, name, mac, ip) of the first `n` by
+/// index.
 fn ensure_nodes(c: &Client, n: usize, create: bool) -> anyhow::Result<Vec<NodeIds>> {
-    let list: Vec<Value> = c.get("/node?fields=uid,name,mac,type,index")?;
-    let mut sims: Vec<(u64, String, String, String)> = list
+    let list: Vec<Value> = c.get("/node?fields=uid,name,mac,ip,type,index")?;
+    let mut sims: Vec<(u64, String, String, String, Option<String>)> = list
         .iter()
         .filter(|o| o.get("type").and_then(Value::as_str) == Some("simulated"))
         .filter_map(|o| {
@@ -375,6 +386,7 @@ fn ensure_nodes(c: &Client, n: usize, create: bool) -> anyhow::Result<Vec<NodeId
                 o.get("uid")?.as_str()?.to_string(),
                 o.get("name")?.as_str()?.to_string(),
                 o.get("mac")?.as_str()?.to_string(),
+                ip_of(o),
             ))
         })
         .collect();
@@ -400,7 +412,7 @@ fn ensure_nodes(c: &Client, n: usize, create: bool) -> anyhow::Result<Vec<NodeId
         }
         eprintln!("creating {} simulated nodes", docs.len());
         for chunk in docs.chunks(10_000) {
-            let made: Vec<Value> = c.send("POST", "/node?fields=uid,name,mac,index", chunk)?;
+            let made: Vec<Value> = c.send("POST", "/node?fields=uid,name,mac,ip,index", chunk)?;
             for o in made {
                 sims.push((
                     o.get("index").and_then(Value::as_u64).unwrap_or(u64::MAX),
@@ -416,6 +428,7 @@ fn ensure_nodes(c: &Client, n: usize, create: bool) -> anyhow::Result<Vec<NodeId
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_string(),
+                    ip_of(&o),
                 ));
             }
         }
@@ -424,7 +437,7 @@ fn ensure_nodes(c: &Client, n: usize, create: bool) -> anyhow::Result<Vec<NodeId
     Ok(sims
         .into_iter()
         .take(n)
-        .map(|(_, u, name, m)| (u, name, m))
+        .map(|(_, u, name, m, ip)| (u, name, m, ip))
         .collect())
 }
 
@@ -541,6 +554,7 @@ fn report_of(n: &SimNode, state: ReportState, rng: &mut impl rand::Rng) -> Statu
         load: [rng.gen_range(0.0..2.0), 0.5, 0.25],
         ram_total: 64 * gib,
         ram_free: rng.gen_range(32 * gib..60 * gib),
+        ip: n.ip.clone(),
         hostname: (!n.busy).then(|| n.name.clone()),
         kernel: (!n.busy).then(|| "6.1.0-simulated".to_string()),
         cmdline: (!n.busy)
@@ -724,6 +738,7 @@ fn worker(heads: Vec<String>, nodes: Vec<Node>, opts: SimOptions, ctx: Arc<comma
                     &stats,
                     &mut ignored,
                 ) {
+                    stats.unsaid.fetch_add(1, Ordering::Relaxed);
                     stats.error(format!("{}: {e}", n.name));
                 }
             }
@@ -783,7 +798,7 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
                     s.spawn(move || {
                         chunk
                             .into_iter()
-                            .map(|(i, (uid, name, mac))| {
+                            .map(|(i, (uid, name, mac, ip))| {
                                 let mut order = heads.clone();
                                 order.rotate_left(i % heads.len());
                                 let (p, head) = boot_patiently(&http, &order, &mac, &name)?;
@@ -798,6 +813,10 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
                                 }
                                 let cred = p.get("cred").cloned().unwrap_or_default();
                                 let mut n = SimNode::new(uid, name, mac, &cred, head);
+                                n.ip = ip.or_else(|| {
+                                    wulf_api::status::local_ip_toward(&n.head)
+                                        .map(|a| a.to_string())
+                                });
                                 n.spread = i / heads.len();
                                 Ok((i, n))
                             })
@@ -903,7 +922,11 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
         n as f64 / started.elapsed().as_secs_f64().max(0.001),
         stats.errors.load(Ordering::Relaxed),
         stats.failovers(),
-        if opts.crash { "; nodes stopped without shutdown reports" } else { "; nodes reported a clean shutdown" }
+        match (opts.crash, stats.unsaid.load(Ordering::Relaxed)) {
+            (true, _) => "; nodes stopped without shutdown reports".to_string(),
+            (false, 0) => "; nodes reported a clean shutdown".to_string(),
+            (false, k) => format!("; {k} nodes could not report their shutdown"),
+        }
     );
     let per_head = stats.per_head();
     if per_head.len() > 1 || stats.failovers() > 0 {
@@ -937,7 +960,8 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
 
 /// A head started for `wulf sim --local-head`: `wulfd` beside this binary, data in
 /// `./wulf-data`, API on 127.0.0.1:8740, no DHCP/TFTP/DNS (simulated nodes need none).
-/// Stopped (SIGTERM, then waited for) when dropped.
+/// Stopped (SIGTERM, then waited for) when dropped, after the simulated nodes stopped: the
+/// terminal's Ctrl-C does not reach it.
 pub struct LocalHead {
     child: std::process::Child,
     pub url: String,
@@ -972,7 +996,12 @@ impl LocalHead {
             data.display().to_string()
         )?;
         let log = std::fs::File::create(std::env::temp_dir().join("wulf-sim-wulfd.log"))?;
+        use std::os::unix::process::CommandExt as _;
         let child = std::process::Command::new(&wulfd)
+            // A process group of its own: Ctrl-C at the terminal goes to the simulator alone,
+            // whose nodes then report their clean shutdown to this head before it is
+            // stopped (on drop).
+            .process_group(0)
             .arg("--config")
             .arg(config.path())
             .stdin(std::process::Stdio::null())

@@ -12,7 +12,13 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP too: the head of --local-head is in a process group of its own, so it is
+    // stopped by this process (after the nodes' shutdown reports), not by the terminal.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| Fail::Request(anyhow::anyhow!("cannot catch signals: {e}")))?;
     }

@@ -136,12 +136,13 @@ fn load(n: &NodeStatus) -> String {
         .unwrap_or_default()
 }
 
-pub fn long_rows(list: &[NodeStatus]) -> Vec<[String; 7]> {
+pub fn long_rows(list: &[NodeStatus]) -> Vec<[String; 8]> {
     list.iter()
         .map(|n| {
             [
                 n.name.clone(),
                 state_label(&n.state, n.down_reason.as_deref()),
+                n.ip.clone().unwrap_or_default(),
                 n.last_modified_secs.map(ago).unwrap_or_default(),
                 uptime_now(n).map(duration).unwrap_or_default(),
                 load(n),
@@ -156,9 +157,10 @@ pub fn long_rows(list: &[NodeStatus]) -> Vec<[String; 7]> {
         .collect()
 }
 
-pub const LONG_HEADER: [&str; 7] = [
+pub const LONG_HEADER: [&str; 8] = [
     "NODE",
     "STATE",
+    "IP",
     "LAST CHANGE",
     "UPTIME",
     "LOAD",
@@ -203,6 +205,7 @@ pub fn print_full(list: &[NodeStatus]) {
         } else {
             kv("uptime", uptime_now(n).map(duration).unwrap_or_default());
         }
+        kv("ip", n.ip.clone().unwrap_or_default());
         kv("hostname", n.hostname.clone().unwrap_or_default());
         kv("kernel", n.kernel.clone().unwrap_or_default());
         kv("cmdline", n.cmdline.clone().unwrap_or_default());
@@ -392,6 +395,7 @@ pub fn refresh_tui(c: &Client, ids: Option<&str>, until: Option<Instant>) -> any
             let widths = [
                 Constraint::Length(14),
                 Constraint::Length(36),
+                Constraint::Length(15),
                 Constraint::Length(18),
                 Constraint::Length(10),
                 Constraint::Length(16),

@@ -723,3 +723,139 @@ fn hosts_and_networks() {
     let v: Value = h.json(&["net", "ls"]);
     assert_eq!(v[0]["host_ranges"], json!(["10.30.1.1-10.30.1.50"]));
 }
+
+/// A group, or a node, created with its reserved attributes in one command (one request, so
+/// a bad one creates nothing); `update` takes them too.
+#[test]
+fn create_and_update_take_reserved_attributes() {
+    let h = Head::start();
+    h.ok(&["boot", "create", "name=b1"]);
+    let out = h.ok(&["attrib", "create", "name=fast", "_status_secs=2"]);
+    assert_eq!(out.trim(), "Created attribute group fast");
+    let fast = &h.json(&["attrib", "-i", "fast", "ls"])[0];
+    assert_eq!(fast["attributes"], json!({"_status_secs": "2"}));
+    h.ok(&[
+        "node",
+        "create",
+        "--count",
+        "2",
+        "_boot_config=b1",
+        "groups=fast",
+    ]);
+    let nodes = h.json(&["node", "ls"]);
+    for n in nodes.as_array().unwrap() {
+        assert_eq!(n["attributes"], json!({"_boot_config": "b1"}), "{n}");
+        assert_eq!(n["groups"], json!(["fast"]), "{n}");
+    }
+    h.ok(&["node", "-i", "n0", "update", "description=gpu", "_busy=yes"]);
+    let n0 = &h.json(&["node", "-i", "n0", "ls"])[0];
+    assert_eq!(n0["description"], "gpu");
+    assert_eq!(n0["attributes"]["_busy"], "yes");
+
+    // Checked as `set` checks them; nothing is created or changed.
+    let rev = h.revision();
+    for (args, code, want) in [
+        (
+            &["attrib", "create", "name=slow", "_status_secs=soon"][..],
+            2,
+            "_status_secs",
+        ),
+        (
+            &["attrib", "create", "name=slow", "_nonsense=1"],
+            2,
+            "unknown reserved attribute",
+        ),
+        (
+            &["attrib", "create", "name=slow", "_boot_config=nosuchboot"],
+            1,
+            "no boot config named 'nosuchboot'",
+        ),
+        (
+            &["node", "-i", "n1", "update", "description=x", "_busy=maybe"],
+            2,
+            "_busy",
+        ),
+        (
+            &["boot", "create", "name=b2", "_status_secs=2"],
+            2,
+            "has no field '_status_secs'",
+        ),
+    ] {
+        let err = h.fails(code, args);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(h.revision(), rev, "nothing written");
+    assert_eq!(
+        names(&h.json(&["attrib", "ls"])),
+        ["DefaultAttribs", "fast"]
+    );
+    assert_eq!(h.json(&["node", "-i", "n1", "ls"])[0]["description"], "");
+}
+
+/// `wulf OBJECT --help` lists that object's actions only; another object's is refused.
+#[test]
+fn each_object_help_lists_its_own_actions() {
+    let help = |obj: &str| {
+        let o = std::process::Command::new(head::wulf_bin())
+            .args([obj, "--help"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{obj}");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        // The action names listed under "Commands:".
+        let listed: Vec<String> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter(|l| !l.starts_with("   "))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        (text, listed)
+    };
+    let (text, node) = help("node");
+    for other in ["db", "hosts", "revoke", "backup", "upload"] {
+        assert!(!node.iter().any(|a| a == other), "{other}: {text}");
+    }
+    assert!(!text.contains("only:"), "{text}");
+    for own in ["ls", "create", "set", "join", "status", "exec", "waitfor"] {
+        assert!(node.iter().any(|a| a == own), "{own}: {text}");
+    }
+    let (text, cluster) = help("cluster");
+    for own in ["ls", "update", "db", "hosts"] {
+        assert!(cluster.iter().any(|a| a == own), "{own}: {text}");
+    }
+    for other in ["create", "delete", "status", "set", "revoke"] {
+        assert!(!cluster.iter().any(|a| a == other), "{other}: {text}");
+    }
+    let (_, admin) = help("admin");
+    assert_eq!(
+        admin,
+        ["ls", "create", "update", "delete", "revoke", "help"]
+    );
+    let (_, boot) = help("boot");
+    assert!(boot.iter().any(|a| a == "upload") && !boot.iter().any(|a| a == "set"));
+
+    // Refused before anything is sent (no head here), with exit 2.
+    for (args, want) in [
+        (&["node", "-i", "n1", "db"][..], "db is a cluster action"),
+        (&["node", "-i", "n1", "revoke"], "revoke is an admin action"),
+        (
+            &["boot", "-i", "b", "set", "_busy=1"],
+            "set is a node and attrib action",
+        ),
+        (
+            &["node", "-i", "n1", "reboot", "then", "hosts"],
+            "hosts is a cluster action",
+        ),
+    ] {
+        let o = std::process::Command::new(head::wulf_bin())
+            .args(args)
+            .env("WULF_URL", "https://127.0.0.1:1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

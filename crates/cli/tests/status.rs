@@ -3,6 +3,7 @@
 //! new, booting, up and down with each reason.
 
 mod head;
+mod netns;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -121,6 +122,23 @@ fn simulated_nodes_boot_report_and_shut_down() {
         long.contains("seconds ago") || long.contains("second ago"),
         "{long}"
     );
+    // Each row has the address the node reported: the simulator sends the node's ip, or
+    // for a node without one this machine's address toward the head.
+    assert!(
+        squash(long.lines().next().unwrap()).starts_with("NODE STATE IP"),
+        "{long}"
+    );
+    for n in h.json(&["node", "-i", "n[2-7]", "ls"]).as_array().unwrap() {
+        let name = n["name"].as_str().unwrap();
+        let ip = n["ip"].as_str().unwrap_or("127.0.0.1");
+        let row = long
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {long}"));
+        assert_eq!(row.split_whitespace().nth(2), Some(ip), "{long}");
+        let st = by_name(&h.json(&["node", "-i", name, "status", "-l"]), name).clone();
+        assert_eq!(st["ip"], ip, "{st}");
+    }
 
     // --json and -L carry what the node reported, hardware included. (The first report
     // still announces the default interval: the node learns _status_secs from its reply.)
@@ -396,6 +414,10 @@ fn the_agent_reports_to_the_head() {
     assert!(n0["hardware"]["cpus"].as_u64().unwrap() >= cpus, "{n0}");
     assert!(n0["ram_total"].as_u64().unwrap() > 0);
     assert!(n0["agent"]["version"].as_str().is_some(), "{n0}");
+    // Its address on the interface it reaches the head (127.0.0.1) through.
+    assert_eq!(n0["ip"], "127.0.0.1", "{n0}");
+    let long = h.ok(&["node", "-i", "n0", "status", "-l"]);
+    assert!(long.contains("127.0.0.1"), "{long}");
 
     // Restarted, with the token used up: it reports with the credential it kept, each
     // second, then says goodbye on SIGTERM.
@@ -474,9 +496,102 @@ fn refresh_full_screen_on_a_terminal() {
     assert!(text.contains("wulf node status"), "{text}");
     assert!(text.contains("up 2 n[0-1]"), "no summary in: {text}");
     assert!(
-        text.contains("n0 up") && text.contains("n1 up"),
+        text.contains("n0 up 127.0.0.1") && text.contains("n1 up 127.0.0.1"),
         "no rows in: {text}"
     );
     sigterm(&s);
     finish(s);
+}
+
+/// The README's quick start, `wulf sim --local-head --nodes 16`, stopped the way Ctrl-C at a
+/// terminal stops it: SIGINT to the whole foreground process group. The simulated nodes
+/// report their clean shutdown to the head before it stops: no errors. (In a network
+/// namespace of its own: the local head listens on 127.0.0.1:8740.)
+#[test]
+fn ctrl_c_stops_the_quick_start_cleanly() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let lab = netns::Lab::new("10.86.0");
+    let dir = tempfile::tempdir().unwrap();
+    let wulf = wulf_bin();
+    let mut cmd = netns::Lab::cmd(&lab.srv, wulf.to_str().unwrap());
+    cmd.args(["sim", "--local-head", "--nodes", "16"])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env_remove("WULF_URL")
+        .env_remove("WULF_TOKEN")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Sim(Some(cmd.spawn().unwrap()));
+    let c = child.0.as_mut().unwrap();
+    let pgid = c.id() as libc::pid_t;
+    let stdout = c.stdout.take().unwrap();
+    let stderr = c.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("Ctrl-C stops them") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let errs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s);
+        s
+    });
+    // The status is printed once every node is up.
+    let up = rx.recv_timeout(Duration::from_secs(90));
+    // SAFETY: kill(2) on the process group of our own child.
+    unsafe {
+        libc::kill(-pgid, libc::SIGINT);
+    }
+    let c = child.0.as_mut().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if status.is_none() {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    let out = reader.join().unwrap();
+    let err = errs.join().unwrap();
+    let text = format!("stdout:\n{out}\nstderr:\n{err}");
+    assert!(up.is_ok(), "the nodes never came up: {text}");
+    let status = status.unwrap_or_else(|| panic!("wulf sim did not stop on SIGINT: {text}"));
+    assert!(status.success(), "{status}: {text}");
+    assert!(out.lines().any(|l| squash(l) == "up 16 n[0-15]"), "{text}");
+    let summary = err
+        .lines()
+        .find(|l| l.starts_with("sim: ") && l.contains(" reports in "))
+        .unwrap_or_else(|| panic!("no summary: {text}"));
+    assert!(
+        summary.contains(" 0 errors") && summary.contains("nodes reported a clean shutdown"),
+        "{text}"
+    );
+    assert!(!err.contains("last error"), "{text}");
+    // After the shutdown reports the head printed every node down, cleanly.
+    assert!(
+        out.lines()
+            .any(|l| squash(l) == "down (clean shutdown) 16 n[0-15]"),
+        "{text}"
+    );
 }

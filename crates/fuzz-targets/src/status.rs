@@ -48,6 +48,7 @@ pub fn status(data: &[u8]) {
     let head = Status::new("head".into(), 600);
     let uid = report.node.clone();
     let info = Info {
+        ip: report.ip.clone(),
         hostname: report.hostname.clone(),
         kernel: report.kernel.clone(),
         cmdline: report.cmdline.clone(),

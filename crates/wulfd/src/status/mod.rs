@@ -8,8 +8,8 @@
 //!
 //! - `/wulf/status/hb/<uid>`: the heartbeat (receive times, uptime, load, RAM, busy, agent
 //!   cost): small, rewritten at every flush that saw a report from the node;
-//! - `/wulf/status/info/<uid>`: hostname, kernel, cmdline, modules, SELinux, hardware:
-//!   rewritten only when one of them changed.
+//! - `/wulf/status/info/<uid>`: address, hostname, kernel, cmdline, modules, SELinux,
+//!   hardware: rewritten only when one of them changed.
 //!
 //! A report is answered before it is flushed: a head that dies loses at most the last flush
 //! interval of heartbeats, which the nodes' next reports replace. State ("down" above all) is
@@ -84,6 +84,9 @@ pub struct Heartbeat {
 /// The rarely changing part of a node's status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Info {
+    /// The address the node reported (its side of the way to the head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,7 +160,7 @@ fn intern_modules(pool: &mut HashSet<Arc<Vec<String>>>, info: &mut Info) {
 pub enum Detail {
     /// State, reason, times.
     State,
-    /// + heartbeat fields (load, RAM, busy, head, agent cost).
+    /// + heartbeat fields (load, RAM, busy, head, agent cost) and the reported address.
     Heartbeat,
     /// + hostname, kernel, cmdline, modules, SELinux, hardware.
     Full,
@@ -190,6 +193,11 @@ pub fn check_report(r: &StatusReport) -> Result<(), String> {
             "load must be three finite numbers, not {:?}",
             r.load
         ));
+    }
+    if let Some(ip) = &r.ip {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("ip {ip:?} is not an IP address"));
+        }
     }
     Ok(())
 }
@@ -374,7 +382,8 @@ impl Status {
             if r.agent.is_some() {
                 hb.agent = r.agent;
             }
-            let info_changed = (r.hostname.is_some() && r.hostname != e.info.hostname)
+            let info_changed = (r.ip.is_some() && r.ip != e.info.ip)
+                || (r.hostname.is_some() && r.hostname != e.info.hostname)
                 || (r.kernel.is_some() && r.kernel != e.info.kernel)
                 || (r.cmdline.is_some() && r.cmdline != e.info.cmdline)
                 || (r.modules.is_some() && r.modules.as_ref() != e.info.modules.as_deref())
@@ -383,6 +392,7 @@ impl Status {
             if info_changed {
                 let old = &e.info;
                 e.info = Arc::new(Info {
+                    ip: r.ip.or_else(|| old.ip.clone()),
                     hostname: r.hostname.or_else(|| old.hostname.clone()),
                     kernel: r.kernel.or_else(|| old.kernel.clone()),
                     cmdline: r.cmdline.or_else(|| old.cmdline.clone()),
@@ -476,6 +486,9 @@ impl Status {
                         s.ram_free = hb.ram_free;
                         s.agent.clone_from(&hb.agent);
                     }
+                }
+                if let (Some(e), true) = (entry, detail >= Detail::Heartbeat) {
+                    s.ip.clone_from(&e.info.ip);
                 }
                 if let (Some(e), Detail::Full) = (entry, detail) {
                     let i = &e.info;
@@ -845,6 +858,13 @@ mod tests {
         )
         .unwrap();
         assert!(check_report(&r).unwrap_err().contains("load"));
+        let bad_ip = StatusReport {
+            ip: Some("10.0.0.300".into()),
+            ..report("u2")
+        };
+        assert!(check_report(&bad_ip)
+            .unwrap_err()
+            .contains("not an IP address"));
         let ok = report("u2");
         assert_eq!(check_report(&ok), Ok(()));
         let hb = Heartbeat {
@@ -863,7 +883,13 @@ mod tests {
         let s = Status::new("h1".into(), 600);
         let hour = 3_600_000;
         s.booted("u1");
-        s.report("u1", report("u1"));
+        s.report(
+            "u1",
+            StatusReport {
+                ip: Some("10.0.0.7".into()),
+                ..report("u1")
+            },
+        );
         assert_eq!(
             s.flush(store.as_ref(), hour, false).await.unwrap(),
             2,
@@ -903,6 +929,11 @@ mod tests {
         assert!(t.booted_ms.is_some() && t.report_ms.is_some());
         let inner = s2.lock();
         assert_eq!(inner.nodes["u1"].info.hostname.as_deref(), Some("n0"));
+        assert_eq!(
+            inner.nodes["u1"].info.ip.as_deref(),
+            Some("10.0.0.7"),
+            "kept through reports without it"
+        );
         assert!(inner.nodes["u1"].hb.busy);
         assert_eq!(
             inner.nodes["u1"].hb.uptime,
