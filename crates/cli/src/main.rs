@@ -22,9 +22,9 @@ mod hostlist;
 mod image;
 mod info;
 mod initramfs;
+mod log;
 mod login;
 mod node;
-mod log;
 mod objects;
 mod output;
 mod power;
@@ -107,11 +107,11 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Top::Sim(a) => simulate::run(&cli, a),
         Top::Initramfs { action } => initramfs::run(&cli, action),
         Top::Head(h) => head::run(&cli, h),
+        Top::Log(a) => log::run(&cli, a),
         Top::Info => info::run(&cli),
         Top::Sysinfo(a) => sysinfo::run(&cli, a),
         Top::Trust(a) => trust::run(&cli, a),
         Top::Node(c) => object(&cli, Kind::Node, c),
-        Top::Log(a) => log::run(&cli, a),
         Top::Attrib(c) => object(&cli, Kind::Attrib, c),
         Top::Boot(c) => object(&cli, Kind::Boot, c),
         Top::Image(c) => object(&cli, Kind::Image, c),

@@ -26,8 +26,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::backup::routes())
         .merge(crate::exec::routes::routes())
         .merge(crate::power::routes())
-        .layer(DefaultBodyLimit::disable())
         .merge(crate::log::routes::routes())
+        .layer(DefaultBodyLimit::disable())
         // Boot scripts and boot files are fetched by firmware, which has no token.
         .merge(crate::boot::routes())
         // Agents poll for commands with their node token, checked by the handlers.
@@ -45,9 +45,9 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::metrics::routes())
         // Plain HTTP reaches only /boot/ (firmware); the rest needs HTTPS.
         .layer(axum::middleware::from_fn(crate::tls::require_tls))
-        .fallback(|| async { ApiErr::new(StatusCode::NOT_FOUND, "no such API path") })
         // One access.log line per request, whatever answered it.
         .layer(axum::middleware::from_fn(crate::log::access::layer))
+        .fallback(|| async { ApiErr::new(StatusCode::NOT_FOUND, "no such API path") })
         // Requests and latency per route (the fallback's as `unmatched`).
         .layer(axum::middleware::from_fn(crate::metrics::http::track))
         .with_state(app)

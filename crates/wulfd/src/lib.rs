@@ -18,8 +18,8 @@ mod generate;
 pub mod gui;
 pub mod heads;
 pub mod limits;
-pub mod maint;
 pub mod log;
+pub mod maint;
 pub mod metrics;
 pub mod migrate;
 pub mod netif;
@@ -113,11 +113,11 @@ struct Args {
     /// cluster's log_level)
     #[arg(long, env = "WULFD_LOG")]
     log: Option<String>,
-    /// The cluster database: "embedded" (default, in the data directory) or
     /// This head's name among the cluster's heads (overrides the config file's head_name)
     /// [default: the host name]
     #[arg(long, value_name = "NAME", env = "WULFD_HEAD_NAME")]
     head_name: Option<String>,
+    /// The cluster database: "embedded" (default, in the data directory) or
     /// "etcd://host:port[,host:port…]" / "etcd+https://…" (shared by several heads; TLS files
     /// in the config file's [etcd] section)
     #[arg(long, env = "WULFD_STORE")]
@@ -205,6 +205,10 @@ pub fn main() -> std::process::ExitCode {
             }
         };
     }
+    let config_file = args.config.clone().or_else(|| {
+        let p = PathBuf::from(DEFAULT_CONFIG);
+        p.exists().then_some(p)
+    });
     let file = match load_file_config(args.config.as_deref()) {
         Ok(f) => f,
         Err(e) => {
@@ -214,6 +218,10 @@ pub fn main() -> std::process::ExitCode {
     };
     let file_store = file.store.clone();
     let mut cfg = Config::settle(file, args.data_dir.clone(), args.listen, args.log.clone());
+    cfg.config_file = config_file;
+    if let Some(name) = &args.head_name {
+        cfg.head_name = Some(name.clone());
+    }
     let joined = match &args.join {
         Some(url) => match ask_store(
             url,
@@ -221,10 +229,6 @@ pub fn main() -> std::process::ExitCode {
             args.ca.as_deref(),
             &cfg.data_dir,
         ) {
-    let config_file = args.config.clone().or_else(|| {
-        let p = PathBuf::from(DEFAULT_CONFIG);
-        p.exists().then_some(p)
-    });
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("wulfd: cannot join through {url}: {e:#}");
@@ -234,10 +238,6 @@ pub fn main() -> std::process::ExitCode {
         None => None,
     };
     let store_spec = joined.or(args.store.clone()).or(file_store);
-    cfg.config_file = config_file;
-    if let Some(name) = &args.head_name {
-        cfg.head_name = Some(name.clone());
-    }
     let store_url = match store_spec.as_deref().unwrap_or("embedded").parse() {
         Ok(u) => u,
         Err(e) => {
@@ -471,6 +471,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     ));
     // Node credentials other heads rotate (with a shared store).
     let mut services = vec![tokio::spawn(enroll::follow(app.clone(), cancel.clone()))];
+    // The shared log: this head's lines into the store, every head's into head_NAME.log.
+    let log_writer = tokio::spawn(log::shared::run_writer(
+        store.clone(),
+        app.head.clone(),
+        cancel.clone(),
+    ));
+    services.push(tokio::spawn(log::shared::run_follower(
+        store.clone(),
+        cancel.clone(),
+    )));
+    services.push(tokio::spawn(log::run_controls(app.clone(), cancel.clone())));
     if cfg.dhcp.enabled {
         services.push(tokio::spawn(dhcp::run(app.clone(), cancel.clone())));
     }
@@ -494,17 +505,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<web::Conn>(),
-    // The shared log: this head's lines into the store, every head's into head_NAME.log.
-    let log_writer = tokio::spawn(log::shared::run_writer(
-        store.clone(),
-        app.head.clone(),
-        cancel.clone(),
-    ));
-    services.push(tokio::spawn(log::shared::run_follower(
-        store.clone(),
-        cancel.clone(),
-    )));
-    services.push(tokio::spawn(log::run_controls(app.clone(), cancel.clone())));
     )
     .with_graceful_shutdown(async move { c.cancelled().await })
     .await
@@ -516,11 +516,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(f) = follower_status {
         let _ = f.await;
     }
+    // The last lines reach the shared log before the head lets go of the store.
+    let _ = log_writer.await;
     let _ = registration.await;
     for s in services {
         let _ = s.await;
     }
     tracing::info!("stopped");
+    if let Some(l) = log::logs() {
+        l.access.flush();
+        l.heads.flush();
+    }
     Ok(())
 }
 
@@ -539,17 +545,11 @@ fn start_limits(cfg: &Config) {
             );
             n.soft
         }
-    // The last lines reach the shared log before the head lets go of the store.
-    let _ = log_writer.await;
         Err(e) => {
             tracing::warn!("cannot raise the open-file limit: {e}");
             let mut r = libc::rlimit {
                 rlim_cur: 1024,
                 rlim_max: 1024,
-    if let Some(l) = log::logs() {
-        l.access.flush();
-        l.heads.flush();
-    }
             };
             // SAFETY: getrlimit writes into the struct we pass.
             unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
