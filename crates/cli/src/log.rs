@@ -95,15 +95,17 @@ fn parse_utc(t: &str) -> Option<f64> {
             return None;
         }
     }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64)
+    Some(
+        crate::clock::Civil {
+            y,
+            m,
+            d: day,
+            hh,
+            mm,
+            ss,
+        }
+        .secs() as f64,
+    )
 }
 
 fn now() -> f64 {
@@ -115,26 +117,8 @@ fn now() -> f64 {
 
 /// `2026-12-07 00:31:02.123` (UTC).
 fn stamp(ts: f64) -> String {
-    let secs = ts.floor() as i64;
     let ms = ((ts - ts.floor()) * 1000.0) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // The civil date of a day number (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{}.{ms:03}", crate::clock::utc(ts.floor() as i64))
 }
 
 fn print_line(cli: &Cli, l: &LogLine) {

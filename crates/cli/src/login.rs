@@ -222,18 +222,7 @@ fn renew(url: &str, tls: Option<&Tls>, s: &mut Session) -> Result<(), ApiError> 
 
 /// A Unix time as `2025-06-01 14:03:00 UTC (in 7 days)`.
 pub(crate) fn when(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let at = crate::clock::utc(i64::try_from(secs).unwrap_or(i64::MAX));
     let now = now();
     let rel = if secs <= now {
         "past".to_string()
@@ -247,12 +236,7 @@ pub(crate) fn when(secs: u64) -> String {
             _ => format!("in {} days", round(86_400)),
         }
     };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({rel})",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{at} UTC ({rel})")
 }
 
 /// One line of standard input, the line end removed (`--password-stdin`).

@@ -9,6 +9,7 @@ mod args;
 mod attrs;
 mod backup;
 mod chain;
+mod clock;
 mod cluster;
 mod conn;
 mod db;
