@@ -753,7 +753,7 @@ fn create_and_update_take_reserved_attributes() {
     assert_eq!(n0["attributes"]["_busy"], "yes");
 
     // Checked as `set` checks them; nothing is created or changed.
-    let rev = h.revision();
+    let before = h.snapshot();
     for (args, code, want) in [
         (
             &["attrib", "create", "name=slow", "_status_secs=soon"][..],
@@ -784,7 +784,7 @@ fn create_and_update_take_reserved_attributes() {
         let err = h.fails(code, args);
         assert!(err.contains(want), "{args:?}: {err}");
     }
-    assert_eq!(h.revision(), rev, "nothing written");
+    assert_eq!(h.snapshot(), before, "a failed request changed an object");
     assert_eq!(
         names(&h.json(&["attrib", "ls"])),
         ["DefaultAttribs", "fast"]
