@@ -141,8 +141,11 @@ impl HeadFiles {
 
 /// `2026-12-07 00:31:02.123` (UTC) for Unix time `ts`.
 pub fn timestamp(ts: f64) -> String {
-    let nanos = (ts * 1e9) as i128;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+    let secs = ts.floor();
+    let nanos = ((ts - secs) * 1e9) as i64;
+    let at = time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .map(|t| t + time::Duration::nanoseconds(nanos));
+    match at {
         Ok(t) => format!(
             "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
             t.year(),
