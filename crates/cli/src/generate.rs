@@ -3,13 +3,12 @@
 
 use std::path::Path;
 
-use clap::CommandFactory;
-
 use crate::fail::Fail;
 
 /// Section 1: wulf is a user command. One page per command and subcommand
-/// (`wulf-node-ls.1`), see [`wulf_clidoc::write_docs`].
+/// (`wulf-node-ls.1`), each object with only its own actions (as `--help` shows them), see
+/// [`wulf_clidoc::write_docs`].
 pub(crate) fn run(dir: &Path) -> Result<(), Fail> {
-    wulf_clidoc::write_docs("wulf", crate::args::Cli::command(), "1", dir)
+    wulf_clidoc::write_docs("wulf", crate::actions::command(), "1", dir)
         .map_err(|e| Fail::Request(e.into()))
 }
