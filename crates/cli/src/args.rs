@@ -139,8 +139,10 @@ pub(crate) enum Top {
     ///
     /// Each part that cannot be collected is noted in errors.txt instead. Tokens, keys and
     /// password hashes are never included. Run it on the head (as root to see everything).
-    #[command(after_help = "Examples:\n  wulf sysinfo\n  wulf sysinfo -o /tmp/head1.tar.gz\n  \
-        wulf sysinfo --no-tar -o /tmp/head1-sysinfo")]
+    #[command(
+        after_help = "Examples:\n  wulf sysinfo\n  wulf sysinfo -o /tmp/head1.tar.gz\n  \
+        wulf sysinfo --no-tar -o /tmp/head1-sysinfo"
+    )]
     Sysinfo(crate::sysinfo::SysinfoArgs),
     /// Run simulated nodes (type simulated) that boot and report status like real ones
     ///
