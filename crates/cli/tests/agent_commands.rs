@@ -648,25 +648,6 @@ fn a_head_with_another_node_secret_cannot_reach_the_agent() {
     );
 }
 
-/// `wulf sim` in the background against `h`.
-fn sim(h: &Head, args: &[&str]) -> Kill {
-    let log = std::fs::File::create(h.dir.path().join("sim.log")).unwrap();
-    Kill(Some(
-        Command::new(wulf_bin())
-            .arg("sim")
-            .args(args)
-            .env("WULF_DATA_DIR", h.data())
-            .env("HOME", h.dir.path())
-            .env_remove("WULF_URL")
-            .env_remove("WULF_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ))
-}
-
 fn sim_log(h: &Head) -> String {
     std::fs::read_to_string(h.dir.path().join("sim.log")).unwrap_or_default()
 }
@@ -688,17 +669,14 @@ fn boots(h: &Head) -> std::collections::BTreeMap<String, i64> {
 fn simulated_nodes_exec_reboot_shut_down_and_orphan() {
     let h = Head::start();
     h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=1"]);
-    let _s = sim(
-        &h,
-        &[
-            "--nodes",
-            "40",
-            "--boot-secs",
-            "0",
-            "--ignore-soft",
-            "n[35-39]",
-        ],
-    );
+    let _s = h.sim(&[
+        "--nodes",
+        "40",
+        "--boot-secs",
+        "0",
+        "--ignore-soft",
+        "n[35-39]",
+    ]);
     let why = || format!("{}\n{}", sim_log(&h), h.log());
     wait_polling(&h, "n[0-39]", 40, why);
 

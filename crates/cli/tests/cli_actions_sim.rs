@@ -5,41 +5,11 @@
 
 mod head;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use head::{wulf_bin, Head};
+use head::Head;
 use serde_json::Value;
-
-/// A background `wulf sim`, stopped when the test ends.
-struct Sim(Option<Child>);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn sim(h: &Head, args: &[&str]) -> Sim {
-    let log = std::fs::File::create(h.dir.path().join("sim.log")).unwrap();
-    Sim(Some(
-        Command::new(wulf_bin())
-            .arg("sim")
-            .args(args)
-            .env("WULF_DATA_DIR", h.data())
-            .env("HOME", h.dir.path())
-            .env_remove("WULF_URL")
-            .env_remove("WULF_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ))
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -73,10 +43,7 @@ fn boots(h: &Head) -> Vec<(String, i64)> {
 fn exec_reboot_waitfor_and_chains_on_simulated_nodes() {
     let h = Head::start();
     h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=1"]);
-    let _s = sim(
-        &h,
-        &["--nodes", "8", "--boot-secs", "0", "--ignore-soft", "n7"],
-    );
+    let _s = h.sim(&["--nodes", "8", "--boot-secs", "0", "--ignore-soft", "n7"]);
     let log = || {
         format!(
             "sim log:\n{}\nhead log:\n{}",

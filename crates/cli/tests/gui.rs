@@ -12,7 +12,7 @@
 mod head;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use head::{wait_every, wulf_bin, Head};
@@ -20,36 +20,6 @@ use serde_json::Value;
 
 const PLAYWRIGHT_DIR: &str = "/opt/wulf-test/playwright";
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// A background `wulf sim`, stopped when the test ends.
-struct Sim(Option<Child>);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn sim(h: &Head, args: &[&str]) -> Sim {
-    let log = std::fs::File::create(h.dir.path().join("sim.log")).unwrap();
-    Sim(Some(
-        Command::new(wulf_bin())
-            .arg("sim")
-            .args(args)
-            .env("WULF_DATA_DIR", h.data())
-            .env("HOME", h.dir.path())
-            .env_remove("WULF_URL")
-            .env_remove("WULF_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ))
-}
 
 /// The cargo target directory (`wulf` is in target/release/).
 fn target_dir() -> PathBuf {
@@ -222,7 +192,7 @@ fn web_page_in_a_real_browser() {
         "first_index=0",
     ]);
     h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=2"]);
-    let _sim = sim(&h, &["--nodes", "16", "--boot-secs", "0"]);
+    let _sim = h.sim(&["--nodes", "16", "--boot-secs", "0"]);
     wait_every(
         "16 simulated nodes up",
         Duration::from_secs(60),

@@ -11,38 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use head::{free_port, wait_every, write, wulf_bin, Head};
+use head::{free_port, wait_every, write, Head};
 use serde_json::{json, Value};
-
-/// A background `wulf sim`, stopped when the test ends.
-struct Sim(Option<Child>);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn sim(h: &Head, args: &[&str]) -> Sim {
-    let log = std::fs::File::create(h.dir.path().join("sim.log")).unwrap();
-    Sim(Some(
-        Command::new(wulf_bin())
-            .arg("sim")
-            .args(args)
-            .env("WULF_DATA_DIR", h.data())
-            .env("HOME", h.dir.path())
-            .env_remove("WULF_URL")
-            .env_remove("WULF_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ))
-}
 
 /// A Prometheus server of the test's own: its config, port and storage directory; killed
 /// when dropped.
@@ -302,7 +272,7 @@ fn prometheus_scrapes_a_head_with_simulated_nodes() {
         &[],
     );
     h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=1"]);
-    let _s = sim(&h, &["--nodes", "16", "--boot-secs", "0.5"]);
+    let _s = h.sim(&["--nodes", "16", "--boot-secs", "0.5"]);
     wait_summary(&h, 60, "up 16 n[0-15]");
 
     // Who may scrape: an account (viewer is enough), the scrape token; nobody else.
@@ -511,17 +481,14 @@ fn scrape_of_ten_thousand_nodes() {
         &[],
     );
     h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=10"]);
-    let _s = sim(
-        &h,
-        &[
-            "--nodes",
-            "10000",
-            "--boot-secs",
-            "5",
-            "--connections",
-            "16",
-        ],
-    );
+    let _s = h.sim(&[
+        "--nodes",
+        "10000",
+        "--boot-secs",
+        "5",
+        "--connections",
+        "16",
+    ]);
     wait_summary(&h, 300, "up 10000 n[0-9999]");
     let token = h.token();
     let mut times = Vec::new();

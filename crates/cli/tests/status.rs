@@ -8,20 +8,8 @@ mod netns;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use head::{wulf_bin, Head};
+use head::{wulf_bin, Head, Sim};
 use serde_json::{json, Value};
-
-/// A background `wulf sim`, killed if the test fails before it ends.
-struct Sim(Option<Child>);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// `wulf ARGS` against `h`, started in the background.
 fn background(h: &Head, args: &[&str]) -> Child {

@@ -507,6 +507,40 @@ impl Drop for Head {
     }
 }
 
+/// A background child (`wulf sim`, from [`Head::sim`]), killed and waited for when the
+/// test ends, passing or not.
+pub struct Sim(pub Option<Child>);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Head {
+    /// `wulf sim ARGS` against this head in the background, its stderr in DIR/sim.log.
+    pub fn sim(&self, args: &[&str]) -> Sim {
+        let log = std::fs::File::create(self.dir.path().join("sim.log")).unwrap();
+        Sim(Some(
+            Command::new(wulf_bin())
+                .arg("sim")
+                .args(args)
+                .env("WULF_DATA_DIR", self.data())
+                .env("HOME", self.dir.path())
+                .env_remove("WULF_URL")
+                .env_remove("WULF_TOKEN")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        ))
+    }
+}
+
 pub fn names(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap()
