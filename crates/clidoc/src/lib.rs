@@ -6,20 +6,19 @@ use std::path::{Path, PathBuf};
 
 use clap_complete::Shell;
 
-/// A directory or file that could not be written.
+/// A directory or file that could not be written. The message carries the system's
+/// reason, so the binaries print it as it is.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot create {}", .path.display())]
+    #[error("cannot create {}: {cause}", .path.display())]
     Create {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot write {}", .path.display())]
+    #[error("cannot write {}: {cause}", .path.display())]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -47,9 +46,9 @@ pub fn write_docs(
     cmd.build();
     let man = dir.join("man");
     create_dir(&man)?;
-    pages(&cmd, section, &man).map_err(|source| Error::Write {
+    pages(&cmd, section, &man).map_err(|cause| Error::Write {
         path: man.clone(),
-        source,
+        cause,
     })?;
     // clap_complete would offer hidden subcommands too: complete a copy without them.
     let mut shown = clap::Command::new(bin)
@@ -66,9 +65,9 @@ pub fn write_docs(
         let sub = dir.join(shell.to_string());
         create_dir(&sub)?;
         let path = sub.join(file);
-        let mut out = std::fs::File::create(&path).map_err(|source| Error::Write {
+        let mut out = std::fs::File::create(&path).map_err(|cause| Error::Write {
             path: path.clone(),
-            source,
+            cause,
         })?;
         clap_complete::generate(shell, &mut shown, bin, &mut out);
     }
@@ -76,8 +75,8 @@ pub fn write_docs(
 }
 
 fn create_dir(path: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(path).map_err(|source| Error::Create {
+    std::fs::create_dir_all(path).map_err(|cause| Error::Create {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
