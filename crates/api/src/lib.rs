@@ -59,6 +59,10 @@ pub struct Info {
     pub version: String,
     pub store: String,
     pub revision: i64,
+    /// The store revision of the last change to an object this head has seen (the store's
+    /// `revision` also counts status and log writes).
+    #[serde(default)]
+    pub objects_revision: i64,
     pub head: String,
     /// The store as `wulfd --store` takes it ("etcd://host:port,…"), for a head that joins
     /// through this one (`wulfd --join URL`); absent for the embedded store.

@@ -58,6 +58,7 @@ async fn info(State(app): AppState) -> Result<axum::Json<Info>, ApiErr> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         store: app.store.backend().to_string(),
         revision: app.store.revision().await?,
+        objects_revision: app.cache.revision(),
         head: app.head.clone(),
         store_url: app.cfg.store.shareable(),
     }))

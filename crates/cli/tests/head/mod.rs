@@ -407,8 +407,11 @@ impl Head {
         Value::Array(kinds.iter().map(|k| self.json(&[k, "ls"])).collect())
     }
 
+    /// The revision of the head's last object change: what a refused request must leave as
+    /// it was (the store's own revision also moves with status and log lines, written on their
+    /// own schedule).
     pub fn revision(&self) -> i64 {
-        self.json(&["info"])["revision"].as_i64().unwrap()
+        self.json(&["info"])["objects_revision"].as_i64().unwrap()
     }
 
     /// `curl` (a real HTTP client we did not write) against the head, checking its
