@@ -438,20 +438,30 @@ fn check_heads(
 }
 
 fn check_etcd(c: &Cluster) -> BTreeMap<String, Value> {
+    // The heads may still be writing (their shared log lines), so the members are read until
+    // one round finds them all at one revision, for up to 10 s.
     let read = |prefix: &str| {
-        let mut views = Vec::new();
-        for m in &c.etcd {
-            let (rev, kvs) = m
-                .local_range(prefix)
-                .unwrap_or_else(|| panic!("etcd {} does not answer", m.name));
-            views.push((m.name.clone(), rev, kvs));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut views = Vec::new();
+            for m in &c.etcd {
+                let (rev, kvs) = m
+                    .local_range(prefix)
+                    .unwrap_or_else(|| panic!("etcd {} does not answer", m.name));
+                views.push((m.name.clone(), rev, kvs));
+            }
+            let (_, rev0, kvs0) = &views[0];
+            let same_rev = views[1..].iter().all(|(_, rev, _)| rev == rev0);
+            if !same_rev && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            for (name, rev, kvs) in &views[1..] {
+                assert_eq!(rev, rev0, "etcd {name} is at another revision than m0");
+                assert!(kvs == kvs0, "etcd {name} holds other {prefix} keys than m0");
+            }
+            return views.swap_remove(0).2;
         }
-        let (_, rev0, kvs0) = &views[0];
-        for (name, rev, kvs) in &views[1..] {
-            assert_eq!(rev, rev0, "etcd {name} is at another revision than m0");
-            assert!(kvs == kvs0, "etcd {name} holds other {prefix} keys than m0");
-        }
-        views.swap_remove(0).2
     };
     let objs = read("/wulf/obj/");
     let idx: BTreeMap<String, String> = read("/wulf/idx/")
