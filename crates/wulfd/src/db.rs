@@ -164,10 +164,18 @@ impl Db {
                 return Ok(p.objs);
             }
             let res = self.store.txn(p.txn).await?;
-            self.cache.wait_for(res.revision).await?;
             if res.succeeded {
+                self.cache.wait_for(res.revision).await?;
                 return Ok(p.objs);
             }
+            // A compare failed: most likely a change the cache has not applied yet. Give it a
+            // moment, then prepare again. The store's current revision may be a write the
+            // object cache never sees (status, the shared log), so it is not waited for in full.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(500),
+                self.cache.wait_for(res.revision),
+            )
+            .await;
         }
         Err(DbError::Conflict(
             "the objects kept changing concurrently; try again".to_string(),
