@@ -25,7 +25,7 @@ fn quick_start_flow() {
         "{table}"
     );
     h.ok(&["cluster", "update", "accept_new_nodes=yes"]);
-    assert_eq!(h.json(&["cluster", "ls"])[0]["accept_new_nodes"], true);
+    assert_eq!(h.json(&["cluster", "ls"])[0]["accept_new_nodes"], "append");
 }
 
 #[test]

@@ -563,9 +563,12 @@ pub struct Cluster {
     pub description: String,
     #[serde(default)]
     pub last_modified: f64,
-    /// Unknown MACs that PXE-boot become new nodes.
-    #[serde(default)]
-    pub accept_new_nodes: bool,
+    /// What DHCP does with a MAC that is no node's, BMC's or host's (ClusterWare's
+    /// `nodeassign`): `append` makes it a node after the current last index, `insert` a node
+    /// at the lowest free index, `locked` only records it (`wulf node unknown`). Written
+    /// also as yes/true (append) and no/false (locked).
+    #[serde(default = "default_node_assign", deserialize_with = "de_node_assign")]
+    pub accept_new_nodes: String,
     /// The attribute group every node inherits from first.
     #[serde(default = "default_group_name")]
     pub default_group: String,
@@ -577,11 +580,53 @@ pub struct Cluster {
 fn default_group_name() -> String {
     DEFAULT_GROUP.to_string()
 }
+
+/// The values of `accept_new_nodes`.
+pub const NODE_ASSIGN: [&str; 3] = ["append", "insert", "locked"];
+
+fn default_node_assign() -> String {
+    "locked".to_string()
+}
+
+/// `accept_new_nodes` as one of [`NODE_ASSIGN`]: booleans and yes/no words are read as
+/// append/locked; anything else is kept for `check` to refuse with its own message.
+fn de_node_assign<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum BoolOrText {
+        Bool(bool),
+        Text(String),
+    }
+    Ok(match BoolOrText::deserialize(d)? {
+        BoolOrText::Bool(true) => "append".into(),
+        BoolOrText::Bool(false) => "locked".into(),
+        BoolOrText::Text(t) => normalize_node_assign(&t),
+    })
+}
+
+/// `yes`/`true`/`on`/`1` → append, `no`/`false`/`off`/`0` → locked, others lowercased.
+pub fn normalize_node_assign(t: &str) -> String {
+    let t = t.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "yes" | "true" | "on" | "1" => "append".into(),
+        "no" | "false" | "off" | "0" => "locked".into(),
+        _ => t,
+    }
+}
 impl Cluster {
     fn check(&self) -> Result<(), ModelError> {
         check_object_name(&self.name)?;
         check_object_name(&self.default_group)
             .map_err(|e| ModelError::new("default_group", e.message))?;
+        if !NODE_ASSIGN.contains(&self.accept_new_nodes.as_str()) {
+            return Err(ModelError::new(
+                "accept_new_nodes",
+                format!(
+                    "'{}' is not one of append, insert, locked (or yes/no)",
+                    self.accept_new_nodes
+                ),
+            ));
+        }
         let level = self.log_level.to_ascii_lowercase();
         if !level.is_empty() && !LOG_LEVELS.contains(&level.as_str()) {
             return Err(ModelError::new(
@@ -733,7 +778,7 @@ pub fn fields(kind: Kind) -> &'static [(&'static str, FieldType)] {
         ],
         Kind::Host => with_common![("mac", OptText), ("ip", Text), ("hostnames", List)],
         Kind::Cluster => with_common![
-            ("accept_new_nodes", Bool),
+            ("accept_new_nodes", Text),
             ("default_group", Text),
             ("log_level", Text)
         ],
@@ -914,6 +959,21 @@ mod tests {
     }
 
     #[test]
+    fn accept_new_nodes_reads_old_booleans_and_words() {
+        let c = |v: serde_json::Value| {
+            from_json::<Cluster>(json!({"name": "c", "accept_new_nodes": v}))
+        };
+        assert_eq!(c(json!(true)).unwrap().accept_new_nodes, "append");
+        assert_eq!(c(json!(false)).unwrap().accept_new_nodes, "locked");
+        assert_eq!(c(json!("Yes")).unwrap().accept_new_nodes, "append");
+        assert_eq!(c(json!("insert")).unwrap().accept_new_nodes, "insert");
+        let e = c(json!("sometimes")).unwrap_err();
+        assert_eq!(e.field, "accept_new_nodes");
+        let d = from_json::<Cluster>(json!({"name": "c"})).unwrap();
+        assert_eq!(d.accept_new_nodes, "locked");
+    }
+
+    #[test]
     fn field_values() {
         assert_eq!(field_value(Kind::Node, "index", "5").unwrap(), json!(5));
         assert_eq!(field_value(Kind::Node, "index", "").unwrap(), json!(null));
@@ -924,7 +984,7 @@ mod tests {
         );
         assert_eq!(
             field_value(Kind::Cluster, "accept_new_nodes", "yes").unwrap(),
-            json!(true)
+            json!("yes")
         );
         assert!(field_value(Kind::Node, "uid", "x").is_err());
         assert!(field_value(Kind::Node, "colour", "x")

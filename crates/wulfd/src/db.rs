@@ -20,6 +20,15 @@ use crate::objects::{describe_unique_key, obj_key, AnyObj, IDX_PREFIX};
 
 const ATTEMPTS: usize = 8;
 
+/// One step of [`Db::apply`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Create objects of a kind from JSON documents (as `POST /api/v1/KIND`).
+    Create(Kind, Vec<Value>),
+    /// Apply an update to the objects with these UIDs.
+    Update(Kind, Vec<String>, UpdateRequest),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("{0}")]
@@ -196,6 +205,49 @@ impl Db {
         self.commit(|st| prepare_create(st, kind, &docs, ts)).await
     }
 
+    /// Create and change objects of several kinds in one transaction, all or none, in the
+    /// order given: a later change may refer to an object an earlier one creates (a node to
+    /// a boot config, the default group to a boot config).
+    pub async fn apply(&self, changes: &[Change]) -> Result<Vec<AnyObj>, DbError> {
+        for c in changes {
+            match c {
+                Change::Create(Kind::Cluster, _) => {
+                    return Err(DbError::BadRequest(
+                        "there is one cluster settings object; change it with update".into(),
+                    ))
+                }
+                Change::Update(kind, _, req) => check_request(*kind, req)?,
+                Change::Create(..) => {}
+            }
+        }
+        let ts = now();
+        self.commit(|st| {
+            let mut p = Prepared {
+                txn: Txn::new(),
+                objs: Vec::new(),
+            };
+            let mut batch = Batch::default();
+            for c in changes {
+                match c {
+                    Change::Create(kind, docs) => {
+                        create_into(st, *kind, docs, ts, &mut p, &mut batch)?
+                    }
+                    Change::Update(kind, uids, req) => modify_into(
+                        st,
+                        *kind,
+                        uids,
+                        ts,
+                        update_change(st, req),
+                        &mut p,
+                        &mut batch,
+                    )?,
+                }
+            }
+            Ok(p)
+        })
+        .await
+    }
+
     /// Apply `req` to each object in `uids`, all or none.
     pub async fn update(
         &self,
@@ -334,7 +386,7 @@ impl Db {
             name: cluster_name.to_string(),
             description: String::new(),
             last_modified: ts,
-            accept_new_nodes: false,
+            accept_new_nodes: "locked".into(),
             default_group: DEFAULT_GROUP.to_string(),
             log_level: String::new(),
         });
@@ -415,16 +467,30 @@ fn stage(
     txn: Txn,
     obj: &AnyObj,
     old: Option<(&AnyObj, i64)>,
-    batch_keys: &mut HashMap<String, (String, String)>,
+    batch: &mut Batch,
 ) -> Result<Txn, DbError> {
     let mut txn = txn;
     let uid = obj.uid();
     for (rk, rname, field) in references(obj) {
-        let target = st.by_name(rk, rname).ok_or_else(|| {
-            ModelError::new(field, format!("there is no {} named '{rname}'", rk.title()))
-        })?;
-        txn = txn.when(obj_key(rk, target.obj.uid()), Expect::Present);
+        match st.by_name(rk, rname) {
+            Some(target) => txn = txn.when(obj_key(rk, target.obj.uid()), Expect::Present),
+            // Created earlier in this same transaction.
+            None if batch.keys.contains_key(&name_key(rk, rname)) => {}
+            None => {
+                return Err(ModelError::new(
+                    field,
+                    format!("there is no {} named '{rname}'", rk.title()),
+                )
+                .into())
+            }
+        }
     }
+    crate::placement::check(st, obj, &batch.nets)?;
+    if let AnyObj::Net(n) = obj {
+        batch.nets.retain(|b| b.uid != n.uid);
+        batch.nets.push(n.clone());
+    }
+    let batch_keys = &mut batch.keys;
     let old_keys: HashSet<String> = old
         .map(|(o, _)| o.unique_keys().into_iter().collect())
         .unwrap_or_default();
@@ -468,6 +534,19 @@ fn stage(
     Ok(txn.put(key, obj.to_bytes()))
 }
 
+/// What one transaction has staged so far: the uniqueness keys (key → uid, name) and the
+/// networks it writes (for checking hosts against them).
+#[derive(Default)]
+struct Batch {
+    keys: HashMap<String, (String, String)>,
+    nets: Vec<wulf_model::Network>,
+}
+
+/// The uniqueness key of an object's name (as [`AnyObj::unique_keys`] writes it).
+fn name_key(kind: Kind, name: &str) -> String {
+    format!("{IDX_PREFIX}{kind}/name/{name}")
+}
+
 /// Who holds a uniqueness key according to the cache: (uid, "node n5").
 fn unique_owner(st: &State, key: &str) -> Option<(String, String)> {
     let rest = key.strip_prefix(IDX_PREFIX)?;
@@ -496,9 +575,23 @@ fn unique_owner(st: &State, key: &str) -> Option<(String, String)> {
 }
 
 fn prepare_create(st: &State, kind: Kind, docs: &[Value], ts: f64) -> Result<Prepared, DbError> {
-    let mut txn = Txn::new();
-    let mut objs = Vec::with_capacity(docs.len());
-    let mut batch_keys = HashMap::new();
+    let mut p = Prepared {
+        txn: Txn::new(),
+        objs: Vec::with_capacity(docs.len()),
+    };
+    create_into(st, kind, docs, ts, &mut p, &mut Batch::default())?;
+    Ok(p)
+}
+
+/// Stage the creation of `docs` into `p`, sharing `batch` with the rest of the transaction.
+fn create_into(
+    st: &State,
+    kind: Kind,
+    docs: &[Value],
+    ts: f64,
+    p: &mut Prepared,
+    batch: &mut Batch,
+) -> Result<(), DbError> {
     let mut taken: BTreeSet<u32> = BTreeSet::new();
     let mut next_free = 0u32;
     for (i, doc) in docs.iter().enumerate() {
@@ -561,10 +654,10 @@ fn prepare_create(st: &State, kind: Kind, docs: &[Value], ts: f64) -> Result<Pre
             }
         }
         let obj = AnyObj::from_json(kind, doc).map_err(|e| item_error(docs.len(), i, e))?;
-        txn = stage(st, txn, &obj, None, &mut batch_keys)?;
-        objs.push(obj);
+        p.txn = stage(st, std::mem::take(&mut p.txn), &obj, None, batch)?;
+        p.objs.push(obj);
     }
-    Ok(Prepared { txn, objs })
+    Ok(())
 }
 
 fn item_error(n: usize, i: usize, e: ModelError) -> DbError {
@@ -584,11 +677,26 @@ fn prepare_modify(
     kind: Kind,
     uids: &[String],
     ts: f64,
-    mut change: impl FnMut(&mut Value, &AnyObj) -> Result<(), DbError>,
+    change: impl FnMut(&mut Value, &AnyObj) -> Result<(), DbError>,
 ) -> Result<Prepared, DbError> {
-    let mut txn = Txn::new();
-    let mut objs = Vec::with_capacity(uids.len());
-    let mut batch_keys = HashMap::new();
+    let mut p = Prepared {
+        txn: Txn::new(),
+        objs: Vec::with_capacity(uids.len()),
+    };
+    modify_into(st, kind, uids, ts, change, &mut p, &mut Batch::default())?;
+    Ok(p)
+}
+
+/// Stage changes of `uids` into `p`, sharing `batch` with the rest of the transaction.
+fn modify_into(
+    st: &State,
+    kind: Kind,
+    uids: &[String],
+    ts: f64,
+    mut change: impl FnMut(&mut Value, &AnyObj) -> Result<(), DbError>,
+    p: &mut Prepared,
+    batch: &mut Batch,
+) -> Result<(), DbError> {
     for uid in uids {
         let e = st
             .get(kind, uid)
@@ -625,10 +733,16 @@ fn prepare_modify(
                 e.obj.name()
             )));
         }
-        txn = stage(st, txn, &obj, Some((&e.obj, e.rev)), &mut batch_keys)?;
-        objs.push(obj);
+        p.txn = stage(
+            st,
+            std::mem::take(&mut p.txn),
+            &obj,
+            Some((&e.obj, e.rev)),
+            batch,
+        )?;
+        p.objs.push(obj);
     }
-    Ok(Prepared { txn, objs })
+    Ok(())
 }
 
 fn prepare_update(
@@ -638,7 +752,15 @@ fn prepare_update(
     req: &UpdateRequest,
     ts: f64,
 ) -> Result<Prepared, DbError> {
-    prepare_modify(st, kind, uids, ts, |json, old| {
+    prepare_modify(st, kind, uids, ts, update_change(st, req))
+}
+
+/// The edit `req` makes to an object's JSON.
+fn update_change<'a>(
+    st: &'a State,
+    req: &'a UpdateRequest,
+) -> impl FnMut(&mut Value, &AnyObj) -> Result<(), DbError> + 'a {
+    move |json, old| {
         for (k, v) in &req.fields {
             json[k.as_str()] = v.clone();
         }
@@ -662,7 +784,7 @@ fn prepare_update(
             rederive_node(st, json, n);
         }
         Ok(())
-    })
+    }
 }
 
 /// Names and IPs follow the index unless they were set by hand: a cleared name or IP is

@@ -25,6 +25,7 @@ pub mod migrate;
 pub mod netif;
 pub mod objects;
 pub mod peers;
+pub mod placement;
 pub mod power;
 pub mod sendfile;
 pub mod status;

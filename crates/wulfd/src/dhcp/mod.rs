@@ -553,7 +553,7 @@ impl Server {
             .cache
             .read()
             .cluster()
-            .is_some_and(|c| c.accept_new_nodes);
+            .is_some_and(|c| c.accept_new_nodes != "locked");
         if !accept {
             if unknown::record(mac, &iface, now_secs()) {
                 tracing::info!(%mac, interface = %iface, "DHCP: unknown MAC {mac} on {iface}; not answering (the cluster does not accept new nodes; see 'wulf node unknown')");
