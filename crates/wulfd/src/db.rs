@@ -485,11 +485,6 @@ fn stage(
             }
         }
     }
-    crate::placement::check(st, obj, &batch.nets)?;
-    if let AnyObj::Net(n) = obj {
-        batch.nets.retain(|b| b.uid != n.uid);
-        batch.nets.push(n.clone());
-    }
     let batch_keys = &mut batch.keys;
     let old_keys: HashSet<String> = old
         .map(|(o, _)| o.unique_keys().into_iter().collect())
@@ -525,6 +520,12 @@ fn stage(
     }
     for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
         txn = txn.delete(k.clone());
+    }
+    // After the uniqueness checks, whose "already used by" names the owner more exactly.
+    crate::placement::check(st, obj, &batch.nets)?;
+    if let AnyObj::Net(n) = obj {
+        batch.nets.retain(|b| b.uid != n.uid);
+        batch.nets.push(n.clone());
     }
     let key = obj_key(obj.kind(), uid);
     txn = match old {
@@ -889,6 +890,69 @@ mod tests {
             .expect("an update of nothing waited")
             .unwrap();
         assert!(updated.is_empty());
+        cancel.cancel();
+        let _ = follower.await;
+    }
+
+    #[tokio::test]
+    async fn apply_writes_several_kinds_at_once_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+        let cache = crate::cache::Cache::new();
+        cache.load(store.as_ref()).await.unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
+        let db = Db::new(store, cache);
+        db.bootstrap("test").await.unwrap();
+        let group = db
+            .cache
+            .read()
+            .by_name(Kind::Attrib, DEFAULT_GROUP)
+            .map(|e| e.obj.uid().to_string())
+            .unwrap();
+        let set_boot = UpdateRequest {
+            set_attributes: [("_boot_config".to_string(), "b1".to_string())].into(),
+            ..Default::default()
+        };
+        let net = json!({"name": "c", "first_ip": "10.9.0.10", "ip_count": 10, "mask_bits": 24,
+            "host_ranges": ["10.9.0.100-10.9.0.110"]});
+        // The host is placed against the net created in the same transaction: refused.
+        let bad = [
+            Change::Create(Kind::Net, vec![net.clone()]),
+            Change::Create(Kind::Boot, vec![json!({"name": "b1"})]),
+            Change::Update(Kind::Attrib, vec![group.clone()], set_boot.clone()),
+            Change::Create(Kind::Host, vec![json!({"name": "sw", "ip": "10.9.0.12"})]),
+        ];
+        let e = db.apply(&bad).await.unwrap_err();
+        assert!(e.to_string().contains("node range"), "{e}");
+        assert!(
+            db.cache.read().list(Kind::Net).is_empty(),
+            "nothing written"
+        );
+        assert!(
+            db.cache.read().list(Kind::Boot).is_empty(),
+            "nothing written"
+        );
+        // Fixed: the group refers to the boot config created just before it.
+        let good = [
+            Change::Create(Kind::Net, vec![net]),
+            Change::Create(Kind::Boot, vec![json!({"name": "b1"})]),
+            Change::Update(Kind::Attrib, vec![group], set_boot),
+            Change::Create(Kind::Host, vec![json!({"name": "sw", "ip": "10.9.0.101"})]),
+            Change::Create(Kind::Node, vec![json!({"index": 3, "ip": "10.9.0.13"})]),
+        ];
+        let made = db.apply(&good).await.unwrap();
+        assert_eq!(made.len(), 5);
+        let st = db.cache.read();
+        assert_eq!(
+            st.group(DEFAULT_GROUP)
+                .and_then(|g| g.attributes.get("_boot_config"))
+                .map(String::as_str),
+            Some("b1")
+        );
+        assert!(st.by_name(Kind::Node, "n3").is_some());
+        drop(st);
         cancel.cancel();
         let _ = follower.await;
     }
