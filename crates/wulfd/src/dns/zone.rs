@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, NS, PTR, SOA};
+use hickory_proto::rr::rdata::{A, NS, PTR, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::names::Snapshot;
@@ -65,7 +65,13 @@ pub struct Index {
     ns_name: String,
     /// The first cluster domain (for reverse zones' SOA RNAME).
     default_domain: Option<String>,
+    /// `_ethers.`: lowercase `<mac with dashes>` or name (short or qualified) → TXT text
+    /// (the owner's name, or its MAC with colons), what libnss_wulf asks for.
+    ethers: HashMap<String, String>,
 }
+
+/// The apex of the ethers pseudo-zone (TXT records for `getent ethers`).
+pub const ETHERS_APEX: &str = "_ethers";
 
 /// A name as a lookup key: lowercase labels joined by dots, no trailing dot. Bytes that
 /// cannot occur in our names are escaped (`\DDD`), so such names still fall inside a zone
@@ -193,6 +199,15 @@ impl Index {
                     }
                 }
             }
+            if let (Some(mac), Some(name)) = (e.mac, e.names.first()) {
+                let dashed = mac.to_string().replace(':', "-").to_ascii_lowercase();
+                ix.ethers.entry(dashed).or_insert_with(|| name.clone());
+                for n in &e.names {
+                    for k in [n.to_ascii_lowercase(), e.qualify(n).to_ascii_lowercase()] {
+                        ix.ethers.entry(k).or_insert_with(|| mac.to_string());
+                    }
+                }
+            }
             if let std::collections::hash_map::Entry::Vacant(v) = ix.ptr.entry(e.ip) {
                 v.insert(e.canonical());
                 let o = e.ip.octets();
@@ -246,6 +261,9 @@ impl Index {
     /// Answer a question, or None when it is not ours (forward it).
     pub fn lookup(&self, qname: &Name, qtype: RecordType, qclass: DNSClass) -> Option<Reply> {
         let k = key(qname);
+        if k == ETHERS_APEX || k.ends_with("._ethers") {
+            return Some(self.ethers_lookup(qname, &k, qtype, qclass));
+        }
         let zone = self.zone_of(&k);
         let short = (!k.is_empty() && !k.contains('.'))
             .then(|| self.short.get(&k))
@@ -327,6 +345,37 @@ impl Index {
             r.authorities.extend(self.soa(apex, NEG_TTL));
         }
         Some(r)
+    }
+}
+
+impl Index {
+    /// `<mac with dashes>._ethers.` TXT → the name; `<name>._ethers.` TXT → the MAC.
+    fn ethers_lookup(&self, qname: &Name, k: &str, qtype: RecordType, qclass: DNSClass) -> Reply {
+        if !matches!(qclass, DNSClass::IN | DNSClass::ANY)
+            || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+        {
+            let mut r = Reply::new(ResponseCode::Refused);
+            r.authoritative = false;
+            return r;
+        }
+        let mut r = Reply::new(ResponseCode::NoError);
+        if k == ETHERS_APEX {
+            return r;
+        }
+        let label = &k[..k.len() - ETHERS_APEX.len() - 1];
+        match self.ethers.get(label) {
+            Some(text) => {
+                if matches!(qtype, RecordType::TXT | RecordType::ANY) {
+                    r.answers.push(Record::from_rdata(
+                        qname.clone(),
+                        TTL,
+                        RData::TXT(TXT::new(vec![text.clone()])),
+                    ));
+                }
+            }
+            None => r.rcode = ResponseCode::NXDomain,
+        }
+        r
     }
 }
 
@@ -560,5 +609,52 @@ mod tests {
             addrs(&q(&ix, "9.7.5.10.in-addr.arpa.", RecordType::PTR).unwrap()),
             vec!["sw1.c.test."]
         );
+    }
+}
+
+#[cfg(test)]
+mod ethers_tests {
+    use super::*;
+    use crate::dns::names::tests::sample;
+
+    fn txt(ix: &Index, name: &str) -> (ResponseCode, Vec<String>) {
+        let r = ix
+            .lookup(
+                &Name::from_ascii(name).unwrap(),
+                RecordType::TXT,
+                DNSClass::IN,
+            )
+            .unwrap();
+        let t = r
+            .answers
+            .iter()
+            .filter_map(|a| match &a.data {
+                RData::TXT(t) => Some(t.to_string()),
+                _ => None,
+            })
+            .collect();
+        (r.rcode, t)
+    }
+
+    #[test]
+    fn ethers_txt_both_ways() {
+        let ix = Index::build(&sample());
+        assert_eq!(
+            txt(&ix, "52-54-00-00-00-c8._ethers.").1,
+            ["sw1".to_string()]
+        );
+        assert_eq!(
+            txt(&ix, "SW1._ethers.").1,
+            ["52:54:00:00:00:c8".to_string()]
+        );
+        assert_eq!(
+            txt(&ix, "switch1.cluster.local._ethers.").1,
+            ["52:54:00:00:00:c8".to_string()]
+        );
+        assert_eq!(
+            txt(&ix, "52-54-00-00-00-99._ethers.").0,
+            ResponseCode::NXDomain
+        );
+        assert_eq!(txt(&ix, "n1._ethers.").0, ResponseCode::NXDomain);
     }
 }
