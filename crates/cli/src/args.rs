@@ -340,6 +340,17 @@ pub(crate) enum Action {
     /// One row per store member (each etcd member, or the embedded file): size, bytes in
     /// use, fill of the space quota, leader, reachability; raised alarms (NOSPACE: "database
     /// space exceeded", etcd refuses writes) and what the heads' maintenance last did.
+    /// Nodes only: a node's box was replaced: give the node the new box's MAC
+    ///
+    /// Exactly one node. It keeps its name, index, IP, attributes and groups; the old MAC
+    /// and its _altmacs are dropped (give _altmacs=… for the new box's others); a pxe+local
+    /// node boots PXE again; its credential is revoked (the new box enrolls when it boots)
+    /// and the old box's status is forgotten. A MAC another node, host or BMC has is refused.
+    #[command(after_help = "Example:\n  wulf node -i n5 replace mac=52:54:00:12:34:56")]
+    Replace {
+        #[arg(value_name = "mac=NEW", required = true)]
+        pairs: Vec<String>,
+    },
     /// With an option, that maintenance runs first.
     Db {
         /// Compact all history up to the current revision

@@ -181,6 +181,7 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             cli,
             kind,
             cmd,
+        Action::Replace { pairs } => node::replace(cli, cmd, pairs),
             &power::soft_request(PowerAction::Shutdown, a),
         ),
         Action::Orphan => power::orphan(cli, kind, cmd),

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::args::{Cli, ObjectCmd};
 use crate::conn::client;
-use crate::fail::Fail;
+use crate::fail::{usage, Fail};
 use crate::{output, status};
 
 /// `wulf node status`.
@@ -32,6 +32,71 @@ pub(crate) fn status(
     } else {
         status::print_summary(&status::summary(&c, ids, None)?);
     }
+    Ok(())
+}
+
+/// `wulf node -i NODE replace mac=NEW [_altmacs=…]`: the node's hardware was replaced.
+pub(crate) fn replace(cli: &Cli, cmd: &ObjectCmd, pairs: &[String]) -> Result<(), Fail> {
+    let mut body = serde_json::Map::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            return Err(usage(format!("{p:?}: give mac=NEW (and _altmacs=…)")));
+        };
+        let key = match k.trim() {
+            "mac" => "mac",
+            "_altmacs" | "altmacs" => "altmacs",
+            other => {
+                return Err(usage(format!(
+                    "replace takes mac=NEW and _altmacs=…, not {other:?}"
+                )))
+            }
+        };
+        body.insert(key.into(), Value::String(v.trim().to_string()));
+    }
+    let Some(mac) = body.get("mac").and_then(Value::as_str) else {
+        return Err(usage("replace needs mac=NEW, the new box's MAC"));
+    };
+    if mac.parse::<wulf_model::MacAddr>().is_err() {
+        return Err(usage(format!("mac={mac} is not a MAC address")));
+    }
+    if let Some(alt) = body.get("altmacs").and_then(Value::as_str) {
+        wulf_model::attributes::parse_mac_list(alt)
+            .map_err(|e| usage(format!("_altmacs={alt}: {e}")))?;
+    }
+    let q = cmd.target_query(wulf_model::Kind::Node, "replace")?;
+    if q == "?all=true" {
+        return Err(usage(
+            "replace takes exactly one node: give it with -i NODE",
+        ));
+    }
+    let reply: Value = match client(cli)?.send("POST", &format!("/node/replace{q}"), &body) {
+        Ok(r) => r,
+        // Two nodes selected, a MAC someone has: bad input, nothing changed.
+        Err(wulf_api::ApiError::Status {
+            status: 400 | 404 | 409,
+            message,
+            ..
+        }) => return Err(usage(message)),
+        Err(e) => return Err(e.into()),
+    };
+    if cli.json {
+        output::print_json(&reply);
+        return Ok(());
+    }
+    let text = |k: &str| reply.get(k).and_then(Value::as_str).unwrap_or("(none)");
+    println!(
+        "replaced {}: MAC {} -> {}{}",
+        text("node"),
+        text("old_mac"),
+        text("mac"),
+        match reply.get("boot_stage").and_then(Value::as_str) {
+            Some(s) => format!(", boot stage {s}"),
+            None => String::new(),
+        }
+    );
+    println!(
+        "its credential is revoked and its status forgotten: the new box enrolls when it boots"
+    );
     Ok(())
 }
 

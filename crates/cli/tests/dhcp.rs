@@ -309,7 +309,7 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
 
     // Accepting new nodes: both racing clients (and a burst of relayed retries of the same MAC
     // from perfdhcp) end up with the same single new node.
-    h.ok(&["cluster", "update", "accept_new_nodes=yes"]);
+    h.ok(&["cluster", "update", "accept_new_nodes=insert"]);
     let relay = lab.client("02:00:00:77:01:fe");
     lab.with_addr(&relay, "10.77.0.2/24");
     let (x, y) = std::thread::scope(|sc| {

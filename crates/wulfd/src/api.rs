@@ -27,6 +27,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::exec::routes::routes())
         .merge(crate::power::routes())
         .merge(crate::log::routes::routes())
+        .merge(crate::replace::routes())
         .layer(DefaultBodyLimit::disable())
         // Boot scripts and boot files are fetched by firmware, which has no token.
         .merge(crate::boot::routes())

@@ -29,6 +29,7 @@ pub mod placement;
 pub mod power;
 pub mod sendfile;
 pub mod status;
+pub mod replace;
 pub mod tftp;
 pub mod tls;
 pub mod web;

@@ -67,6 +67,7 @@ pub async fn run(
                 Ok(n) => tracing::info!(lines = n, "removed old lines of the shared log"),
                 Err(e) => tracing::warn!(error = %e, "cannot remove old lines of the shared log"),
             }
+            crate::dhcp::sweep_unknown(&app).await;
         }
         if last_gc.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             last_gc = Some(std::time::Instant::now());

@@ -220,6 +220,12 @@ pub const RULES: &[Rule] = &[
         Account(Admin),
         "compact or defragment the database",
     ),
+    rule(
+        "POST",
+        "/api/v1/node/replace",
+        Account(Admin),
+        "give a node a new box's MAC",
+    ),
     rule("DELETE", "/api/v1/head", Account(Admin), "forget a head"),
     rule(
         "GET",

@@ -33,9 +33,24 @@ use wire::{MsgType, Packet, BOOTREQUEST};
 
 pub use unknown::UnknownMac;
 
-/// Unknown MACs seen while the cluster does not accept new nodes, minus those `known` claims.
-pub fn unknown_macs(known: impl Fn(&MacAddr) -> bool) -> Vec<UnknownMac> {
-    unknown::list(known)
+/// Unknown MACs any head saw while the cluster does not accept new nodes (kept in the store),
+/// minus those `known` claims.
+pub async fn unknown_macs(
+    store: &dyn wulf_store::Store,
+    known: impl Fn(&MacAddr) -> bool,
+) -> Result<Vec<UnknownMac>, wulf_store::StoreError> {
+    unknown::list(store, known).await
+}
+
+/// On the maintaining head: drop stored unknown MACs that a node or host now has, and the
+/// oldest beyond the limit.
+pub async fn sweep_unknown(app: &App) {
+    let known: HashSet<MacAddr> = app.cache.read().macs.keys().copied().collect();
+    match unknown::sweep(app.store.as_ref(), |m| known.contains(m)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(records = n, "removed unknown-MAC records"),
+        Err(e) => tracing::warn!(error = %e, "cannot remove old unknown-MAC records"),
+    }
 }
 
 /// How long a worker blocks in recv before checking whether it should stop.
@@ -79,7 +94,28 @@ struct Stats {
 #[derive(Default)]
 struct Enroll {
     in_flight: HashSet<MacAddr>,
+    /// Indexes the nodes being created take (not yet in the cache).
+    indexes: HashMap<MacAddr, u32>,
     cooldown: HashMap<MacAddr, Instant>,
+}
+
+/// The index a new node takes: with `append` the one after the highest index in use (0 when
+/// there is none), with `insert` the lowest free one; `pending` are being created. None
+/// when no index is left.
+fn new_node_index(
+    mode: &str,
+    used: &std::collections::BTreeMap<u32, String>,
+    pending: &HashMap<MacAddr, u32>,
+) -> Option<u32> {
+    let taken = |i: &u32| used.contains_key(i) || pending.values().any(|p| p == i);
+    if mode == "append" {
+        let last = used.keys().next_back().copied().into_iter();
+        return match last.chain(pending.values().copied()).max() {
+            Some(i) => i.checked_add(1),
+            None => Some(0),
+        };
+    }
+    (0..=u32::MAX).find(|i| !taken(i))
 }
 
 /// BMC MACs (`_macs` bmc=…) → (node uid, BMC address from `_ips` bmc=…), at one revision.
@@ -548,13 +584,13 @@ impl Server {
         if pkt.server_id.is_some_and(|s| !served.is_local(s)) {
             return; // it is talking to another server
         }
-        let accept = self
+        let mode = self
             .app
             .cache
             .read()
             .cluster()
-            .is_some_and(|c| c.accept_new_nodes != "locked");
-        if !accept {
+            .map_or_else(|| "locked".to_string(), |c| c.accept_new_nodes.clone());
+        if mode == "locked" {
             if unknown::record(mac, &iface, now_secs()) {
                 tracing::info!(%mac, interface = %iface, "DHCP: unknown MAC {mac} on {iface}; not answering (the cluster does not accept new nodes; see 'wulf node unknown')");
             } else {
@@ -562,19 +598,31 @@ impl Server {
             }
             return;
         }
-        {
+        let index = {
             let mut e = self.enroll.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             e.cooldown.retain(|_, until| *until > now);
             if e.cooldown.contains_key(&mac)
                 || e.in_flight.len() >= crate::limits::DHCP_ENROLLING
-                || !e.in_flight.insert(mac)
+                || e.in_flight.contains(&mac)
             {
                 // Being created, failed just now, or a flood of new MACs is being created:
                 // the client will retry.
                 return;
             }
-        }
+            let index = {
+                let st = self.app.cache.read();
+                new_node_index(&mode, &st.node_index, &e.indexes)
+            };
+            let Some(index) = index else {
+                tracing::warn!(%mac, "DHCP: no node index is left for new MAC {mac}");
+                e.cooldown.insert(mac, now + ENROLL_COOLDOWN);
+                return;
+            };
+            e.in_flight.insert(mac);
+            e.indexes.insert(mac, index);
+            index
+        };
         let me = self.clone();
         let data = data.to_vec();
         let rx = *rx;
@@ -582,7 +630,10 @@ impl Server {
             let res = me
                 .app
                 .db
-                .create(Kind::Node, vec![serde_json::json!({ "mac": mac.to_string() })])
+                .create(
+                    Kind::Node,
+                    vec![serde_json::json!({ "mac": mac.to_string(), "index": index })],
+                )
                 .await;
             let mut failed = false;
             match res {
@@ -602,6 +653,7 @@ impl Server {
             {
                 let mut e = me.enroll.lock().unwrap_or_else(|p| p.into_inner());
                 e.in_flight.remove(&mac);
+                e.indexes.remove(&mac);
                 if failed {
                     e.cooldown.insert(mac, Instant::now() + ENROLL_COOLDOWN);
                 }
@@ -706,6 +758,11 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
         stats: Stats::default(),
         app,
     });
+    let writer = tokio::spawn(unknown::run_writer(
+        server.app.store.clone(),
+        server.app.head.clone(),
+        cancel.clone(),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -770,6 +827,7 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
         }
     })
     .await;
+    let _ = writer.await;
     tracing::debug!("DHCP server stopped");
 }
 
@@ -781,7 +839,9 @@ pub fn routes() -> axum::Router<Arc<App>> {
 /// MACs the DHCP server saw that belong to no node (while new nodes are not accepted).
 async fn node_unknown(
     axum::extract::State(app): crate::app::AppState,
-) -> axum::Json<Vec<UnknownMac>> {
-    let st = app.cache.read();
-    axum::Json(unknown_macs(|m| st.macs.contains_key(m)))
+) -> Result<axum::Json<Vec<UnknownMac>>, crate::web::ApiErr> {
+    let known: HashSet<MacAddr> = app.cache.read().macs.keys().copied().collect();
+    Ok(axum::Json(
+        unknown_macs(app.store.as_ref(), |m| known.contains(m)).await?,
+    ))
 }

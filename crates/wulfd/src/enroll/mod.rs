@@ -275,6 +275,14 @@ pub async fn current_credential(app: &App, uid: &str) -> Option<String> {
 async fn rotate(app: &App, uid: &str) -> Result<String, StoreError> {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     app.store
+/// Revoke node `uid`'s credential (its box was replaced): the nonce is deleted, so no
+/// credential of it works on any head until the node enrolls again.
+pub async fn revoke(app: &App, uid: &str) -> Result<(), StoreError> {
+    app.store.delete(&nonce_key(uid), Expect::Any).await?;
+    app.enroll.remember(uid, None, true);
+    Ok(())
+}
+
         .put(&nonce_key(uid), nonce.clone().into_bytes(), Expect::Any)
         .await?;
     app.enroll.remember(uid, Some(nonce.clone()), true);

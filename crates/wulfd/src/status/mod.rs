@@ -593,6 +593,31 @@ impl Status {
         }
     }
 
+    /// Forget node `uid`'s status (its hardware was replaced); returns the store keys to
+    /// delete.
+    pub fn forget(&self, uid: &str) -> Vec<String> {
+        let had = {
+            let mut inner = self.lock();
+            let had = inner.nodes.remove(uid).is_some();
+            inner.dirty.retain(|u| u != uid);
+            inner.module_lists.retain(|l| Arc::strong_count(l) > 1);
+            had
+        };
+        if had {
+            self.changed();
+        }
+        vec![format!("{HB_PREFIX}{uid}"), format!("{INFO_PREFIX}{uid}")]
+    }
+
+    /// Another head deleted a status key: forget what this head holds of that node.
+    fn apply_remote_delete(&self, key: &str) {
+        if let Some(uid) = key.strip_prefix(HB_PREFIX) {
+            if self.lock().nodes.remove(uid).is_some() {
+                self.changed();
+            }
+        }
+    }
+
     /// Forget nodes that no longer exist; returns the store keys to delete.
     fn forget_missing(&self, exists: impl Fn(&str) -> bool) -> Vec<String> {
         let mut inner = self.lock();
@@ -809,6 +834,8 @@ pub async fn follow(
                     for ev in b.events {
                         if ev.kind == wulf_store::EventKind::Put {
                             status.apply_remote(&ev.kv.key, &ev.kv.value);
+                        } else {
+                            status.apply_remote_delete(&ev.kv.key);
                         }
                     }
                 }
