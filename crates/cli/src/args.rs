@@ -388,6 +388,28 @@ pub(crate) enum Action {
         #[arg(long)]
         force: bool,
     },
+    /// Cluster only: import a ClusterWare/Scyld /etc/beowulf/config (net, hosts, boot
+    /// configs, nodes) in one transaction
+    ///
+    /// Kernel and initrd files the config names are uploaded, then every object is created
+    /// at once or none is. Errors name the line; exit 2 for a bad file. See
+    /// docs/admin/migrate.md.
+    #[command(after_help = "Examples:\n  wulf cluster import-config /etc/beowulf/config --dry-run\n  \
+        wulf cluster import-config /etc/beowulf/config")]
+    ImportConfig {
+        file: PathBuf,
+        /// Check everything with the head and print what would be created; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Cluster only: write the cluster as a ClusterWare/Scyld /etc/beowulf/config
+    #[command(after_help = "Examples:\n  wulf cluster export-config -o beowulf.config   \
+        # also writes beowulf.config.d/ with the kernels and initrds")]
+    ExportConfig {
+        /// The file to write (and FILE.d/ with the boot files); stdout without
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Nodes only: node status as the head sees it now
     ///
     /// Without options: one row per state (up, booting, down with its reason, new) listing

@@ -8,6 +8,7 @@ mod admin;
 mod args;
 mod attrs;
 mod backup;
+mod beowulf;
 mod chain;
 mod clock;
 mod cluster;
@@ -168,6 +169,8 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             files,
             force,
         } => backup::run(cli, kind, output, *files, *force),
+        Action::ImportConfig { file, dry_run } => beowulf::plan::import(cli, file, *dry_run),
+        Action::ExportConfig { output } => beowulf::export::export(cli, output.as_deref()),
         Action::Unknown => node::unknown(cli),
         Action::Status {
             refresh,

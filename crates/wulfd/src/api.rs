@@ -24,6 +24,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::heads::routes())
         .merge(crate::maint::routes())
         .merge(crate::backup::routes())
+        .merge(crate::import::routes())
         .merge(crate::exec::routes::routes())
         .merge(crate::power::routes())
         .merge(crate::log::routes::routes())

@@ -209,43 +209,17 @@ impl Db {
     /// order given: a later change may refer to an object an earlier one creates (a node to
     /// a boot config, the default group to a boot config).
     pub async fn apply(&self, changes: &[Change]) -> Result<Vec<AnyObj>, DbError> {
-        for c in changes {
-            match c {
-                Change::Create(Kind::Cluster, _) => {
-                    return Err(DbError::BadRequest(
-                        "there is one cluster settings object; change it with update".into(),
-                    ))
-                }
-                Change::Update(kind, _, req) => check_request(*kind, req)?,
-                Change::Create(..) => {}
-            }
-        }
+        check_changes(changes)?;
         let ts = now();
-        self.commit(|st| {
-            let mut p = Prepared {
-                txn: Txn::new(),
-                objs: Vec::new(),
-            };
-            let mut batch = Batch::default();
-            for c in changes {
-                match c {
-                    Change::Create(kind, docs) => {
-                        create_into(st, *kind, docs, ts, &mut p, &mut batch)?
-                    }
-                    Change::Update(kind, uids, req) => modify_into(
-                        st,
-                        *kind,
-                        uids,
-                        ts,
-                        update_change(st, req),
-                        &mut p,
-                        &mut batch,
-                    )?,
-                }
-            }
-            Ok(p)
-        })
-        .await
+        self.commit(|st| prepare_apply(st, changes, ts)).await
+    }
+
+    /// `apply` checked against the current objects and not written: the objects it would
+    /// create or change, or the error it would give.
+    pub async fn check_apply(&self, changes: &[Change]) -> Result<Vec<AnyObj>, DbError> {
+        check_changes(changes)?;
+        let st = self.cache.read();
+        prepare_apply(&st, changes, now()).map(|p| p.objs)
     }
 
     /// Apply `req` to each object in `uids`, all or none.
@@ -573,6 +547,46 @@ fn unique_owner(st: &State, key: &str) -> Option<(String, String)> {
         .map(|e| e.obj.name().to_string())
         .unwrap_or_default();
     Some((found.1, format!("{} {name}", found.0)))
+}
+
+/// What `apply` refuses before looking at any object.
+fn check_changes(changes: &[Change]) -> Result<(), DbError> {
+    for c in changes {
+        match c {
+            Change::Create(Kind::Cluster, _) => {
+                return Err(DbError::BadRequest(
+                    "there is one cluster settings object; change it with update".into(),
+                ))
+            }
+            Change::Update(kind, _, req) => check_request(*kind, req)?,
+            Change::Create(..) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The transaction of `apply`'s changes, in order (later ones see earlier ones' objects).
+fn prepare_apply(st: &State, changes: &[Change], ts: f64) -> Result<Prepared, DbError> {
+    let mut p = Prepared {
+        txn: Txn::new(),
+        objs: Vec::new(),
+    };
+    let mut batch = Batch::default();
+    for c in changes {
+        match c {
+            Change::Create(kind, docs) => create_into(st, *kind, docs, ts, &mut p, &mut batch)?,
+            Change::Update(kind, uids, req) => modify_into(
+                st,
+                *kind,
+                uids,
+                ts,
+                update_change(st, req),
+                &mut p,
+                &mut batch,
+            )?,
+        }
+    }
+    Ok(p)
 }
 
 fn prepare_create(st: &State, kind: Kind, docs: &[Value], ts: f64) -> Result<Prepared, DbError> {

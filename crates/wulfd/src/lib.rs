@@ -17,6 +17,7 @@ pub mod exec;
 mod generate;
 pub mod gui;
 pub mod heads;
+pub mod import;
 pub mod limits;
 pub mod log;
 pub mod maint;

@@ -233,6 +233,18 @@ pub const RULES: &[Rule] = &[
         Account(Admin),
         "a backup of every object and the cluster's secrets",
     ),
+    rule(
+        "POST",
+        "/api/v1/cluster/import",
+        Account(Admin),
+        "create and update many objects in one transaction (import-config)",
+    ),
+    rule(
+        "PUT",
+        "/api/v1/cluster/import/files",
+        Account(Admin),
+        "store a file for an import to name by sha256",
+    ),
 ];
 
 /// The rule for a request: by method (HEAD as GET) and the route axum matched.
