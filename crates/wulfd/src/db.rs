@@ -958,15 +958,16 @@ mod tests {
         ];
         let made = db.apply(&good).await.unwrap();
         assert_eq!(made.len(), 5);
-        let st = db.cache.read();
-        assert_eq!(
-            st.group(DEFAULT_GROUP)
-                .and_then(|g| g.attributes.get("_boot_config"))
-                .map(String::as_str),
-            Some("b1")
-        );
-        assert!(st.by_name(Kind::Node, "n3").is_some());
-        drop(st);
+        {
+            let st = db.cache.read();
+            assert_eq!(
+                st.group(DEFAULT_GROUP)
+                    .and_then(|g| g.attributes.get("_boot_config"))
+                    .map(String::as_str),
+                Some("b1")
+            );
+            assert!(st.by_name(Kind::Node, "n3").is_some());
+        }
         cancel.cancel();
         let _ = follower.await;
     }
