@@ -224,7 +224,10 @@ fn import_boot_export_and_import_again() {
     lab.with_addr(&c3, "10.78.0.103/24");
     let got = Lab::cmd(&c3, "curl")
         .args(["-s", "--max-time", "10"])
-        .arg(format!("{}/boot/ipxe?mac=52:54:00:78:00:03", h.http_url()))
+        .arg(format!(
+            "{}/boot/ipxe?mac=52:54:00:78:00:03",
+            h.http_url().replace("127.0.0.1", "10.78.0.1")
+        ))
         .output()
         .unwrap();
     assert!(got.status.success());
