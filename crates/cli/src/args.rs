@@ -76,6 +76,9 @@ pub(crate) enum Top {
     Net(ObjectCmd),
     /// Non-cluster devices on the private network (switches, PDUs, storage)
     Host(ObjectCmd),
+    /// Installer repositories: an ISO the head serves at /repo/NAME/ (iso=@FILE), or a URL
+    /// it redirects there to (url=)
+    Repo(ObjectCmd),
     /// Cluster settings
     Cluster(ObjectCmd),
     /// Admin accounts: name, role (viewer, operator, admin), SSH public keys, a password

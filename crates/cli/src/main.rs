@@ -86,6 +86,7 @@ fn check(cli: &Cli) -> Result<(), Fail> {
         Top::Net(c) => (Kind::Net, c),
         Top::Host(c) => (Kind::Host, c),
         Top::Cluster(c) => (Kind::Cluster, c),
+        Top::Repo(c) => (Kind::Repo, c),
         Top::Admin(c) => (Kind::Admin, c),
         _ => return Ok(()),
     };
@@ -121,6 +122,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Top::Net(c) => object(&cli, Kind::Net, c),
         Top::Host(c) => object(&cli, Kind::Host, c),
         Top::Cluster(c) => object(&cli, Kind::Cluster, c),
+        Top::Repo(c) => object(&cli, Kind::Repo, c),
         Top::Admin(c) => object(&cli, Kind::Admin, c),
         Top::Login(a) => login::login(&cli, a),
         Top::Logout => login::logout(&cli),

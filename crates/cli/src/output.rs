@@ -24,6 +24,7 @@ fn plural(kind: Kind) -> &'static str {
         Kind::Host => "Hosts",
         Kind::Cluster => "Cluster",
         Kind::Admin => "Admin accounts",
+        Kind::Repo => "Repos",
     }
 }
 
@@ -109,6 +110,7 @@ fn columns(kind: Kind) -> &'static [&'static str] {
             "description",
         ],
         Kind::Admin => &["name", "role", "ssh_keys", "description"],
+        Kind::Repo => &["name", "iso", "url", "description"],
     }
 }
 

@@ -82,6 +82,7 @@ fn sample(kind: Kind) -> Value {
         Kind::Host => json!({"name": "sw1", "ip": "10.0.0.200"}),
         Kind::Cluster => json!({"name": "cluster"}),
         Kind::Admin => json!({"name": "alice", "role": "viewer"}),
+        Kind::Repo => json!({"name": "rocky9", "url": "http://mirror/rocky/9"}),
     };
     v["uid"] = Value::String(UID.into());
     v["last_modified"] = json!(1.5);

@@ -21,10 +21,12 @@ pub enum Kind {
     Cluster,
     /// An administrator account (`wulf admin`).
     Admin,
+    /// An installer repository: an ISO the head serves, or a URL (`wulf repo`).
+    Repo,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Node,
         Kind::Attrib,
         Kind::Boot,
@@ -34,6 +36,7 @@ impl Kind {
         Kind::Host,
         Kind::Cluster,
         Kind::Admin,
+        Kind::Repo,
     ];
 
     /// The short name used in the CLI, API paths and store keys.
@@ -48,6 +51,7 @@ impl Kind {
             Kind::Host => "host",
             Kind::Cluster => "cluster",
             Kind::Admin => "admin",
+            Kind::Repo => "repo",
         }
     }
 
@@ -63,6 +67,7 @@ impl Kind {
             Kind::Host => "host",
             Kind::Cluster => "cluster settings",
             Kind::Admin => "admin account",
+            Kind::Repo => "repo",
         }
     }
 }

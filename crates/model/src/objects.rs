@@ -279,6 +279,9 @@ pub struct BootConfig {
     pub kernel: Option<FileRef>,
     #[serde(default)]
     pub initramfs: Option<FileRef>,
+    /// A kickstart template the head renders for each booting node (`GET /boot/ks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kickstart: Option<FileRef>,
     #[serde(default)]
     pub cmdline: String,
     /// Name of the image the node's root filesystem comes from.
@@ -709,6 +712,45 @@ impl Admin {
 }
 object_common!(Admin, Kind::Admin);
 
+/// An installer repository (`wulf repo`): an ISO image the head serves file by file at
+/// `/repo/NAME/PATH`, or a URL it redirects there to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repo {
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub last_modified: f64,
+    #[serde(default)]
+    pub iso: Option<FileRef>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+impl Repo {
+    fn check(&self) -> Result<(), ModelError> {
+        check_object_name(&self.name)?;
+        if let Some(u) = &self.url {
+            if self.iso.is_some() {
+                return Err(ModelError::new("url", "a repo has an iso or a url, not both"));
+            }
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && !u.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+            if !ok {
+                return Err(ModelError::new(
+                    "url",
+                    format!("'{u}' is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+object_common!(Repo, Kind::Repo);
+
 /// How a field is written on the command line (`key=value`) and what it holds in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
@@ -758,6 +800,7 @@ pub fn fields(kind: Kind) -> &'static [(&'static str, FieldType)] {
         Kind::Boot => with_common![
             ("kernel", File),
             ("initramfs", File),
+            ("kickstart", File),
             ("cmdline", Text),
             ("image", OptText),
             ("boot_style", Text),
@@ -788,6 +831,7 @@ pub fn fields(kind: Kind) -> &'static [(&'static str, FieldType)] {
             ("password_hash", ReadOnly),
             ("token_generation", ReadOnly),
         ],
+        Kind::Repo => with_common![("iso", File), ("url", OptText)],
     }
 }
 

@@ -33,6 +33,8 @@ pub fn router(app: Arc<App>) -> Router {
         // Boot scripts and boot files are fetched by firmware, which has no token.
         .merge(crate::boot::routes())
         // Agents poll for commands with their node token, checked by the handlers.
+        // Installers fetch their kickstart and repo files the same way.
+        .merge(crate::kickstart::routes())
         .merge(crate::exec::routes::node_routes())
         // Booting nodes trade their enrollment token, checked by the handler.
         .merge(crate::enroll::routes::routes())

@@ -128,6 +128,8 @@ struct Plan {
     cmdline: String,
     image: Option<FileRef>,
     pxe_once: bool,
+    /// The boot config has a kickstart: the kernel is told where (`inst.ks= ks=`).
+    kickstart: bool,
 }
 
 enum Decision {
@@ -206,6 +208,7 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
         cmdline: bc.cmdline.clone(),
         image,
         pxe_once,
+        kickstart: bc.kickstart.is_some(),
     }))
 }
 
@@ -218,6 +221,10 @@ fn render(app: &App, base: &str, mac: MacAddr, p: &Plan, enroll: &str) -> String
         format!("wulf.style={}", p.style),
         format!("wulf.enroll={enroll}"),
     ];
+    if p.kickstart {
+        let ks = crate::kickstart::ks_url(base);
+        params.push(format!("inst.ks={ks} ks={ks}"));
+    }
     if let Some(img) = &p.image {
         params.push(format!("wulf.image={base}/boot/file/{}", img.sha256));
         params.push(format!("wulf.image_sha256={}", img.sha256));

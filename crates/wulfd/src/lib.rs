@@ -18,6 +18,7 @@ mod generate;
 pub mod gui;
 pub mod heads;
 pub mod import;
+pub mod kickstart;
 pub mod limits;
 pub mod log;
 pub mod maint;

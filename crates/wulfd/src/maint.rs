@@ -327,15 +327,21 @@ pub async fn act(app: &App, action: DbAction) -> Result<Vec<String>, StoreError>
 fn referenced_files(app: &App) -> HashSet<String> {
     let st = app.cache.read();
     let mut out = HashSet::new();
-    for o in st.objects(Kind::Boot).chain(st.objects(Kind::Image)) {
+    for o in st
+        .objects(Kind::Boot)
+        .chain(st.objects(Kind::Image))
+        .chain(st.objects(Kind::Repo))
+    {
         match o {
             AnyObj::Boot(b) => out.extend(
                 b.kernel
                     .iter()
                     .chain(b.initramfs.iter())
+                    .chain(b.kickstart.iter())
                     .map(|f| f.sha256.clone()),
             ),
             AnyObj::Image(i) => out.extend(i.content.iter().map(|f| f.sha256.clone())),
+            AnyObj::Repo(r) => out.extend(r.iso.iter().map(|f| f.sha256.clone())),
             _ => {}
         }
     }

@@ -63,6 +63,18 @@ pub const RULES: &[Rule] = &[
         Firmware,
         "the cluster CA certificate",
     ),
+    rule(
+        "GET",
+        "/boot/ks",
+        Firmware,
+        "the kickstart of the node at the asking address",
+    ),
+    rule(
+        "GET",
+        "/boot/repo/{name}/{*path}",
+        Firmware,
+        "a file of a repo's ISO, or a redirect to its URL",
+    ),
     // The web page (static files; its data comes from the account routes below).
     rule("GET", "/", Public, "the web page"),
     rule(

@@ -101,8 +101,10 @@ pub fn file_fields(obj: &AnyObj) -> Vec<(&'static str, &FileRef)> {
             .iter()
             .map(|f| ("kernel", f))
             .chain(b.initramfs.iter().map(|f| ("initramfs", f)))
+            .chain(b.kickstart.iter().map(|f| ("kickstart", f)))
             .collect(),
         AnyObj::Image(i) => i.content.iter().map(|f| ("content", f)).collect(),
+        AnyObj::Repo(r) => r.iso.iter().map(|f| ("iso", f)).collect(),
         _ => Vec::new(),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wulf_model::{
     Admin, AttribGroup, BootConfig, Cluster, Host, Image, Kind, ModelError, Network, Node, Object,
-    Pool,
+    Pool, Repo,
 };
 
 /// Prefix of every object key: `/wulf/obj/{kind}/{uid}`.
@@ -30,6 +30,7 @@ pub enum AnyObj {
     Host(Host),
     Cluster(Cluster),
     Admin(Admin),
+    Repo(Repo),
 }
 
 macro_rules! each {
@@ -44,6 +45,7 @@ macro_rules! each {
             AnyObj::Host($o) => $e,
             AnyObj::Cluster($o) => $e,
             AnyObj::Admin($o) => $e,
+            AnyObj::Repo($o) => $e,
         }
     };
 }
@@ -60,6 +62,7 @@ impl AnyObj {
             AnyObj::Host(_) => Kind::Host,
             AnyObj::Cluster(_) => Kind::Cluster,
             AnyObj::Admin(_) => Kind::Admin,
+            AnyObj::Repo(_) => Kind::Repo,
         }
     }
     pub fn uid(&self) -> &str {
@@ -88,6 +91,7 @@ impl AnyObj {
             Kind::Host => AnyObj::Host(from_json(v)?),
             Kind::Cluster => AnyObj::Cluster(from_json(v)?),
             Kind::Admin => AnyObj::Admin(from_json(v)?),
+            Kind::Repo => AnyObj::Repo(from_json(v)?),
         })
     }
 
@@ -103,6 +107,7 @@ impl AnyObj {
             Kind::Host => AnyObj::Host(serde_json::from_slice(bytes)?),
             Kind::Cluster => AnyObj::Cluster(serde_json::from_slice(bytes)?),
             Kind::Admin => AnyObj::Admin(serde_json::from_slice(bytes)?),
+            Kind::Repo => AnyObj::Repo(serde_json::from_slice(bytes)?),
         })
     }
 

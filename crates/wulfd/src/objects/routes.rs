@@ -214,11 +214,13 @@ async fn node_attributes(
 /// The kinds and fields that hold files.
 fn file_field(kind: Kind, field: &str) -> Result<(), ApiErr> {
     match (kind, field) {
-        (Kind::Boot, "kernel" | "initramfs") | (Kind::Image, "content") => Ok(()),
+        (Kind::Boot, "kernel" | "initramfs" | "kickstart")
+        | (Kind::Image, "content")
+        | (Kind::Repo, "iso") => Ok(()),
         _ => Err(ApiErr::new(
             StatusCode::NOT_FOUND,
             format!(
-                "{} has no file field '{field}' (boot: kernel, initramfs; image: content)",
+                "{} has no file field '{field}' (boot: kernel, initramfs, kickstart; image: content; repo: iso)",
                 kind.title()
             ),
         )),
@@ -276,6 +278,9 @@ async fn upload(
             }
             _ => ApiErr::bad(e.to_string()),
         })?;
+    if (kind, field.as_str()) == (Kind::Boot, "kickstart") {
+        check_kickstart(&app, &sha256)?;
+    }
     let file = FileRef {
         sha256,
         size,
@@ -288,6 +293,18 @@ async fn upload(
         objects_json(&[updated], None),
         StatusCode::OK,
     ))
+}
+
+/// A kickstart template is text whose placeholders are all known.
+fn check_kickstart(app: &App, sha256: &str) -> Result<(), ApiErr> {
+    let text = app
+        .blobs
+        .path(sha256)
+        .and_then(|p| std::fs::read(p).ok())
+        .ok_or_else(|| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the upload"))?;
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| ApiErr::bad("the kickstart template is not UTF-8 text"))?;
+    crate::kickstart::check(text).map_err(|e| ApiErr::bad(format!("kickstart template: {e}")))
 }
 
 async fn download(
