@@ -713,7 +713,7 @@ impl Admin {
 object_common!(Admin, Kind::Admin);
 
 /// An installer repository (`wulf repo`): an ISO image the head serves file by file at
-/// `/repo/NAME/PATH`, or a URL it redirects there to.
+/// `/boot/repo/NAME/PATH`, or a URL it redirects there to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Repo {

@@ -171,7 +171,7 @@ impl Iso {
                 return Err(IsoError::Format("a malformed directory record".into()));
             }
             let raw = &r[33..33 + name_len];
-            let su_start = 33 + name_len + usize::from(name_len % 2 == 0);
+            let su_start = 33 + name_len + usize::from(name_len.is_multiple_of(2));
             let su = r.get(su_start..).unwrap_or(&[]);
             if probe {
                 let sp = su.len() >= 4 && &su[..2] == b"SP";
