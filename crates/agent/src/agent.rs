@@ -30,6 +30,8 @@ pub const SLOW_GATHER: Duration = Duration::from_millis(100);
 /// The agent's state between reports.
 pub struct Agent {
     node: String,
+    /// `--standalone`: a refused credential is an error an admin must act on.
+    standalone: bool,
     sender: Sender,
     gatherer: Gatherer,
     /// `<state-dir>/busy.flag`.
@@ -79,6 +81,7 @@ impl Agent {
                 poweroff: settings.poweroff_cmd,
             },
             self_reboot,
+            standalone: settings.standalone,
             cred: settings.cred,
             warned_orphan: Vec::new(),
             node: settings.node,
@@ -274,7 +277,15 @@ impl Agent {
                     info!(target: "audit", "rejoined: {head} took a report after {} s as an orphan", after.as_secs());
                 }
             }
-            Err(_) => self.failures += 1,
+            Err(e) => {
+                self.failures += 1;
+                if self.standalone && crate::standalone::credential_refused(e) {
+                    tracing::error!(
+                        "the head refused this standalone node's credential ({e}): issue a new                          enrollment token (wulf node -i NODE enroll-token), remove the kept                          credential (--state-dir/{}) and start the agent with --enroll-token",
+                        crate::standalone::CRED_NAME
+                    );
+                }
+            }
         }
         self.shared.set_head(self.sender.current());
         let (cpu, wall) = c.finish();

@@ -65,6 +65,8 @@ pub struct Settings {
     /// line). An orphan reboots on its own only then, or when its reboot command is
     /// configured: an agent started by hand on some other machine never reboots it.
     pub booted_by_head: bool,
+    /// True for `--standalone`: a server wulf did not boot, whose credential is kept on disk.
+    pub standalone: bool,
 }
 
 impl Settings {
@@ -80,6 +82,7 @@ impl Settings {
             poweroff_cmd: vec![DEFAULT_POWEROFF.to_string()],
             reboot_cmd_set: false,
             booted_by_head: false,
+            standalone: false,
         }
     }
 

@@ -34,6 +34,7 @@ pub mod gather;
 pub mod hardware;
 pub mod send;
 pub mod signals;
+pub mod standalone;
 pub mod tls;
 
 /// The agent's version, sent in every report.

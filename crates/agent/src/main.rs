@@ -64,15 +64,44 @@ struct Cli {
     cred: Option<String>,
 
     /// Where the credential got by enrolling is kept for this boot (0600), so a restarted
-    /// agent keeps reporting.
-    #[arg(long, value_name = "FILE", default_value = enroll::CRED_FILE)]
-    cred_file: PathBuf,
+    /// agent keeps reporting. Default: /run/wulf/agent.cred; with --standalone
+    /// STATE_DIR/agent.cred, kept across reboots.
+    #[arg(long, value_name = "FILE")]
+    cred_file: Option<PathBuf>,
+
+    /// This server was not booted by wulf (a node of type standalone): enroll once with
+    /// --enroll-token, keep the credential in STATE_DIR/agent.cred (default state directory
+    /// /var/lib/wulf-agent) and use it on every later start. The kernel command line is not
+    /// read.
+    #[arg(long)]
+    standalone: bool,
+
+    /// With --standalone: the one-time token printed by `wulf node create … --enroll-token`
+    /// or `wulf node -i NODE enroll-token` (UID.SECRET; it names the node). Needed only
+    /// until the agent has enrolled. A flag is visible in `ps`: prefer --enroll-token-file.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        requires = "standalone",
+        conflicts_with = "enroll_token_file"
+    )]
+    enroll_token: Option<String>,
+
+    /// With --standalone: read the enrollment token from this file.
+    #[arg(long, value_name = "FILE", requires = "standalone")]
+    enroll_token_file: Option<PathBuf>,
+
+    /// The cluster CA's SHA-256 fingerprint, like --ca (`wulf trust` or the head's
+    /// /boot/ca.pem give it).
+    #[arg(long, value_name = "SHA256", conflicts_with = "ca")]
+    pin: Option<String>,
 
     /// SHA-256 fingerprint of the cluster CA certificate (wulf.ca= on the kernel command line,
     /// ca= in agent.conf). Needed for https:// heads: the agent fetches the CA from the head's
     /// /boot/ca.pem, keeps it only if it has this fingerprint, and checks every head's
-    /// certificate against it.
-    #[arg(long, value_name = "HEX")]
+    /// certificate against it. Also a FILE: the cluster CA certificate (PEM), whose
+    /// fingerprint is pinned.
+    #[arg(long, value_name = "HEX|FILE")]
     ca: Option<String>,
 
     /// What a soft reboot (and an orphan's reboot) runs: a program and its arguments, no
@@ -85,9 +114,10 @@ struct Cli {
     #[arg(long, value_name = "COMMAND")]
     poweroff_cmd: Option<String>,
 
-    /// Where agent.conf, busy.flag and attributes.ini live.
-    #[arg(long, value_name = "DIR", default_value = "/etc/wulf")]
-    state_dir: PathBuf,
+    /// Where agent.conf, busy.flag and attributes.ini live. Default: /etc/wulf; with
+    /// --standalone /var/lib/wulf-agent (also the credential).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 
     /// Send one report (with the hardware inventory), print the head's answer as JSON and
     /// exit.
@@ -156,8 +186,110 @@ fn main() -> ExitCode {
     }
 }
 
+impl Cli {
+    fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            PathBuf::from(if self.standalone {
+                wulf_agent::standalone::STATE_DIR
+            } else {
+                "/etc/wulf"
+            })
+        })
+    }
+
+    fn cred_file(&self) -> PathBuf {
+        self.cred_file.clone().unwrap_or_else(|| {
+            if self.standalone {
+                self.state_dir().join(wulf_agent::standalone::CRED_NAME)
+            } else {
+                PathBuf::from(enroll::CRED_FILE)
+            }
+        })
+    }
+
+    /// The CA pin: --pin, or --ca as a fingerprint or a PEM file's.
+    fn ca_pin(&self) -> anyhow::Result<Option<String>> {
+        if let Some(p) = &self.pin {
+            return Ok(Some(p.clone()));
+        }
+        let Some(ca) = &self.ca else { return Ok(None) };
+        let path = std::path::Path::new(ca);
+        if !path.is_file() {
+            return Ok(Some(ca.clone()));
+        }
+        let pem = std::fs::read(path).with_context(|| format!("reading --ca {ca}"))?;
+        let certs =
+            wulf_api::tls::parse_pem(&pem).map_err(|e| anyhow::anyhow!("--ca {ca}: {e}"))?;
+        let first = certs
+            .first()
+            .with_context(|| format!("--ca {ca}: no certificate in the file"))?;
+        Ok(Some(wulf_api::tls::fingerprint(first)))
+    }
+}
+
+/// `--standalone`: flags, then agent.conf; the node and credential kept in the state
+/// directory, else the enrollment token's.
+fn standalone_settings(cli: &Cli) -> anyhow::Result<config::Settings> {
+    use wulf_agent::standalone as sa;
+    let cred_file = cli.cred_file();
+    let token = match (&cli.enroll_token, &cli.enroll_token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(sa::read_token_file(f)?),
+        (None, None) => None,
+    };
+    let token = token.map(|t| sa::split_token(&t)).transpose()?;
+    let kept_node = sa::kept_node(&cred_file);
+    let kept = kept_node
+        .as_deref()
+        .and_then(|n| enroll::load(&cred_file, n, None).map(|c| (n.to_string(), c)));
+    let (node, cred, enroll_token) = match (kept, token) {
+        (Some((n, c)), t) if t.as_ref().is_none_or(|(u, _)| *u == n) => {
+            if t.is_some() {
+                tracing::info!(
+                    "a credential of node {n} is kept in {}: using it, not the enrollment token",
+                    cred_file.display()
+                );
+            }
+            (n, Some(c), None)
+        }
+        (_, Some((u, t))) => (u, None, Some(t)),
+        (_, None) => anyhow::bail!(
+            "no credential is kept in {} and no --enroll-token or --enroll-token-file was              given: issue a token with `wulf node -i NODE enroll-token`",
+            cred_file.display()
+        ),
+    };
+    let flags = Partial {
+        heads: cli
+            .heads
+            .iter()
+            .flat_map(|h| config::split_heads(h))
+            .collect(),
+        node: Some(node),
+        cred: cred.or_else(|| cli.cred.clone()),
+        enroll: enroll_token,
+        ca: cli.ca_pin()?,
+        reboot_cmd: cli.reboot_cmd.as_deref().map(config::split_command),
+        poweroff_cmd: cli.poweroff_cmd.as_deref().map(config::split_command),
+    };
+    let conf_path = cli.state_dir().join(config::CONF_FILE);
+    let conf = match std::fs::read_to_string(&conf_path) {
+        Ok(t) => config::from_conf(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Partial::default(),
+        Err(e) => {
+            tracing::warn!("cannot read {}: {e}", conf_path.display());
+            Partial::default()
+        }
+    };
+    let mut settings = config::resolve(&[flags, conf], &conf_path.display().to_string())?;
+    settings.standalone = true;
+    Ok(settings)
+}
+
 /// Flags, then the kernel command line, then agent.conf.
 fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
+    if cli.standalone {
+        return standalone_settings(cli);
+    }
     let flags = Partial {
         heads: cli
             .heads
@@ -167,7 +299,7 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
         node: cli.node.clone(),
         cred: cli.cred.clone(),
         enroll: cli.enroll.clone(),
-        ca: cli.ca.clone(),
+        ca: cli.ca_pin()?,
         reboot_cmd: cli.reboot_cmd.as_deref().map(config::split_command),
         poweroff_cmd: cli.poweroff_cmd.as_deref().map(config::split_command),
     };
@@ -175,7 +307,7 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
         .map(|t| config::from_cmdline(&t))
         .unwrap_or_default();
     let booted_by_head = cmdline.node.is_some();
-    let conf_path = cli.state_dir.join(config::CONF_FILE);
+    let conf_path = cli.state_dir().join(config::CONF_FILE);
     let conf = match std::fs::read_to_string(&conf_path) {
         Ok(t) => config::from_conf(&t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Partial::default(),
@@ -209,10 +341,21 @@ impl Pause for UntilStopped<'_> {
 
 fn run(cli: Cli, mut settings: config::Settings) -> anyhow::Result<ExitCode> {
     wulf_agent::tls::init(settings.ca.clone());
-    let boot_id = enroll::boot_id(std::path::Path::new(enroll::BOOT_ID));
+    // A standalone server's credential outlives its reboots: no boot id.
+    let boot_id = if settings.standalone {
+        None
+    } else {
+        enroll::boot_id(std::path::Path::new(enroll::BOOT_ID))
+    };
+    let cred_file = cli.cred_file();
+    let state_dir = cli.state_dir();
+    if settings.standalone {
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+    }
     if cli.once {
-        settings.cred = enroll::obtain(&settings, &cli.cred_file, boot_id.as_deref(), &mut Once)?;
-        let mut agent = Agent::new(settings, cli.state_dir, Paths::default());
+        settings.cred = enroll::obtain(&settings, &cred_file, boot_id.as_deref(), &mut Once)?;
+        let mut agent = Agent::new(settings, state_dir, Paths::default());
         let reply = agent.cycle()?;
         let json = serde_json::to_string_pretty(&reply).context("encoding the answer")?;
         println!("{json}");
@@ -220,12 +363,12 @@ fn run(cli: Cli, mut settings: config::Settings) -> anyhow::Result<ExitCode> {
     }
     let stop = Stop::install().context("installing the signal handlers")?;
     let mut pause = UntilStopped(&stop);
-    match enroll::obtain(&settings, &cli.cred_file, boot_id.as_deref(), &mut pause) {
+    match enroll::obtain(&settings, &cred_file, boot_id.as_deref(), &mut pause) {
         Ok(cred) => settings.cred = cred,
         // Stopped before it could enroll: nothing to report.
         Err(_) => return Ok(ExitCode::SUCCESS),
     }
-    let mut agent = Agent::new(settings, cli.state_dir, Paths::default());
+    let mut agent = Agent::new(settings, state_dir, Paths::default());
     agent.run(&stop);
     Ok(ExitCode::SUCCESS)
 }

@@ -281,6 +281,14 @@ pub(crate) enum Action {
         /// Admin accounts: ask for the password on the terminal (twice, not shown)
         #[arg(long, conflicts_with = "password_stdin")]
         password: bool,
+        /// Nodes: create one node of type standalone (a server wulf does not boot) and print
+        /// its one-time enrollment token for `wulf-agent --standalone` (shown only now)
+        #[arg(long, conflicts_with_all = ["count", "macs"])]
+        enroll_token: bool,
+        /// With --enroll-token: how long the token is good for (3600, 90m, 24h, 7d)
+        #[arg(long, value_name = "DURATION", requires = "enroll_token",
+            value_parser = crate::standalone::parse_ttl)]
+        enroll_token_ttl: Option<u64>,
     },
     /// Change fields of the selected objects (and reserved _attributes of nodes and groups)
     Update {
@@ -472,6 +480,14 @@ pub(crate) enum Action {
     /// node is in the state; exit 1 at --timeout, naming the nodes that are not and the
     /// state each is in.
     Waitfor(WaitforArgs),
+    /// Nodes only: issue a fresh one-time enrollment token for one standalone node (type
+    /// standalone: a server wulf did not boot) for `wulf-agent --standalone`; the earlier
+    /// token stops working
+    EnrollToken {
+        /// How long the token is good for (3600, 90m, 24h, 7d)
+        #[arg(long, value_name = "DURATION", value_parser = crate::standalone::parse_ttl)]
+        ttl: Option<u64>,
+    },
 }
 
 /// `power status|on|off|cycle|reset`.

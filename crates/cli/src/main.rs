@@ -32,6 +32,7 @@ mod output;
 mod power;
 mod sim;
 mod simulate;
+mod standalone;
 mod status;
 mod sysinfo;
 mod trust;
@@ -138,6 +139,12 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
     match &cmd.action {
         Action::Ls { names } => objects::ls(cli, kind, cmd, names),
         Action::Create {
+            pairs,
+            enroll_token: true,
+            enroll_token_ttl,
+            ..
+        } => standalone::create(cli, kind, pairs, *enroll_token_ttl),
+        Action::Create {
             from_dir: None,
             from_tar: None,
             pairs,
@@ -194,5 +201,6 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
         Action::Revoke => admin::check(kind, cmd),
         Action::Exec(a) => exec::run(cli, kind, cmd, a),
         Action::Waitfor(a) => waitfor::run(cli, kind, cmd, a),
+        Action::EnrollToken { ttl } => standalone::reissue(cli, cmd, *ttl),
     }
 }

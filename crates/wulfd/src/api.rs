@@ -29,6 +29,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::power::routes())
         .merge(crate::log::routes::routes())
         .merge(crate::replace::routes())
+        .merge(crate::enroll::standalone::routes())
         .layer(DefaultBodyLimit::disable())
         // Boot scripts and boot files are fetched by firmware, which has no token.
         .merge(crate::boot::routes())

@@ -128,6 +128,12 @@ pub const RULES: &[Rule] = &[
         "a booting node trades its enrollment token for its credential",
     ),
     rule(
+        "POST",
+        "/api/v1/node/enroll-token",
+        Account(Admin),
+        "issue a standalone node's one-time enrollment token",
+    ),
+    rule(
         "GET",
         "/api/v1/node/commands",
         Node,

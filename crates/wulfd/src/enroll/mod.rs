@@ -11,13 +11,17 @@
 //! head checks it. Each enrollment replaces the nonce, so the previous credential stops
 //! working. See docs/security.md, "Node credentials and images".
 //!
-//! Tokens live in this head's memory only (the node trades its token at the head that served
+//! Standalone nodes (servers wulf did not boot) get theirs from an admin instead, kept
+//! hashed in the store so any head accepts it ([`standalone`]).
+//!
+//! Boot-script tokens live in this head's memory only (the node trades its token at the head that served
 //! its boot script, `wulf.head=`); nonces are cached per head, kept current by a watch of the
 //! store (several heads) and re-read at most once a second per node when a credential does
 //! not match.
 
 pub mod images;
 pub mod routes;
+pub mod standalone;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -202,7 +206,7 @@ impl Enrollment {
     }
 }
 
-fn nonce_key(uid: &str) -> String {
+pub(crate) fn nonce_key(uid: &str) -> String {
     format!("{NONCE_PREFIX}{uid}")
 }
 

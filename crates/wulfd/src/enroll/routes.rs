@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use wulf_api::enroll::{EnrollReply, EnrollRequest};
 use wulf_model::{Kind, NodeState};
 
-use super::{peer_ip, rotate, source, state_of, TokenError};
+use super::{peer_ip, rotate, source, standalone, state_of, TokenError};
 use crate::app::{App, AppState};
 use crate::web::ApiErr;
 
@@ -41,10 +41,12 @@ async fn enroll(State(app): AppState, req: Request) -> Result<Json<EnrollReply>,
             "malformed enrollment request (want {{\"node\": UID, \"token\": TOKEN}}): {e}"
         ))
     })?;
-    let name = {
+    let (name, node_type) = {
         let st = app.cache.read();
         st.get(Kind::Node, &r.node)
-            .map(|e| e.obj.name().to_string())
+            .and_then(|e| e.obj.as_node())
+            .map(|n| (n.name.clone(), n.node_type.clone()))
+            .unzip()
     };
     let Some(name) = name else {
         tracing::warn!(target: "audit", source = %src, node = %r.node, "refused an enrollment from {src}: no node {}", r.node);
@@ -56,6 +58,9 @@ async fn enroll(State(app): AppState, req: Request) -> Result<Json<EnrollReply>,
             "{name} is up: a node that is up cannot enroll again (its agent keeps the credential \
              of this boot; reboot the node to enroll anew)"
         )));
+    }
+    if node_type.as_deref() == Some(standalone::TYPE) {
+        return enroll_standalone(&app, r, &name, &src).await;
     }
     if let Err(e) = app.enroll.check_token(&r.node, &r.token, peer, true) {
         let what = match &e {
@@ -80,5 +85,29 @@ async fn enroll(State(app): AppState, req: Request) -> Result<Json<EnrollReply>,
             app.enroll.unconsume(&r.node, &r.token);
             Err((&e).into())
         }
+    }
+}
+
+/// A standalone node trades the token an admin issued (kept hashed in the store): consumed in
+/// the transaction that stores its nonce, so it enrolls once at whichever head.
+async fn enroll_standalone(
+    app: &App,
+    r: EnrollRequest,
+    name: &str,
+    src: &str,
+) -> Result<Json<EnrollReply>, ApiErr> {
+    match standalone::enroll(app, &r.node, &r.token).await {
+        Ok(Ok(credential)) => {
+            tracing::info!(target: "audit", source = %src, node = %name, "enrolled standalone node {name} from {src}: a new credential (the previous one no longer works)");
+            Ok(Json(EnrollReply {
+                node: r.node,
+                credential,
+            }))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(target: "audit", source = %src, node = %name, "refused an enrollment of standalone node {name} from {src}: {e}");
+            Err(refused(format!("enrollment of {name} refused: {e}")))
+        }
+        Err(e) => Err((&e).into()),
     }
 }
