@@ -76,7 +76,7 @@ pub(crate) enum Top {
     Net(ObjectCmd),
     /// Non-cluster devices on the private network (switches, PDUs, storage)
     Host(ObjectCmd),
-    /// Installer repositories: an ISO the head serves at /repo/NAME/ (iso=@FILE), or a URL
+    /// Installer repositories: an ISO the head serves at /boot/repo/NAME/ (iso=@FILE), or a URL
     /// it redirects there to (url=)
     Repo(ObjectCmd),
     /// Cluster settings
@@ -340,17 +340,6 @@ pub(crate) enum Action {
     /// to no node (while the cluster does not accept new nodes). Create nodes from them with
     /// `wulf node unknown --json | jq -r '.[].mac' | wulf node create --macs -`
     Unknown,
-    /// Cluster only: print /etc/hosts lines (heads, nodes, hosts) or /etc/ethers lines
-    Hosts {
-        /// hosts or ethers
-        #[arg(long, default_value = "hosts")]
-        format: String,
-    },
-    /// Cluster only: the database's size and health, and maintenance on demand
-    ///
-    /// One row per store member (each etcd member, or the embedded file): size, bytes in
-    /// use, fill of the space quota, leader, reachability; raised alarms (NOSPACE: "database
-    /// space exceeded", etcd refuses writes) and what the heads' maintenance last did.
     /// Nodes only: a node's box was replaced: give the node the new box's MAC
     ///
     /// Exactly one node. It keeps its name, index, IP, attributes and groups; the old MAC
@@ -362,6 +351,17 @@ pub(crate) enum Action {
         #[arg(value_name = "mac=NEW", required = true)]
         pairs: Vec<String>,
     },
+    /// Cluster only: print /etc/hosts lines (heads, nodes, hosts) or /etc/ethers lines
+    Hosts {
+        /// hosts or ethers
+        #[arg(long, default_value = "hosts")]
+        format: String,
+    },
+    /// Cluster only: the database's size and health, and maintenance on demand
+    ///
+    /// One row per store member (each etcd member, or the embedded file): size, bytes in
+    /// use, fill of the space quota, leader, reachability; raised alarms (NOSPACE: "database
+    /// space exceeded", etcd refuses writes) and what the heads' maintenance last did.
     /// With an option, that maintenance runs first.
     Db {
         /// Compact all history up to the current revision
@@ -405,8 +405,10 @@ pub(crate) enum Action {
     /// Kernel and initrd files the config names are uploaded, then every object is created
     /// at once or none is. Errors name the line; exit 2 for a bad file. See
     /// docs/admin/migrate.md.
-    #[command(after_help = "Examples:\n  wulf cluster import-config /etc/beowulf/config --dry-run\n  \
-        wulf cluster import-config /etc/beowulf/config")]
+    #[command(
+        after_help = "Examples:\n  wulf cluster import-config /etc/beowulf/config --dry-run\n  \
+        wulf cluster import-config /etc/beowulf/config"
+    )]
     ImportConfig {
         file: PathBuf,
         /// Check everything with the head and print what would be created; write nothing
@@ -414,8 +416,10 @@ pub(crate) enum Action {
         dry_run: bool,
     },
     /// Cluster only: write the cluster as a ClusterWare/Scyld /etc/beowulf/config
-    #[command(after_help = "Examples:\n  wulf cluster export-config -o beowulf.config   \
-        # also writes beowulf.config.d/ with the kernels and initrds")]
+    #[command(
+        after_help = "Examples:\n  wulf cluster export-config -o beowulf.config   \
+        # also writes beowulf.config.d/ with the kernels and initrds"
+    )]
     ExportConfig {
         /// The file to write (and FILE.d/ with the boot files); stdout without
         #[arg(short = 'o', long, value_name = "FILE")]

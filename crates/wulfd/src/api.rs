@@ -27,15 +27,15 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::import::routes())
         .merge(crate::exec::routes::routes())
         .merge(crate::power::routes())
-        .merge(crate::log::routes::routes())
         .merge(crate::replace::routes())
+        .merge(crate::log::routes::routes())
         .merge(crate::enroll::standalone::routes())
         .layer(DefaultBodyLimit::disable())
         // Boot scripts and boot files are fetched by firmware, which has no token.
         .merge(crate::boot::routes())
-        // Agents poll for commands with their node token, checked by the handlers.
         // Installers fetch their kickstart and repo files the same way.
         .merge(crate::kickstart::routes())
+        // Agents poll for commands with their node token, checked by the handlers.
         .merge(crate::exec::routes::node_routes())
         // Booting nodes trade their enrollment token, checked by the handler.
         .merge(crate::enroll::routes::routes())

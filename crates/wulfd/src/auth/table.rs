@@ -221,6 +221,12 @@ pub const RULES: &[Rule] = &[
     rule("PATCH", "/api/v1/{kind}", Account(Admin), "update objects"),
     rule("DELETE", "/api/v1/{kind}", Account(Admin), "delete objects"),
     rule(
+        "POST",
+        "/api/v1/node/replace",
+        Account(Admin),
+        "give a node a new box's MAC",
+    ),
+    rule(
         "GET",
         "/api/v1/{kind}/{id}/files/{field}",
         Account(Admin),
@@ -237,12 +243,6 @@ pub const RULES: &[Rule] = &[
         "/api/v1/cluster/db",
         Account(Admin),
         "compact or defragment the database",
-    ),
-    rule(
-        "POST",
-        "/api/v1/node/replace",
-        Account(Admin),
-        "give a node a new box's MAC",
     ),
     rule("DELETE", "/api/v1/head", Account(Admin), "forget a head"),
     rule(

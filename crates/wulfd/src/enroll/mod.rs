@@ -275,10 +275,6 @@ pub async fn current_credential(app: &App, uid: &str) -> Option<String> {
     Some(credential(&app.node_secret, uid, &nonce))
 }
 
-/// Store a fresh nonce for node `uid` (replacing the last) and return its new credential.
-async fn rotate(app: &App, uid: &str) -> Result<String, StoreError> {
-    let nonce = hex::encode(rand::random::<[u8; 16]>());
-    app.store
 /// Revoke node `uid`'s credential (its box was replaced): the nonce is deleted, so no
 /// credential of it works on any head until the node enrolls again.
 pub async fn revoke(app: &App, uid: &str) -> Result<(), StoreError> {
@@ -287,6 +283,10 @@ pub async fn revoke(app: &App, uid: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Store a fresh nonce for node `uid` (replacing the last) and return its new credential.
+async fn rotate(app: &App, uid: &str) -> Result<String, StoreError> {
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    app.store
         .put(&nonce_key(uid), nonce.clone().into_bytes(), Expect::Any)
         .await?;
     app.enroll.remember(uid, Some(nonce.clone()), true);
