@@ -735,10 +735,15 @@ impl Repo {
         check_object_name(&self.name)?;
         if let Some(u) = &self.url {
             if self.iso.is_some() {
-                return Err(ModelError::new("url", "a repo has an iso or a url, not both"));
+                return Err(ModelError::new(
+                    "url",
+                    "a repo has an iso or a url, not both",
+                ));
             }
             let ok = (u.starts_with("http://") || u.starts_with("https://"))
-                && !u.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+                && !u
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
             if !ok {
                 return Err(ModelError::new(
                     "url",
