@@ -279,9 +279,13 @@ impl Agent {
             }
             Err(e) => {
                 self.failures += 1;
-                if self.standalone && crate::standalone::credential_refused(e) {
+                // Once per run of failures, not every report: the fix is the admin's.
+                if self.standalone && self.failures == 1 && crate::standalone::credential_refused(e)
+                {
                     tracing::error!(
-                        "the head refused this standalone node's credential ({e}): issue a new                          enrollment token (wulf node -i NODE enroll-token), remove the kept                          credential (--state-dir/{}) and start the agent with --enroll-token",
+                        "the head refused this standalone node's credential ({e}): issue a new \
+                         enrollment token (wulf node -i NODE enroll-token), remove the kept \
+                         credential (--state-dir/{}) and start the agent with --enroll-token",
                         crate::standalone::CRED_NAME
                     );
                 }
