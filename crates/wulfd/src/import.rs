@@ -89,8 +89,10 @@ fn check_files(app: &App, doc: &Value) -> Result<(), ApiErr> {
 async fn import(
     State(app): AppState,
     Extension(who): Extension<Principal>,
-    Json(req): Json<ImportRequest>,
+    body: axum::body::Bytes,
 ) -> Result<Json<ImportReply>, ApiErr> {
+    let req: ImportRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiErr::bad(format!("the import request is not valid: {e}")))?;
     let mut changes = Vec::with_capacity(req.steps.len());
     for s in req.steps {
         changes.push(match s {
@@ -146,6 +148,9 @@ async fn file(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
+    if expected == Some(0) {
+        return Err(ApiErr::bad("no file in the request body"));
+    }
     let stream = req.into_body().into_data_stream();
     let (sha256, size) = app
         .blobs
@@ -158,6 +163,9 @@ async fn file(
             }
             _ => ApiErr::bad(e.to_string()),
         })?;
+    if size == 0 {
+        return Err(ApiErr::bad("no file in the request body"));
+    }
     tracing::info!(target: "audit", account = %who.name, source = %who.source, sha256 = %sha256, size, "stored a file for an import");
     Ok((
         StatusCode::OK,
