@@ -835,17 +835,44 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A bootstrapped database on an embedded store in a temporary directory, its cache
+    /// following the store.
+    struct TestDb {
+        db: Db,
+        cancel: tokio_util::sync::CancellationToken,
+        follower: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestDb {
+        async fn start() -> TestDb {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> =
+                wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+            let cache = crate::cache::Cache::new();
+            cache.load(store.as_ref()).await.unwrap();
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
+            let db = Db::new(store, cache);
+            db.bootstrap("test").await.unwrap();
+            TestDb {
+                db,
+                cancel,
+                follower,
+                _dir: dir,
+            }
+        }
+
+        async fn stop(self) {
+            self.cancel.cancel();
+            let _ = self.follower.await;
+        }
+    }
+
     #[tokio::test]
     async fn a_node_name_that_is_not_text_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
-        let cache = crate::cache::Cache::new();
-        cache.load(store.as_ref()).await.unwrap();
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
-        let db = Db::new(store, cache);
-        db.bootstrap("test").await.unwrap();
+        let t = TestDb::start().await;
+        let db = &t.db;
         for bad in [json!({}), json!(5), json!(["n9"]), json!(true)] {
             let e = db
                 .create(Kind::Node, vec![json!({"index": 9, "name": bad})])
@@ -869,21 +896,14 @@ mod tests {
         let made = db.create(Kind::Node, docs).await.unwrap();
         let names: Vec<&str> = made.iter().map(AnyObj::name).collect();
         assert_eq!(names, ["n1", "n2", "n3"]);
-        cancel.cancel();
-        let _ = follower.await;
+        t.stop().await;
     }
 
     #[tokio::test]
     async fn changing_no_objects_answers_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
-        let cache = crate::cache::Cache::new();
-        cache.load(store.as_ref()).await.unwrap();
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
-        let db = Db::new(store.clone(), cache);
-        db.bootstrap("test").await.unwrap();
+        let t = TestDb::start().await;
+        let db = &t.db;
+        let store = &db.store;
         // The last write is one the object cache does not follow.
         store
             .put("/wulf/status/hb/x", b"{}".to_vec(), Expect::Any)
@@ -904,21 +924,13 @@ mod tests {
             .expect("an update of nothing waited")
             .unwrap();
         assert!(updated.is_empty());
-        cancel.cancel();
-        let _ = follower.await;
+        t.stop().await;
     }
 
     #[tokio::test]
     async fn apply_writes_several_kinds_at_once_or_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
-        let cache = crate::cache::Cache::new();
-        cache.load(store.as_ref()).await.unwrap();
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let follower = tokio::spawn(cache.clone().follow(store.clone(), cancel.clone()));
-        let db = Db::new(store, cache);
-        db.bootstrap("test").await.unwrap();
+        let t = TestDb::start().await;
+        let db = &t.db;
         let group = db
             .cache
             .read()
@@ -968,7 +980,6 @@ mod tests {
             );
             assert!(st.by_name(Kind::Node, "n3").is_some());
         }
-        cancel.cancel();
-        let _ = follower.await;
+        t.stop().await;
     }
 }

@@ -17,7 +17,6 @@ use wulf_model::{FileRef, Kind};
 
 use crate::app::{App, AppState};
 use crate::auth::Principal;
-use crate::blobs::BlobError;
 use crate::db::Change;
 use crate::web::ApiErr;
 
@@ -143,36 +142,18 @@ async fn file(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Result<(StatusCode, Json<FileRef>), ApiErr> {
-    let expected = req
+    if req
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    if expected == Some(0) {
+        .map(|v| v.as_bytes())
+        == Some(b"0")
+    {
         return Err(ApiErr::bad("no file in the request body"));
     }
-    let stream = req.into_body().into_data_stream();
-    let (sha256, size) = app
-        .blobs
-        .ingest(stream, expected)
-        .await
-        .map_err(|e| match e {
-            BlobError::Io(_) => {
-                tracing::error!(error = %e, "cannot store upload");
-                ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
-            _ => ApiErr::bad(e.to_string()),
-        })?;
-    if size == 0 {
+    let file = crate::objects::routes::store_body(&app, req, &q).await?;
+    if file.size == 0 {
         return Err(ApiErr::bad("no file in the request body"));
     }
-    tracing::info!(target: "audit", account = %who.name, source = %who.source, sha256 = %sha256, size, "stored a file for an import");
-    Ok((
-        StatusCode::OK,
-        Json(FileRef {
-            sha256,
-            size,
-            filename: q.get("filename").cloned().unwrap_or_default(),
-        }),
-    ))
+    tracing::info!(target: "audit", account = %who.name, source = %who.source, sha256 = %file.sha256, size = file.size, "stored a file for an import");
+    Ok((StatusCode::OK, Json(file)))
 }

@@ -241,6 +241,37 @@ fn one(st: &CacheState, kind: Kind, id: &str) -> Result<Arc<AnyObj>, ApiErr> {
     }
 }
 
+/// Store a request's body as a blob (its Content-Length, when given, is checked) and describe
+/// it with the `filename` query value.
+pub(crate) async fn store_body(
+    app: &App,
+    req: Request,
+    q: &HashMap<String, String>,
+) -> Result<FileRef, ApiErr> {
+    let expected = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let stream = req.into_body().into_data_stream();
+    let (sha256, size) = app
+        .blobs
+        .ingest(stream, expected)
+        .await
+        .map_err(|e| match e {
+            BlobError::Io(_) => {
+                tracing::error!(error = %e, "cannot store upload");
+                ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            _ => ApiErr::bad(e.to_string()),
+        })?;
+    Ok(FileRef {
+        sha256,
+        size,
+        filename: q.get("filename").cloned().unwrap_or_default(),
+    })
+}
+
 async fn upload(
     State(app): AppState,
     Extension(who): Extension<Principal>,
@@ -261,31 +292,11 @@ async fn upload(
             ),
         ));
     }
-    let expected = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let stream = req.into_body().into_data_stream();
-    let (sha256, size) = app
-        .blobs
-        .ingest(stream, expected)
-        .await
-        .map_err(|e| match e {
-            BlobError::Io(_) => {
-                tracing::error!(error = %e, "cannot store upload");
-                ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
-            _ => ApiErr::bad(e.to_string()),
-        })?;
+    let file = store_body(&app, req, &q).await?;
     if (kind, field.as_str()) == (Kind::Boot, "kickstart") {
-        check_kickstart(&app, &sha256)?;
+        check_kickstart(&app, &file.sha256)?;
     }
-    let file = FileRef {
-        sha256,
-        size,
-        filename: q.get("filename").cloned().unwrap_or_default(),
-    };
+    let size = file.size;
     let value = serde_json::to_value(&file).unwrap_or(Value::Null);
     let updated = app.db.set_field(kind, obj.uid(), &field, value).await?;
     tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, sha256 = %file.sha256, size, "uploaded {field} of {}", obj.name());
