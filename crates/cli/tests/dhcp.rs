@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use head::Head;
-use netns::Lab;
+use netns::{parse_env, udhcpc, Lab};
 use serde_json::Value;
 
 const CONFIG: &str = "[dhcp]\nlease_secs = 600\n[tftp]\nenabled = false\n[dns]\nenabled = false\n";
@@ -54,49 +54,6 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
-}
-
-fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
-}
-
-/// Run busybox udhcpc in `ns` until it gets a lease (Some: the variables its script got) or
-/// gives up after `tries` DISCOVERs a second apart (None).
-fn udhcpc(ns: &str, tries: u32, extra: &[&str]) -> Option<HashMap<String, String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bound.env");
-    let s = script(
-        dir.path(),
-        "udhcpc.sh",
-        &format!(
-            "[ \"$1\" = bound ] && env > {o}.tmp && mv {o}.tmp {o}\nexit 0",
-            o = out.display()
-        ),
-    );
-    let tries = tries.to_string();
-    let status = Command::new("timeout")
-        .args(["-s", "KILL", "40", "ip", "netns", "exec", ns])
-        .args([
-            "busybox", "udhcpc", "-n", "-q", "-f", "-i", "eth0", "-T", "1", "-A", "1",
-        ])
-        .args(["-t", &tries])
-        .arg("-s")
-        .arg(&s)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let env = std::fs::read_to_string(&out).ok().map(|t| parse_env(&t));
-    assert_eq!(
-        status.success(),
-        env.is_some(),
-        "udhcpc exit {status} vs lease {env:?}"
-    );
-    env
 }
 
 /// Run isc-dhcp-client's dhclient in `ns` (foreground, one try, our own config and script)

@@ -7,42 +7,14 @@
 mod head;
 mod netns;
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use head::Head;
-use netns::Lab;
+use netns::{Lab, NsResolvConf};
 
 /// Config for a head in a lab: only the services this test needs.
 const QUIET: &str = "[dhcp]\nenabled = false\n[tftp]\nenabled = false\n";
-
-/// `/etc/netns/<ns>/resolv.conf` (what `ip netns exec` shows as /etc/resolv.conf), removed
-/// on drop (with /etc/netns if this made it and it is empty).
-struct NsResolvConf {
-    dir: PathBuf,
-    made_parent: bool,
-}
-
-impl NsResolvConf {
-    fn new(ns: &str, text: &str) -> NsResolvConf {
-        let parent = PathBuf::from("/etc/netns");
-        let made_parent = !parent.exists();
-        let dir = parent.join(ns);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("resolv.conf"), text).unwrap();
-        NsResolvConf { dir, made_parent }
-    }
-}
-
-impl Drop for NsResolvConf {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if self.made_parent {
-            let _ = std::fs::remove_dir("/etc/netns");
-        }
-    }
-}
 
 /// Run dig in `ns` (one try, bounded wait).
 fn dig_out(ns: &str, args: &[&str], secs: u32) -> Output {

@@ -11,35 +11,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use head::Head;
-use netns::Lab;
+use netns::{Lab, NsResolvConf};
 
 const QUIET: &str = "[dhcp]\nenabled = false\n[tftp]\nenabled = false\n";
-
-/// `/etc/netns/<ns>/resolv.conf`, removed on drop (with /etc/netns if this made it).
-struct NsResolvConf {
-    dir: PathBuf,
-    made_parent: bool,
-}
-
-impl NsResolvConf {
-    fn new(ns: &str, text: &str) -> NsResolvConf {
-        let parent = PathBuf::from("/etc/netns");
-        let made_parent = !parent.exists();
-        let dir = parent.join(ns);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("resolv.conf"), text).unwrap();
-        NsResolvConf { dir, made_parent }
-    }
-}
-
-impl Drop for NsResolvConf {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if self.made_parent {
-            let _ = std::fs::remove_dir("/etc/netns");
-        }
-    }
-}
 
 /// Build libnss_wulf.so (cargo names it so) and give it its glibc name, libnss_wulf.so.2,
 /// in a directory of its own for LD_LIBRARY_PATH.

@@ -7,7 +7,6 @@ mod head;
 mod netns;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use head::Head;
 use netns::Lab;
@@ -111,35 +110,6 @@ fn summary(h: &Head) -> Value {
         "assign": h.json(&["cluster", "ls", "-L"])[0]["accept_new_nodes"]})
 }
 
-fn udhcpc(ns: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ip");
-    let s = dir.path().join("s.sh");
-    std::fs::write(
-        &s,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = bound ] && echo $ip > {o}.tmp && mv {o}.tmp {o}\nexit 0\n",
-            o = out.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let st = Command::new("timeout")
-        .args(["-s", "KILL", "40", "ip", "netns", "exec", ns])
-        .args([
-            "busybox", "udhcpc", "-n", "-q", "-f", "-i", "eth0", "-T", "1", "-A", "1",
-        ])
-        .args(["-t", "15", "-s"])
-        .arg(&s)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "udhcpc got no lease");
-    std::fs::read_to_string(&out).unwrap().trim().to_string()
-}
-
 #[test]
 fn import_boot_export_and_import_again() {
     let mut lab = Lab::new("10.78.0");
@@ -216,7 +186,8 @@ fn import_boot_export_and_import_again() {
 
     // A node leases its address from the imported net with real udhcpc.
     let c1 = lab.client("52:54:00:78:00:02");
-    assert_eq!(udhcpc(&c1), "10.78.0.101");
+    let lease = netns::udhcpc(&c1, 15, &[]).expect("udhcpc got no lease");
+    assert_eq!(lease["ip"], "10.78.0.101");
 
     // pxe+local: the first boot script answer sets the stage to local; update re-arms it.
     // The script is asked from the node's own address (a head issues boot secrets only there).

@@ -10,6 +10,8 @@
 //!   the ISO with wget, prints both and reboots; with boot_sequence pxe+local its next PXE
 //!   boot is told to boot from its local disk.
 
+#[path = "support/bmc/mod.rs"]
+mod bmc;
 mod head;
 mod netns;
 
@@ -282,67 +284,6 @@ fn console(path: &Path) -> String {
     String::from_utf8_lossy(&raw).replace('\r', "")
 }
 
-/// Debian's kernel (the end-to-end boot test's cache under target/, fetched with
-/// `apt-get download` when missing): its root and release.
-fn debian_kernel() -> (PathBuf, String) {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-kernel");
-    std::fs::create_dir_all(&cache).unwrap();
-    let found = |c: &Path| -> Option<(PathBuf, String)> {
-        std::fs::read_dir(c).ok()?.flatten().find_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let ver = name.strip_prefix("linux-image-")?.to_string();
-            let root = e.path();
-            (root.join(format!("boot/vmlinuz-{ver}")).is_file()
-                && root.join(format!("lib/modules/{ver}")).is_dir())
-            .then_some((root, ver))
-        })
-    };
-    if let Some(k) = found(&cache) {
-        return k;
-    }
-    let pkg = || {
-        Command::new("apt-cache")
-            .args(["depends", "linux-image-amd64"])
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter_map(|l| l.trim().strip_prefix("Depends: "))
-                    .find(|p| p.starts_with("linux-image-") && p.ends_with("-amd64"))
-                    .map(str::to_string)
-            })
-    };
-    let pkg = pkg()
-        .or_else(|| {
-            run(Command::new("apt-get").args(["update", "-qq"]));
-            pkg()
-        })
-        .expect("apt-cache cannot tell which kernel linux-image-amd64 depends on");
-    let dl = cache.join("download");
-    std::fs::create_dir_all(&dl).unwrap();
-    run(Command::new("apt-get")
-        .args(["download", "-q", &pkg])
-        .current_dir(&dl));
-    let deb = std::fs::read_dir(&dl)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .expect("apt-get download left no .deb");
-    let tmp = cache.join("unpacking");
-    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tmp));
-    std::fs::rename(&tmp, cache.join(&pkg)).unwrap();
-    let _ = std::fs::remove_dir_all(&dl);
-    found(&cache).expect("the unpacked kernel package has no kernel")
-}
-
-fn script(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// An installer-like initramfs: busybox, the e1000 driver, and an init that gets an address
 /// by DHCP, fetches `ks=` and the ISO file the kickstart's repo holds, prints them and
 /// reboots.
@@ -363,11 +304,11 @@ fn installer_initramfs(dir: &Path, kroot: &Path, kver: &str) -> PathBuf {
         assert!(out.status.success(), "cannot unpack {}", xz.display());
         std::fs::write(root.join("e1000.ko"), out.stdout).unwrap();
     }
-    script(
+    bmc::write_script(
         &root.join("udhcpc.sh"),
         "#!/bin/sh\n[ \"$1\" = bound ] && ifconfig \"$interface\" \"$ip\" netmask \"$subnet\"\nexit 0\n",
     );
-    script(
+    bmc::write_script(
         &root.join("init"),
         "#!/bin/busybox sh\n\
          /bin/busybox --install -s /bin\n\
@@ -418,7 +359,7 @@ impl Drop for Vm {
 
 #[test]
 fn installer_like_boot_in_qemu() {
-    let (kroot, kver) = debian_kernel();
+    let (kroot, kver) = bmc::vm::debian_kernel();
     let lab = Lab::new("10.84.0");
     let h = Head::start_in(&lab.srv, "[dns]\nenabled = false\n");
     let dir = h.dir.path().to_path_buf();

@@ -6,13 +6,11 @@
 mod head;
 mod netns;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use head::{etcd_member, wait_for, Head};
-use netns::Lab;
+use netns::{udhcpc, Lab};
 use serde_json::Value;
 
 const DHCP: &str = "[dhcp]\nlease_secs = 600\n[tftp]\nenabled = false\n[dns]\nenabled = false\n";
@@ -38,49 +36,6 @@ fn cluster_net(h: &Head) {
         "mask_bits=24",
         "host_ranges=10.78.0.10-10.78.0.49",
     ]);
-}
-
-fn script(dir: &Path, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join("udhcpc.sh");
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
-/// Run busybox udhcpc in `ns` until it gets a lease (Some: the variables its script got) or
-/// gives up after `tries` DISCOVERs a second apart (None).
-fn udhcpc(ns: &str, tries: u32) -> Option<HashMap<String, String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bound.env");
-    let s = script(
-        dir.path(),
-        &format!(
-            "[ \"$1\" = bound ] && env > {o}.tmp && mv {o}.tmp {o}\nexit 0",
-            o = out.display()
-        ),
-    );
-    let tries = tries.to_string();
-    let status = Command::new("timeout")
-        .args(["-s", "KILL", "40", "ip", "netns", "exec", ns])
-        .args([
-            "busybox", "udhcpc", "-n", "-q", "-f", "-i", "eth0", "-T", "1", "-A", "1",
-        ])
-        .args(["-t", &tries])
-        .arg("-s")
-        .arg(&s)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let env = std::fs::read_to_string(&out).ok().map(|t| {
-        t.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-            .collect::<HashMap<_, _>>()
-    });
-    assert_eq!(status.success(), env.is_some(), "udhcpc exit {status}");
-    env
 }
 
 fn node(h: &Head, name: &str) -> Value {
@@ -135,7 +90,7 @@ fn replace_gives_the_new_box_the_node_and_its_address() {
 
     // The old box gets its address.
     let old_ns = lab.client(old);
-    let lease = udhcpc(&old_ns, 8).unwrap_or_else(|| panic!("no lease for n5:\n{}", h.log()));
+    let lease = udhcpc(&old_ns, 8, &[]).unwrap_or_else(|| panic!("no lease for n5:\n{}", h.log()));
     assert_eq!(lease["ip"], "10.78.0.105");
     let before = node(&h, "n5");
 
@@ -194,11 +149,11 @@ fn replace_gives_the_new_box_the_node_and_its_address() {
 
     // The new box gets the same address from real udhcpc; the old one is not answered.
     let new_ns = lab.client(new);
-    let lease = udhcpc(&new_ns, 8).unwrap_or_else(|| panic!("no lease for new:\n{}", h.log()));
+    let lease = udhcpc(&new_ns, 8, &[]).unwrap_or_else(|| panic!("no lease for new:\n{}", h.log()));
     assert_eq!(lease["ip"], "10.78.0.105");
     assert_eq!(lease["hostname"], "n5");
     assert!(
-        udhcpc(&old_ns, 3).is_none(),
+        udhcpc(&old_ns, 3, &[]).is_none(),
         "the old MAC is still answered"
     );
     assert_eq!(unknown_macs(&h), [old.to_string()]);
@@ -216,7 +171,7 @@ fn new_macs_are_appended_or_inserted() {
     h.ok(&["cluster", "update", "accept_new_nodes=append"]);
     let a = "52:54:00:78:01:aa";
     let ns = lab.client(a);
-    let lease = udhcpc(&ns, 8).unwrap_or_else(|| panic!("no lease (append):\n{}", h.log()));
+    let lease = udhcpc(&ns, 8, &[]).unwrap_or_else(|| panic!("no lease (append):\n{}", h.log()));
     let n = node(&h, "n6");
     assert_eq!(n["mac"], a, "{}", h.log());
     assert_eq!(lease["ip"], "10.78.0.106");
@@ -224,7 +179,7 @@ fn new_macs_are_appended_or_inserted() {
     h.ok(&["cluster", "update", "accept_new_nodes=insert"]);
     let b = "52:54:00:78:01:bb";
     let ns = lab.client(b);
-    let lease = udhcpc(&ns, 8).unwrap_or_else(|| panic!("no lease (insert):\n{}", h.log()));
+    let lease = udhcpc(&ns, 8, &[]).unwrap_or_else(|| panic!("no lease (insert):\n{}", h.log()));
     let n = node(&h, "n1");
     assert_eq!(n["mac"], b, "{}", h.log());
     assert_eq!(lease["ip"], "10.78.0.101");
@@ -240,7 +195,7 @@ fn unknown_macs_survive_a_restart() {
     let mac = "52:54:00:78:02:01";
     let ns = lab.client(mac);
     assert!(
-        udhcpc(&ns, 3).is_none(),
+        udhcpc(&ns, 3, &[]).is_none(),
         "locked: an unknown MAC got a lease"
     );
     assert_eq!(unknown_macs(&h), [mac.to_string()]);
@@ -335,7 +290,7 @@ fn unknown_macs_are_shared_by_heads_on_one_etcd() {
     wait_serving(&a);
     let mac = "52:54:00:78:03:01";
     let ns = lab.client(mac);
-    assert!(udhcpc(&ns, 3).is_none());
+    assert!(udhcpc(&ns, 3, &[]).is_none());
     assert_eq!(unknown_macs(&a), [mac.to_string()]);
     // Head B runs no DHCP server: it lists what A saw, from the store.
     wait_for(

@@ -5,7 +5,9 @@
 //! still running inside.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -131,4 +133,79 @@ impl Drop for Lab {
         }
         Self::cleanup_ns(&self.srv);
     }
+}
+
+/// `/etc/netns/<ns>/resolv.conf` (what `ip netns exec` shows as /etc/resolv.conf), removed
+/// on drop (with /etc/netns if this made it and it is empty).
+pub struct NsResolvConf {
+    dir: PathBuf,
+    made_parent: bool,
+}
+
+impl NsResolvConf {
+    pub fn new(ns: &str, text: &str) -> NsResolvConf {
+        let parent = PathBuf::from("/etc/netns");
+        let made_parent = !parent.exists();
+        let dir = parent.join(ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), text).unwrap();
+        NsResolvConf { dir, made_parent }
+    }
+}
+
+impl Drop for NsResolvConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_parent {
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
+    }
+}
+
+/// The `NAME=value` lines a DHCP client's script wrote (`env`), quotes trimmed.
+pub fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+/// Run busybox udhcpc in `ns` (on its eth0) with `extra` arguments until it gets a lease
+/// (Some: the variables its script got) or gives up after `tries` DISCOVERs a second apart
+/// (None).
+pub fn udhcpc(ns: &str, tries: u32, extra: &[&str]) -> Option<HashMap<String, String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bound.env");
+    let s = dir.path().join("udhcpc.sh");
+    std::fs::write(
+        &s,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && env > {o}.tmp && mv {o}.tmp {o}\nexit 0\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tries = tries.to_string();
+    let status = Command::new("timeout")
+        .args(["-s", "KILL", "40", "ip", "netns", "exec", ns])
+        .args([
+            "busybox", "udhcpc", "-n", "-q", "-f", "-i", "eth0", "-T", "1", "-A", "1",
+        ])
+        .args(["-t", &tries])
+        .arg("-s")
+        .arg(&s)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let env = std::fs::read_to_string(&out).ok().map(|t| parse_env(&t));
+    assert_eq!(
+        status.success(),
+        env.is_some(),
+        "udhcpc exit {status} vs lease {env:?}"
+    );
+    env
 }
