@@ -5,7 +5,10 @@
 #                                              logrotate file, man pages, completions,
 #                                              /etc/wulf/wulfd.toml.example
 #   target/debian/wulf-agent_VERSION_ARCH.deb  nodes: wulf-agent, wulf-agent.service,
+#                                              wulf-agent-standalone.service,
 #                                              /etc/wulf/agent.conf.example
+#   target/debian/libnss-wulf_VERSION_ARCH.deb the NSS module libnss_wulf.so.2 (getent
+#                                              ethers answered by a head)
 #
 # VERSION is the workspace's (Cargo.toml [workspace.package]). Build the binaries first:
 #
@@ -38,6 +41,8 @@ done
 for b in wulfd wulf wulf-agent; do
   [ -x "$bin_dir/$b" ] || die "$bin_dir/$b not found: run cargo build --release first"
 done
+[ -f "$bin_dir/libnss_wulf.so" ] ||
+  die "$bin_dir/libnss_wulf.so not found: run cargo build --release --workspace first"
 
 # The version in [workspace.package].
 version=$(awk '
@@ -46,6 +51,8 @@ version=$(awk '
 ' "$top/Cargo.toml")
 [[ $version =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || die "no version in $top/Cargo.toml [workspace.package]"
 arch=$(dpkg --print-architecture)
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null) ||
+  die "cannot tell the multiarch directory (Debian: apt-get install dpkg-dev)"
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
   SOURCE_DATE_EPOCH=$(git -C "$top" log -1 --format=%ct 2>/dev/null || date +%s)
 fi
@@ -67,8 +74,8 @@ done
 put() { # put MODE SOURCE DEST
   install -D -m "$1" "$2" "$3"
 }
-put_bin() { # put_bin SOURCE DEST: stripped as dh_strip does
-  install -D -m 0755 "$1" "$2"
+put_bin() { # put_bin SOURCE DEST [MODE]: stripped as dh_strip does
+  install -D -m "${3:-0755}" "$1" "$2"
   strip --strip-unneeded --remove-section=.comment --remove-section=.note "$2"
 }
 put_man() { # put_man PKGROOT DIR: every page of DIR, gzip'd (no name or time inside)
@@ -176,6 +183,8 @@ finish "$head" wulf
 agent=$build/debian/wulf-agent
 put_bin "$bin_dir/wulf-agent" "$agent/usr/sbin/wulf-agent"
 put 0644 "$here/wulf-agent.service" "$agent/usr/lib/systemd/system/wulf-agent.service"
+put 0644 "$here/wulf-agent-standalone.service" \
+  "$agent/usr/lib/systemd/system/wulf-agent-standalone.service"
 put 0644 "$here/agent.conf.example" "$agent/etc/wulf/agent.conf.example"
 put_man "$agent" "$gen/wulf-agent/man"
 put_completions "$agent" "$gen/wulf-agent" wulf-agent
@@ -192,7 +201,29 @@ Description: cluster manager for Beowulf-style HPC clusters (node agent)
  status and hardware to its head, writes the node's attributes to
  /etc/wulf/attributes.ini, and carries out the head's commands (exec, soft
  reboot and shutdown, orphan). Its systemd unit wulf-agent.service, enabled
- but not started, is for disked nodes and for machines outside the cluster
- that should report; nodes booted from a wulf initramfs carry their own copy.
+ but not started, is for disked nodes; nodes booted from a wulf initramfs
+ carry their own copy. wulf-agent-standalone.service, not enabled, is for
+ servers wulf did not boot: they enroll once with a token and report.
 EOF
 finish "$agent" wulf-agent
+
+# --- libnss-wulf: the ethers NSS module ----------------------------------------------------
+nss=$build/debian/libnss-wulf
+put_bin "$bin_dir/libnss_wulf.so" "$nss/usr/lib/$multiarch/libnss_wulf.so.2" 0644
+put_doc "$nss" libnss-wulf
+# ldconfig runs when the library comes or goes, as for Debian's own libnss-* packages.
+mkdir -p "$nss/DEBIAN"
+printf 'activate-noawait ldconfig\n' >"$nss/DEBIAN/triggers"
+chmod 0644 "$nss/DEBIAN/triggers"
+control "$nss" libnss-wulf "$(shlibdeps "debian/libnss-wulf/usr/lib/$multiarch/libnss_wulf.so.2")" \
+  "Multi-Arch: same" <<'EOF'
+Description: cluster manager for Beowulf-style HPC clusters (NSS module)
+ wulf provisions and watches the compute nodes of a Beowulf-style cluster from
+ its head nodes.
+ .
+ This package is libnss_wulf, a module for the ethers database of the Name
+ Service Switch: `getent ethers NAME|MAC` answered by a wulf head's DNS server
+ (the nameservers of /etc/resolv.conf, or /etc/wulf/nss.conf). Add `wulf` to
+ the ethers line of /etc/nsswitch.conf (ethers: files wulf) to use it.
+EOF
+finish "$nss" libnss-wulf

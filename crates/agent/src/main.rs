@@ -70,9 +70,10 @@ struct Cli {
     cred_file: Option<PathBuf>,
 
     /// This server was not booted by wulf (a node of type standalone): enroll once with
-    /// --enroll-token, keep the credential in STATE_DIR/agent.cred (default state directory
-    /// /var/lib/wulf-agent) and use it on every later start. The kernel command line is not
-    /// read.
+    /// --enroll-token (or the token in STATE_DIR/enroll.token, removed once used), keep the
+    /// credential in STATE_DIR/agent.cred (default state directory /var/lib/wulf-agent) and
+    /// use it on every later start. Settings come from flags, then STATE_DIR/agent.conf; the
+    /// kernel command line is not read.
     #[arg(long)]
     standalone: bool,
 
@@ -187,6 +188,12 @@ fn main() -> ExitCode {
 }
 
 impl Cli {
+    /// Neither --enroll-token nor --enroll-token-file: a standalone agent's token, if any,
+    /// is the state directory's enroll.token.
+    fn no_token_flag(&self) -> bool {
+        self.enroll_token.is_none() && self.enroll_token_file.is_none()
+    }
+
     fn state_dir(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(|| {
             PathBuf::from(if self.standalone {
@@ -232,16 +239,28 @@ impl Cli {
 fn standalone_settings(cli: &Cli) -> anyhow::Result<config::Settings> {
     use wulf_agent::standalone as sa;
     let cred_file = cli.cred_file();
-    let token = match (&cli.enroll_token, &cli.enroll_token_file) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(f)) => Some(sa::read_token_file(f)?),
-        (None, None) => None,
-    };
-    let token = token.map(|t| sa::split_token(&t)).transpose()?;
     let kept_node = sa::kept_node(&cred_file);
     let kept = kept_node
         .as_deref()
         .and_then(|n| enroll::load(&cred_file, n, None).map(|c| (n.to_string(), c)));
+    let default_token = cli.state_dir().join(sa::TOKEN_NAME);
+    let token = match (&cli.enroll_token, &cli.enroll_token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(sa::read_token_file(f)?),
+        (None, None) if kept.is_none() && default_token.exists() => {
+            tracing::info!("enrolling with the token in {}", default_token.display());
+            Some(sa::read_token_file(&default_token)?)
+        }
+        (None, None) => None,
+    };
+    let token = token
+        .map(|t| sa::split_token(&t))
+        .transpose()
+        .with_context(|| match &cli.enroll_token_file {
+            Some(f) => format!("--enroll-token-file {}", f.display()),
+            None if cli.enroll_token.is_some() => "--enroll-token".to_string(),
+            None => default_token.display().to_string(),
+        })?;
     let (node, cred, enroll_token) = match (kept, token) {
         (Some((n, c)), t) if t.as_ref().is_none_or(|(u, _)| *u == n) => {
             if t.is_some() {
@@ -254,8 +273,11 @@ fn standalone_settings(cli: &Cli) -> anyhow::Result<config::Settings> {
         }
         (_, Some((u, t))) => (u, None, Some(t)),
         (_, None) => anyhow::bail!(
-            "no credential is kept in {} and no --enroll-token or --enroll-token-file was              given: issue a token with `wulf node -i NODE enroll-token`",
-            cred_file.display()
+            "no credential is kept in {} and no enrollment token was given (--enroll-token, \
+             --enroll-token-file, or the file {}): issue a token with \
+             `wulf node -i NODE enroll-token`",
+            cred_file.display(),
+            default_token.display()
         ),
     };
     let flags = Partial {
@@ -339,6 +361,16 @@ impl Pause for UntilStopped<'_> {
     }
 }
 
+/// A standalone agent traded the token of its default token file: the file is spent.
+fn forget_token(state_dir: &std::path::Path) {
+    let f = state_dir.join(wulf_agent::standalone::TOKEN_NAME);
+    match std::fs::remove_file(&f) {
+        Ok(()) => tracing::info!("removed the spent enrollment token {}", f.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("cannot remove the spent enrollment token {}: {e}", f.display()),
+    }
+}
+
 fn run(cli: Cli, mut settings: config::Settings) -> anyhow::Result<ExitCode> {
     wulf_agent::tls::init(settings.ca.clone());
     // A standalone server's credential outlives its reboots: no boot id.
@@ -354,7 +386,11 @@ fn run(cli: Cli, mut settings: config::Settings) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("creating {}", state_dir.display()))?;
     }
     if cli.once {
+        let traded = settings.enroll.is_some() && cli.no_token_flag();
         settings.cred = enroll::obtain(&settings, &cred_file, boot_id.as_deref(), &mut Once)?;
+        if settings.standalone && traded {
+            forget_token(&state_dir);
+        }
         let mut agent = Agent::new(settings, state_dir, Paths::default());
         let reply = agent.cycle()?;
         let json = serde_json::to_string_pretty(&reply).context("encoding the answer")?;
@@ -363,10 +399,14 @@ fn run(cli: Cli, mut settings: config::Settings) -> anyhow::Result<ExitCode> {
     }
     let stop = Stop::install().context("installing the signal handlers")?;
     let mut pause = UntilStopped(&stop);
+    let traded = settings.enroll.is_some() && cli.no_token_flag();
     match enroll::obtain(&settings, &cred_file, boot_id.as_deref(), &mut pause) {
         Ok(cred) => settings.cred = cred,
         // Stopped before it could enroll: nothing to report.
         Err(_) => return Ok(ExitCode::SUCCESS),
+    }
+    if settings.standalone && traded {
+        forget_token(&state_dir);
     }
     let mut agent = Agent::new(settings, state_dir, Paths::default());
     agent.run(&stop);

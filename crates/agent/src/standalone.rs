@@ -5,7 +5,8 @@
 //! its node UID from the token, trades it once at the head like a booting node trades its
 //! boot's token ([`crate::enroll::obtain`]), and keeps the credential and the UID in
 //! `STATE_DIR/agent.cred` (mode 0600, no boot id: it outlives reboots). Later starts use the
-//! kept credential and need no token.
+//! kept credential and need no token. Without a token flag the agent reads
+//! `STATE_DIR/enroll.token` ([`TOKEN_NAME`]) and removes it once traded.
 
 use std::path::Path;
 
@@ -15,6 +16,11 @@ use crate::send::SendError;
 pub const STATE_DIR: &str = "/var/lib/wulf-agent";
 /// The credential file's name in the state directory.
 pub const CRED_NAME: &str = "agent.cred";
+/// The enrollment token's file in the state directory, read when no `--enroll-token` or
+/// `--enroll-token-file` is given and no credential is kept; removed once the token is
+/// traded (it is good for one use only). The packaged unit wulf-agent-standalone.service
+/// relies on it: the admin drops the token there and starts the unit.
+pub const TOKEN_NAME: &str = "enroll.token";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {

@@ -193,17 +193,20 @@ fn web_page_in_a_real_browser() {
     ]);
     h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=2"]);
     let _sim = h.sim(&["--nodes", "16", "--boot-secs", "0"]);
-    wait_every(
-        "16 simulated nodes up",
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        || {
-            h.wulf(&["node", "status"])
-                .stdout
-                .starts_with(b"up  16  n[0-15]")
-        },
-        || String::from_utf8_lossy(&h.wulf(&["node", "status"]).stdout).into_owned(),
-    );
+    let all_up = |what: &str| {
+        wait_every(
+            what,
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            || {
+                h.wulf(&["node", "status"])
+                    .stdout
+                    .starts_with(b"up  16  n[0-15]")
+            },
+            || String::from_utf8_lossy(&h.wulf(&["node", "status"]).stdout).into_owned(),
+        )
+    };
+    all_up("16 simulated nodes up");
     // A group with a boot config, an attribute of a node's own.
     let kernel = h.dir.path().join("vmlinuz");
     std::fs::write(&kernel, vec![0u8; 4096]).unwrap();
@@ -259,6 +262,20 @@ fn web_page_in_a_real_browser() {
         "no audit line of the operator's actions:\n{}",
         tail(&log, 40)
     );
+    // The state filter below counts 16 nodes up: n3 booted a second time, and is up.
+    let n3_boots = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("Booting node") && l.ends_with("node=n3"))
+            .count()
+    };
+    wait_every(
+        "n3 booting again after the page's reboot",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || n3_boots(&h.log()) >= 2,
+        || tail(&h.log(), 20),
+    );
+    all_up("n3 up again after the page's reboot");
 
     // 10,000 nodes: the other 9,984 created in one request.
     let macs: Vec<Value> = (0..9_984u32)

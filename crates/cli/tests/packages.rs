@@ -89,10 +89,11 @@ struct Built {
     _dir: tempfile::TempDir,
     head: PathBuf,
     agent: PathBuf,
+    nss: PathBuf,
 }
 
-/// packaging/build-debs.sh into `out`; the two .debs it names.
-fn build_into(out: &Path) -> (PathBuf, PathBuf) {
+/// packaging/build-debs.sh into `out`; the three .debs it names (head, agent, NSS module).
+fn build_into(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let stdout = ok(cmd(600, "bash")
         .arg(repo().join("packaging/build-debs.sh"))
         .env("WULF_RELEASE_DIR", release_dir())
@@ -102,25 +103,31 @@ fn build_into(out: &Path) -> (PathBuf, PathBuf) {
     let arch = arch.trim();
     let head = out.join(format!("wulf_{v}_{arch}.deb"));
     let agent = out.join(format!("wulf-agent_{v}_{arch}.deb"));
+    let nss = out.join(format!("libnss-wulf_{v}_{arch}.deb"));
     let named: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         named,
-        [head.to_str().unwrap(), agent.to_str().unwrap()],
+        [
+            head.to_str().unwrap(),
+            agent.to_str().unwrap(),
+            nss.to_str().unwrap()
+        ],
         "build-debs.sh prints the packages it wrote"
     );
-    assert!(head.is_file() && agent.is_file());
-    (head, agent)
+    assert!(head.is_file() && agent.is_file() && nss.is_file());
+    (head, agent, nss)
 }
 
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let (head, agent) = build_into(dir.path());
+        let (head, agent, nss) = build_into(dir.path());
         Built {
             _dir: dir,
             head,
             agent,
+            nss,
         }
     })
 }
@@ -330,6 +337,10 @@ fn agent_package_contents() {
         &[
             ("/usr/sbin/wulf-agent", "-rwxr-xr-x"),
             ("/usr/lib/systemd/system/wulf-agent.service", "-rw-r--r--"),
+            (
+                "/usr/lib/systemd/system/wulf-agent-standalone.service",
+                "-rw-r--r--",
+            ),
             ("/etc/wulf/agent.conf.example", "-rw-r--r--"),
             ("/usr/share/man/man8/wulf-agent.8.gz", "-rw-r--r--"),
             (
@@ -349,13 +360,50 @@ fn agent_package_contents() {
     check_linking(&b.agent, &["/usr/sbin/wulf-agent"]);
 }
 
+/// The multiarch library directory (/usr/lib/x86_64-linux-gnu on amd64).
+fn multiarch_lib() -> String {
+    let m = ok(Command::new("dpkg-architecture").arg("-qDEB_HOST_MULTIARCH"));
+    format!("/usr/lib/{}", m.trim())
+}
+
+#[test]
+fn nss_package_contents() {
+    let b = built();
+    let lib = format!("{}/libnss_wulf.so.2", multiarch_lib());
+    check_contents(
+        &b.nss,
+        &[
+            (lib.as_str(), "-rw-r--r--"),
+            ("/usr/share/doc/libnss-wulf/copyright", "-rw-r--r--"),
+        ],
+        &[&format!("{}/", multiarch_lib()), "/usr/share/doc/libnss-wulf/"],
+    );
+    assert_eq!(field(&b.nss, "Package"), "libnss-wulf");
+    assert_eq!(field(&b.nss, "Version"), version());
+    assert_eq!(field(&b.nss, "Multi-Arch"), "same");
+    assert!(field(&b.nss, "Depends").contains("libc6 (>= "));
+    let c = control_dir(&b.nss);
+    let triggers = std::fs::read_to_string(c.path().join("c/triggers")).unwrap();
+    assert_eq!(triggers.trim(), "activate-noawait ldconfig");
+    check_linking(&b.nss, &[&lib]);
+    // The entry points glibc looks up for the ethers database.
+    let dir = tempfile::tempdir().unwrap();
+    ok(Command::new("dpkg-deb").arg("-x").arg(&b.nss).arg(dir.path()));
+    let syms = ok(Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(dir.path().join(lib.trim_start_matches('/'))));
+    for f in ["_nss_wulf_gethostton_r", "_nss_wulf_getntohost_r"] {
+        assert!(syms.contains(f), "no {f} in {lib}:\n{syms}");
+    }
+}
+
 /// The same binaries and sources give the same packages, byte for byte.
 #[test]
 fn packages_are_reproducible() {
     let b = built();
     let again = tempfile::tempdir().unwrap();
-    let (head, agent) = build_into(again.path());
-    for (x, y) in [(&b.head, &head), (&b.agent, &agent)] {
+    let (head, agent, nss) = build_into(again.path());
+    for (x, y) in [(&b.head, &head), (&b.agent, &agent), (&b.nss, &nss)] {
         assert!(
             std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),
             "{} and {} differ",
@@ -374,6 +422,7 @@ fn lintian_is_clean() {
         .arg("bogus-mail-host,bogus-mail-host-in-debian-changelog")
         .arg(&b.head)
         .arg(&b.agent)
+        .arg(&b.nss)
         .output()
         .unwrap();
     let report = text(&out.stdout);
@@ -735,12 +784,28 @@ fn agent_installs_beside_the_head_and_purges() {
         "{}",
         text(&out.stderr)
     );
-    let unit = c.path("/usr/lib/systemd/system/wulf-agent.service");
-    verify_unit(&c, &unit).unwrap();
-    check_unit_docs(&c, "/usr/lib/systemd/system/wulf-agent.service");
+    for name in ["wulf-agent.service", "wulf-agent-standalone.service"] {
+        let unit = format!("/usr/lib/systemd/system/{name}");
+        verify_unit(&c, &c.path(&unit)).unwrap();
+        check_unit_docs(&c, &unit);
+    }
     assert!(c
         .path("/etc/systemd/system/multi-user.target.wants/wulf-agent.service")
         .is_symlink());
+    // The standalone unit is for servers wulf did not boot: not enabled until the admin says.
+    assert!(!c
+        .path("/etc/systemd/system/multi-user.target.wants/wulf-agent-standalone.service")
+        .exists());
+    // Its command without a token or a kept credential says where the token goes, exit 2.
+    let out = c.run("wulf-agent --standalone --head https://10.0.0.1:8740 --pin 00");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/var/lib/wulf-agent/enroll.token"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::create_dir_all(c.path("/var/lib/wulf-agent")).unwrap();
+    std::fs::write(c.path("/var/lib/wulf-agent/agent.cred"), "node=x\ncred=y\n").unwrap();
     c.ok("man -w 8 wulf-agent");
     c.ok("bash -c '. /usr/share/bash-completion/completions/wulf-agent && complete -p wulf-agent'");
 
@@ -752,6 +817,10 @@ fn agent_installs_beside_the_head_and_purges() {
     std::fs::write(c.path("/etc/wulf/attributes.ini"), "[attributes]\n").unwrap();
     c.ok("dpkg --purge wulf-agent");
     assert!(!c.path("/etc/wulf").exists(), "/etc/wulf after both purges");
+    assert!(
+        !c.path("/var/lib/wulf-agent").exists(),
+        "a standalone server's credential after the purge"
+    );
     left_behind(&before, &c.files());
 }
 
@@ -846,4 +915,51 @@ fn example_config_has_every_key_with_its_default() {
         }
     }
     assert_eq!(listed, file_config_keys(), "keys in {}", path.display());
+}
+
+#[test]
+fn nss_module_installs_answers_ethers_and_purges() {
+    let b = built();
+    let c = Chroot::new();
+    let before = c.files();
+    c.install(&[&b.nss]);
+    let lib = format!("{}/libnss_wulf.so.2", multiarch_lib());
+    assert!(c.path(&lib).is_file());
+    // ldconfig ran (the trigger): the module is in the cache.
+    let cache = c.ok("ldconfig -p");
+    assert!(cache.contains("libnss_wulf.so.2"), "{cache}");
+    // glibc loads it for `ethers: wulf files`; with no head answering (nothing listens on
+    // the server in nss.conf) the module says unavailable and /etc/ethers answers.
+    std::fs::create_dir_all(c.path("/etc/wulf")).unwrap();
+    std::fs::write(c.path("/etc/wulf/nss.conf"), "server=127.0.0.1:5399\n").unwrap();
+    std::fs::write(c.path("/etc/ethers"), "52:54:00:12:34:56 sw9\n").unwrap();
+    let orig = std::fs::read_to_string(c.path("/etc/nsswitch.conf")).unwrap();
+    let nsswitch: String = orig
+        .lines()
+        .filter(|l| !l.starts_with("ethers:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        c.path("/etc/nsswitch.conf"),
+        format!("{nsswitch}ethers: wulf files\n"),
+    )
+    .unwrap();
+    let out = c.run("LD_DEBUG=libs getent ethers sw9");
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "getent ethers sw9: {}", said);
+    assert_eq!(text(&out.stdout).trim(), "52:54:0:12:34:56 sw9");
+    assert!(
+        said.contains(&format!("calling init: {lib}"))
+            || said.contains("calling init: /lib/")
+                && said.contains("libnss_wulf.so.2"),
+        "getent did not load libnss_wulf:\n{said}"
+    );
+    std::fs::remove_file(c.path("/etc/ethers")).unwrap();
+    std::fs::remove_file(c.path("/etc/wulf/nss.conf")).unwrap();
+    std::fs::remove_dir(c.path("/etc/wulf")).unwrap();
+    std::fs::write(c.path("/etc/nsswitch.conf"), orig).unwrap();
+    c.ok("dpkg --purge libnss-wulf");
+    assert!(!c.path(&lib).exists());
+    assert!(!c.ok("ldconfig -p").contains("libnss_wulf"));
+    left_behind(&before, &c.files());
 }

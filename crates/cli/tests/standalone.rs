@@ -287,4 +287,26 @@ fn a_server_wulf_did_not_boot_enrolls_once_and_reports() {
     );
     assert!(agent_log(&log3).contains("ERROR"), "{}", agent_log(&log3));
     assert_ne!(state_of(), "up");
+    drop(_a);
+
+    // The packaged unit's way: no token flag, the token in STATE_DIR/enroll.token; the agent
+    // trades it and removes the spent file. Without either, it says where a token goes.
+    let state4 = dir.join("store1-unit");
+    let o = once(&ns, &state4, &pin, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("enroll.token"), "{}", stderr(&o));
+    let t4 = h.json(&["node", "-i", "store1", "enroll-token"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::create_dir_all(&state4).unwrap();
+    std::fs::write(state4.join("enroll.token"), format!("{t4}\n")).unwrap();
+    let o = once(&ns, &state4, &pin, &[]);
+    assert!(o.status.success(), "{}\nhead:\n{}", stderr(&o), h.log());
+    assert!(!state4.join("enroll.token").exists(), "{}", stderr(&o));
+    let kept = std::fs::read_to_string(state4.join("agent.cred")).unwrap();
+    assert!(kept.contains(&format!("node={uid}")), "{kept}");
+    // A later start uses the kept credential.
+    let o = once(&ns, &state4, &pin, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
