@@ -367,7 +367,10 @@ fn forget_token(state_dir: &std::path::Path) {
     match std::fs::remove_file(&f) {
         Ok(()) => tracing::info!("removed the spent enrollment token {}", f.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!("cannot remove the spent enrollment token {}: {e}", f.display()),
+        Err(e) => tracing::warn!(
+            "cannot remove the spent enrollment token {}: {e}",
+            f.display()
+        ),
     }
 }
 

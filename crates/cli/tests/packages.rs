@@ -376,7 +376,10 @@ fn nss_package_contents() {
             (lib.as_str(), "-rw-r--r--"),
             ("/usr/share/doc/libnss-wulf/copyright", "-rw-r--r--"),
         ],
-        &[&format!("{}/", multiarch_lib()), "/usr/share/doc/libnss-wulf/"],
+        &[
+            &format!("{}/", multiarch_lib()),
+            "/usr/share/doc/libnss-wulf/",
+        ],
     );
     assert_eq!(field(&b.nss, "Package"), "libnss-wulf");
     assert_eq!(field(&b.nss, "Version"), version());
@@ -388,7 +391,10 @@ fn nss_package_contents() {
     check_linking(&b.nss, &[&lib]);
     // The entry points glibc looks up for the ethers database.
     let dir = tempfile::tempdir().unwrap();
-    ok(Command::new("dpkg-deb").arg("-x").arg(&b.nss).arg(dir.path()));
+    ok(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&b.nss)
+        .arg(dir.path()));
     let syms = ok(Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(dir.path().join(lib.trim_start_matches('/'))));
@@ -950,8 +956,7 @@ fn nss_module_installs_answers_ethers_and_purges() {
     assert_eq!(text(&out.stdout).trim(), "52:54:0:12:34:56 sw9");
     assert!(
         said.contains(&format!("calling init: {lib}"))
-            || said.contains("calling init: /lib/")
-                && said.contains("libnss_wulf.so.2"),
+            || said.contains("calling init: /lib/") && said.contains("libnss_wulf.so.2"),
         "getent did not load libnss_wulf:\n{said}"
     );
     std::fs::remove_file(c.path("/etc/ethers")).unwrap();
