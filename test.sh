@@ -125,9 +125,16 @@ no_protoc cargo build --release --workspace -q "${FEATURES[@]}"
 
 log "tests"
 cargo test --release --workspace "${FEATURES[@]}" 2>&1 | tee target/test-output.txt
-# cargo test exits non-zero on a failure (pipefail carries it); also refuse a run with no tests.
+# cargo test exits non-zero on a failure (pipefail carries it); also refuse a run with no tests,
+# and any integration test file (tests/*.rs) that ran none (all filtered out or cfg'd away).
 if ! grep -qE '^test result: ok\. [1-9]' target/test-output.txt; then
   echo "test.sh: no tests ran" >&2
+  exit 1
+fi
+empty=$(awk '/^ +Running /{bin=$2} /^running [0-9]+ tests?$/{if (bin ~ /^tests\// && $2 == 0) print bin; bin=""}' \
+  target/test-output.txt)
+if [ -n "$empty" ]; then
+  echo "test.sh: these test files ran no tests:" $empty >&2
   exit 1
 fi
 log "all tests passed"

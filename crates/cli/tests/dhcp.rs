@@ -256,7 +256,12 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
         "{unknown}\n{}",
         h.log()
     );
-    assert!(list[0]["last_seen"].as_f64() >= list[0]["first_seen"].as_f64());
+    let seen = |k: &str| {
+        list[0][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {k} in {unknown}"))
+    };
+    assert!(seen("last_seen") >= seen("first_seen"), "{unknown}");
     let table = h.ok(&["node", "unknown"]);
     assert!(
         table.contains("MAC") && table.contains("FIRST SEEN") && table.contains(mac),
@@ -269,7 +274,7 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
     h.ok(&["cluster", "update", "accept_new_nodes=insert"]);
     let relay = lab.client("02:00:00:77:01:fe");
     lab.with_addr(&relay, "10.77.0.2/24");
-    let (x, y) = std::thread::scope(|sc| {
+    let (burst, x, y) = std::thread::scope(|sc| {
         let burst = sc.spawn(|| {
             Command::new("timeout")
                 .args(["-s", "KILL", "30", "ip", "netns", "exec", &relay])
@@ -280,9 +285,24 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
         });
         let x = sc.spawn(|| udhcpc(&a, 8, &[]));
         let y = sc.spawn(|| udhcpc(&b, 8, &[]));
-        let _ = burst.join().unwrap();
-        (x.join().unwrap(), y.join().unwrap())
+        let burst = burst.join().unwrap();
+        (burst, x.join().unwrap(), y.join().unwrap())
     });
+    // The burst ran to its end (not killed by the timeout) and was answered.
+    let said = String::from_utf8_lossy(&burst.stdout);
+    assert!(
+        burst.status.code().is_some(),
+        "perfdhcp was killed after 30 s:\n{said}\n{}",
+        String::from_utf8_lossy(&burst.stderr)
+    );
+    let count = |what: &str| -> u64 {
+        said.lines()
+            .find_map(|l| l.trim().strip_prefix(what))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no '{what}' in perfdhcp's output:\n{said}"))
+    };
+    assert!(count("sent packets:") >= 50, "{said}");
+    assert!(count("received packets:") >= 1, "{said}");
     let x = x.unwrap_or_else(|| panic!("no lease after accept_new_nodes; log:\n{}", h.log()));
     let y = y.unwrap_or_else(|| panic!("no lease for the twin; log:\n{}", h.log()));
     let nodes = node_by_mac(&h, mac);
@@ -406,6 +426,7 @@ fn malformed_packets_are_dropped_and_counted() {
         std::fs::write(&p, b).unwrap();
         sends += &format!("cat {} > /dev/udp/10.77.0.1/67; ", p.display());
     }
+    let (nodes, unknown) = (h.json(&["node", "ls"]), h.json(&["node", "unknown"]));
     for _ in 0..20 {
         let st = Command::new("ip")
             .args(["netns", "exec", &noisy, "bash", "-c", &sends])
@@ -425,6 +446,11 @@ fn malformed_packets_are_dropped_and_counted() {
         tail(&log, 60)
     );
     assert!(!log.contains("panicked"), "{log}");
+    // The garbage (handled by now: counted above) changed nothing: the same nodes, no unknown
+    // MAC recorded.
+    assert_eq!(h.json(&["node", "ls"]), nodes);
+    assert_eq!(unknown, serde_json::json!([]));
+    assert_eq!(h.json(&["node", "unknown"]), unknown);
     // And it stops cleanly.
     let mut h = h;
     h.stop();

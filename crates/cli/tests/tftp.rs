@@ -220,11 +220,14 @@ fn serves_ipxe_to_real_clients() {
     assert!(!said.contains("Error"), "{said}");
     same_file(&out("hpa.kpxe"), &ipxe.join("undionly.kpxe"));
     // Debian's ipxe.efi is a symlink to /boot/ipxe.efi: allowed by default.
-    if ipxe.join("ipxe.efi").exists() {
-        let said = tftp_get(&c, "10.78.0.1", "/ipxe.efi", &out("hpa.efi"));
-        assert!(!said.contains("Error"), "{said}");
-        same_file(&out("hpa.efi"), &ipxe.join("ipxe.efi"));
-    }
+    assert!(
+        ipxe.join("ipxe.efi").exists(),
+        "{} has no ipxe.efi: ./test.sh installs Debian's ipxe",
+        ipxe.display()
+    );
+    let said = tftp_get(&c, "10.78.0.1", "/ipxe.efi", &out("hpa.efi"));
+    assert!(!said.contains("Error"), "{said}");
+    same_file(&out("hpa.efi"), &ipxe.join("ipxe.efi"));
 
     // curl asks for tsize and blksize.
     let o = run(
