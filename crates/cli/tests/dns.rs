@@ -348,3 +348,126 @@ fn cluster_dns_with_dig() {
     h.stop();
     assert!(!h.log().contains("panicked"), "{}", h.log());
 }
+
+/// unbound (Debian's), as a site's resolver would be, in a namespace of its own: local data
+/// for `outside.test` (an A, a CNAME, a TXT set larger than a 512-byte UDP answer), nothing
+/// else reachable.
+struct Unbound {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    fn start(ns: &str, addr: &str) -> Unbound {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let big: String = (0..12)
+            .map(|i| {
+                format!(
+                    "    local-data: 'big.outside.test. 300 IN TXT \"record {i:02} {}\"'\n",
+                    "x".repeat(60)
+                )
+            })
+            .collect();
+        let conf = format!(
+            "server:\n    interface: {addr}\n    port: 53\n    do-ip6: no\n    \
+             access-control: 0.0.0.0/0 allow\n    username: \"\"\n    chroot: \"\"\n    \
+             directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    use-syslog: no\n    \
+             logfile: \"{d}/unbound.log\"\n    verbosity: 1\n    do-daemonize: no\n    \
+             module-config: \"iterator\"\n    \
+             local-zone: \"outside.test.\" static\n    \
+             local-data: \"www.outside.test. 300 IN A 10.79.5.60\"\n    \
+             local-data: \"alias.outside.test. 300 IN CNAME www.outside.test.\"\n{big}\
+             remote-control:\n    control-enable: no\n"
+        );
+        let path = dir.path().join("unbound.conf");
+        std::fs::write(&path, conf).unwrap();
+        let check = std::process::Command::new("unbound-checkconf")
+            .arg(&path)
+            .output()
+            .expect("unbound-checkconf must be installed (./test.sh installs unbound)");
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        let child = Lab::cmd(ns, "unbound")
+            .args(["-d", "-c"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("unbound must be installed (./test.sh installs it: test.d/unbound.sh)");
+        Unbound { child, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("unbound.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn forwards_to_a_real_resolver() {
+    let mut lab = Lab::new("10.79.5");
+    let srv = lab.srv.clone();
+    let at = "@10.79.5.1";
+    let res = lab.client("52:54:00:79:05:53");
+    lab.with_addr(&res, "10.79.5.53/24");
+    let unbound = Unbound::start(&res, "10.79.5.53");
+    within(Duration::from_secs(10), "unbound answering", || {
+        short(&res, &["@10.79.5.53", "www.outside.test"]) == ["10.79.5.60"]
+    });
+
+    let h = Head::start_in(
+        &srv,
+        &format!("{QUIET}[dns]\nupstream = [\"10.79.5.53:53\"]\n"),
+    );
+    h.ok(&[
+        "net",
+        "create",
+        "name=cluster",
+        "first_ip=10.79.5.10",
+        "ip_count=20",
+        "mask_bits=24",
+        "domain=cluster.local",
+    ]);
+    h.ok(&["node", "create", "mac=52:54:00:79:05:10"]);
+    within(Duration::from_secs(5), "DNS serving on 10.79.5.1:53", || {
+        short(&srv, &[at, "n0.cluster.local"]) == ["10.79.5.10"]
+    });
+
+    // Answers from the resolver, over UDP and TCP, with its flags (recursion available).
+    assert_eq!(short(&srv, &[at, "www.outside.test"]), ["10.79.5.60"]);
+    assert_eq!(
+        short(&srv, &[at, "+tcp", "www.outside.test"]),
+        ["10.79.5.60"]
+    );
+    let out = full(&srv, &[at, "alias.outside.test"], 2);
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert!(
+        out.contains("CNAME") && out.contains("10.79.5.60"),
+        "the CNAME and its target: {out}"
+    );
+    let out = full(&srv, &[at, "nothing.outside.test"], 2);
+    assert_eq!(status(&out), "NXDOMAIN", "{out}");
+    // An answer too big for 512 bytes: truncated over UDP without EDNS (dig then asks again
+    // over TCP and gets it all), whole over TCP.
+    let out = full(&srv, &[at, "+noedns", "+ignore", "big.outside.test", "TXT"], 2);
+    assert!(flags(&out).contains(&"tc".to_string()), "{out}");
+    let txt = |out: &str| out.lines().filter(|l| l.contains("\"record ")).count();
+    let out = full(&srv, &[at, "+noedns", "big.outside.test", "TXT"], 4);
+    assert_eq!(txt(&out), 12, "{out}");
+    let out = full(&srv, &[at, "+tcp", "big.outside.test", "TXT"], 4);
+    assert_eq!(txt(&out), 12, "{out}");
+    // The cluster's own names never reach the resolver.
+    let before = unbound.log();
+    assert_eq!(short(&srv, &[at, "n0.cluster.local"]), ["10.79.5.10"]);
+    assert_eq!(unbound.log(), before);
+}
