@@ -17,6 +17,7 @@ declare -A NEED=(
   [apt-get]=apt
   [dpkg]=dpkg
   [tftp]=tftp-hpa
+  [atftp]=atftp
   [dig]=dnsutils
   [perfdhcp]=kea-admin
   [qemu-system-x86_64]=qemu-system-x86

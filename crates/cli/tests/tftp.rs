@@ -1,6 +1,6 @@
-//! The TFTP server, tested with real clients (tftp-hpa, curl, busybox) from a client network
-//! namespace, plus a small client of our own for the options those clients cannot send
-//! (windowsize) and for checking where replies come from.
+//! The TFTP server, tested with real clients (tftp-hpa, curl, busybox, and atftp for
+//! windowsize, RFC 7440) from a client network namespace, plus a small client of our own for
+//! option sets those clients cannot send and for checking where replies come from.
 
 mod head;
 mod netns;
@@ -265,6 +265,44 @@ fn serves_ipxe_to_real_clients() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     same_file(&out("bb.efi"), &ipxe.join("snponly.efi"));
+
+    // atftp: a windowed client (RFC 7440) that is not ours, 8 blocks of 1468 bytes a window.
+    let o = run(
+        &c,
+        "atftp",
+        &[
+            "--trace",
+            "--option",
+            "windowsize 8",
+            "--option",
+            "blksize 1468",
+            "-g",
+            "-r",
+            "undionly.kpxe",
+            "-l",
+            "atftp.kpxe",
+            "10.78.0.1",
+        ],
+        t.path(),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "atftp: {said}");
+    same_file(&out("atftp.kpxe"), &ipxe.join("undionly.kpxe"));
+    assert!(
+        said.contains("windowsize") && said.contains("OACK"),
+        "atftp saw no OACK with windowsize: {said}"
+    );
+    assert!(
+        h.log()
+            .lines()
+            .any(|l| l.contains("undionly.kpxe") && l.contains("windowsize=8")),
+        "the head sent no 8-block window:\n{}",
+        h.log()
+    );
 
     // Every option, windowed, from our own client.
     let want = std::fs::read(ipxe.join("undionly.kpxe")).unwrap();
