@@ -121,6 +121,16 @@ fn kickstart_renders_and_repos_serve() {
         "cmdline=console=ttyS0",
     ]);
     assert!(out.status.success());
+    let blobs = || {
+        let mut v: Vec<String> = std::fs::read_dir(h.data().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let blobs_before = blobs();
+    assert_eq!(blobs_before.len(), 1, "the kernel: {blobs_before:?}");
     let out = h.wulf(&[
         "boot",
         "-i",
@@ -145,6 +155,8 @@ fn kickstart_renders_and_repos_serve() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: '{{' without a closing '}}'"));
     assert!(h.json(&["boot", "ls"])[0].get("kickstart").is_none());
+    // A refused upload leaves no file behind.
+    assert_eq!(blobs(), blobs_before);
 
     h.ok(&[
         "boot",

@@ -51,22 +51,25 @@ impl Blobs {
     }
 
     /// Make a received file durable and put it in place as blob `sha`: fsync it, rename it,
-    /// fsync the directory. Blocking.
-    fn keep(&self, file: &std::fs::File, part: &Path, sha: &str) -> std::io::Result<()> {
+    /// fsync the directory. Blocking. True when no blob had this content before.
+    fn keep(&self, file: &std::fs::File, part: &Path, sha: &str) -> std::io::Result<bool> {
         file.sync_all()?;
-        std::fs::rename(part, self.dir.join(sha))?;
+        let dest = self.dir.join(sha);
+        let new = !dest.exists();
+        std::fs::rename(part, dest)?;
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        Ok(())
+        Ok(new)
     }
 
-    /// Store a stream; returns its sha256 and size.
+    /// Store a stream; returns its sha256, size, and whether no blob had its content before
+    /// (see [`Blobs::discard_new`]).
     pub async fn ingest<S, B, E>(
         &self,
         mut body: S,
         expected: Option<u64>,
-    ) -> Result<(String, u64), BlobError>
+    ) -> Result<(String, u64, bool), BlobError>
     where
         S: Stream<Item = Result<B, E>> + Unpin,
         B: AsRef<[u8]>,
@@ -97,10 +100,10 @@ impl Blobs {
             let file = w.into_inner().into_std().await;
             let sha = hex::encode(hasher.finalize());
             let (this, part, name) = (self.clone(), tmp.clone(), sha.clone());
-            tokio::task::spawn_blocking(move || this.keep(&file, &part, &name))
+            let new = tokio::task::spawn_blocking(move || this.keep(&file, &part, &name))
                 .await
                 .map_err(|e| BlobError::Interrupted(format!("file store worker failed: {e}")))??;
-            Ok((sha, size))
+            Ok((sha, size, new))
         }
         .await;
         if result.is_err() {
@@ -145,6 +148,22 @@ impl Blobs {
             let _ = std::fs::remove_file(&part);
         }
         result
+    }
+
+    /// Remove blob `sha256` that an upload created and then failed to use (the object it was
+    /// for refused it), unless something refers to it meanwhile: a failed upload leaves no
+    /// file behind. `new` is what [`Blobs::ingest`] said; a blob that existed before is kept.
+    pub fn discard_new(&self, sha256: &str, new: bool, referenced: bool) -> bool {
+        if !new || referenced {
+            return false;
+        }
+        match self.path(sha256).map(std::fs::remove_file) {
+            Some(Ok(())) => {
+                tracing::debug!(sha256, "removed the file of a refused upload");
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Remove blobs no object refers to any more (and older than `min_age`, so an upload

@@ -150,10 +150,12 @@ async fn file(
     {
         return Err(ApiErr::bad("no file in the request body"));
     }
-    let file = crate::objects::routes::store_body(&app, req, &q).await?;
-    if file.size == 0 {
+    let stored = crate::objects::routes::store_body(&app, req, &q).await?;
+    if stored.file.size == 0 {
+        stored.discard(&app);
         return Err(ApiErr::bad("no file in the request body"));
     }
+    let file = stored.file;
     tracing::info!(target: "audit", account = %who.name, source = %who.source, sha256 = %file.sha256, size = file.size, "stored a file for an import");
     Ok((StatusCode::OK, Json(file)))
 }

@@ -324,7 +324,8 @@ pub async fn act(app: &App, action: DbAction) -> Result<Vec<String>, StoreError>
     Ok(steps)
 }
 
-fn referenced_files(app: &App) -> HashSet<String> {
+/// The sha256 of every file an object refers to.
+pub(crate) fn referenced_files(app: &App) -> HashSet<String> {
     let st = app.cache.read();
     let mut out = HashSet::new();
     for o in st

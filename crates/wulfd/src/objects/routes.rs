@@ -241,20 +241,37 @@ fn one(st: &CacheState, kind: Kind, id: &str) -> Result<Arc<AnyObj>, ApiErr> {
     }
 }
 
+/// A request body stored as a blob.
+pub(crate) struct Stored {
+    pub file: FileRef,
+    /// No blob had this content before (see [`Stored::discard`]).
+    pub new: bool,
+}
+
+impl Stored {
+    /// The upload failed after its body was stored: remove the blob it created unless an
+    /// object refers to it, so a refused upload leaves no file.
+    pub fn discard(&self, app: &App) {
+        let referenced = crate::maint::referenced_files(app).contains(&self.file.sha256);
+        app.blobs
+            .discard_new(&self.file.sha256, self.new, referenced);
+    }
+}
+
 /// Store a request's body as a blob (its Content-Length, when given, is checked) and describe
 /// it with the `filename` query value.
 pub(crate) async fn store_body(
     app: &App,
     req: Request,
     q: &HashMap<String, String>,
-) -> Result<FileRef, ApiErr> {
+) -> Result<Stored, ApiErr> {
     let expected = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let stream = req.into_body().into_data_stream();
-    let (sha256, size) = app
+    let (sha256, size, new) = app
         .blobs
         .ingest(stream, expected)
         .await
@@ -265,10 +282,13 @@ pub(crate) async fn store_body(
             }
             _ => ApiErr::bad(e.to_string()),
         })?;
-    Ok(FileRef {
-        sha256,
-        size,
-        filename: q.get("filename").cloned().unwrap_or_default(),
+    Ok(Stored {
+        file: FileRef {
+            sha256,
+            size,
+            filename: q.get("filename").cloned().unwrap_or_default(),
+        },
+        new,
     })
 }
 
@@ -292,13 +312,26 @@ async fn upload(
             ),
         ));
     }
-    let file = store_body(&app, req, &q).await?;
-    if (kind, field.as_str()) == (Kind::Boot, "kickstart") {
-        check_kickstart(&app, &file.sha256)?;
+    let stored = store_body(&app, req, &q).await?;
+    let file = &stored.file;
+    let checked = if (kind, field.as_str()) == (Kind::Boot, "kickstart") {
+        check_kickstart(&app, &file.sha256)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = checked {
+        stored.discard(&app);
+        return Err(e);
     }
     let size = file.size;
-    let value = serde_json::to_value(&file).unwrap_or(Value::Null);
-    let updated = app.db.set_field(kind, obj.uid(), &field, value).await?;
+    let value = serde_json::to_value(file).unwrap_or(Value::Null);
+    let updated = match app.db.set_field(kind, obj.uid(), &field, value).await {
+        Ok(u) => u,
+        Err(e) => {
+            stored.discard(&app);
+            return Err(e.into());
+        }
+    };
     tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, sha256 = %file.sha256, size, "uploaded {field} of {}", obj.name());
     Ok(json_response(
         objects_json(&[updated], None),
