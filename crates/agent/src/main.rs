@@ -188,6 +188,23 @@ fn main() -> ExitCode {
 }
 
 impl Cli {
+    /// The settings given as flags.
+    fn flags(&self) -> anyhow::Result<Partial> {
+        Ok(Partial {
+            heads: self
+                .heads
+                .iter()
+                .flat_map(|h| config::split_heads(h))
+                .collect(),
+            node: self.node.clone(),
+            cred: self.cred.clone(),
+            enroll: self.enroll.clone(),
+            ca: self.ca_pin()?,
+            reboot_cmd: self.reboot_cmd.as_deref().map(config::split_command),
+            poweroff_cmd: self.poweroff_cmd.as_deref().map(config::split_command),
+        })
+    }
+
     /// Neither --enroll-token nor --enroll-token-file: a standalone agent's token, if any,
     /// is the state directory's enroll.token.
     fn no_token_flag(&self) -> bool {
@@ -280,31 +297,27 @@ fn standalone_settings(cli: &Cli) -> anyhow::Result<config::Settings> {
             default_token.display()
         ),
     };
-    let flags = Partial {
-        heads: cli
-            .heads
-            .iter()
-            .flat_map(|h| config::split_heads(h))
-            .collect(),
-        node: Some(node),
-        cred: cred.or_else(|| cli.cred.clone()),
-        enroll: enroll_token,
-        ca: cli.ca_pin()?,
-        reboot_cmd: cli.reboot_cmd.as_deref().map(config::split_command),
-        poweroff_cmd: cli.poweroff_cmd.as_deref().map(config::split_command),
-    };
+    let mut flags = cli.flags()?;
+    flags.node = Some(node);
+    flags.cred = cred.or(flags.cred);
+    flags.enroll = enroll_token;
     let conf_path = cli.state_dir().join(config::CONF_FILE);
-    let conf = match std::fs::read_to_string(&conf_path) {
-        Ok(t) => config::from_conf(&t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Partial::default(),
-        Err(e) => {
-            tracing::warn!("cannot read {}: {e}", conf_path.display());
-            Partial::default()
-        }
-    };
+    let conf = read_conf(&conf_path);
     let mut settings = config::resolve(&[flags, conf], &conf_path.display().to_string())?;
     settings.standalone = true;
     Ok(settings)
+}
+
+/// agent.conf's settings; none when it does not exist (a warning when it cannot be read).
+fn read_conf(path: &std::path::Path) -> Partial {
+    match std::fs::read_to_string(path) {
+        Ok(t) => config::from_conf(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Partial::default(),
+        Err(e) => {
+            tracing::warn!("cannot read {}: {e}", path.display());
+            Partial::default()
+        }
+    }
 }
 
 /// Flags, then the kernel command line, then agent.conf.
@@ -312,32 +325,13 @@ fn settings(cli: &Cli) -> anyhow::Result<config::Settings> {
     if cli.standalone {
         return standalone_settings(cli);
     }
-    let flags = Partial {
-        heads: cli
-            .heads
-            .iter()
-            .flat_map(|h| config::split_heads(h))
-            .collect(),
-        node: cli.node.clone(),
-        cred: cli.cred.clone(),
-        enroll: cli.enroll.clone(),
-        ca: cli.ca_pin()?,
-        reboot_cmd: cli.reboot_cmd.as_deref().map(config::split_command),
-        poweroff_cmd: cli.poweroff_cmd.as_deref().map(config::split_command),
-    };
+    let flags = cli.flags()?;
     let cmdline = std::fs::read_to_string("/proc/cmdline")
         .map(|t| config::from_cmdline(&t))
         .unwrap_or_default();
     let booted_by_head = cmdline.node.is_some();
     let conf_path = cli.state_dir().join(config::CONF_FILE);
-    let conf = match std::fs::read_to_string(&conf_path) {
-        Ok(t) => config::from_conf(&t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Partial::default(),
-        Err(e) => {
-            tracing::warn!("cannot read {}: {e}", conf_path.display());
-            Partial::default()
-        }
-    };
+    let conf = read_conf(&conf_path);
     let mut settings = config::resolve(&[flags, cmdline, conf], &conf_path.display().to_string())?;
     settings.booted_by_head = booted_by_head;
     Ok(settings)

@@ -20,116 +20,31 @@ use wulfd::config::{Config, FileConfig};
 /// The chroot test.d/packages.sh makes (the same name there).
 const CHROOT_TAR: &str = "/opt/wulf-test/chroot-bookworm-2.tar.gz";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+mod packaging;
 
-/// target/release, where `wulf` and (after `cargo build --workspace`) `wulfd` and
-/// `wulf-agent` are.
-fn release_dir() -> PathBuf {
-    let wulf = PathBuf::from(env!("CARGO_BIN_EXE_wulf"));
-    let dir = wulf.parent().unwrap().to_path_buf();
-    for b in ["wulfd", "wulf-agent"] {
-        assert!(
-            dir.join(b).exists(),
-            "{} is missing: run `cargo build --release --workspace` first",
-            dir.join(b).display()
-        );
-    }
-    dir
-}
-
-fn version() -> String {
-    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    let t: toml::Table = toml::from_str(&text).unwrap();
-    t["workspace"]["package"]["version"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// `prog` bounded in time (`timeout`: a hung tool fails the test instead of hanging it).
-fn cmd(secs: u32, prog: &str) -> Command {
-    let mut c = Command::new("timeout");
-    c.args(["-k", "5", &secs.to_string(), prog]);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Run it; panic with its output unless it succeeded.
-fn ok(c: &mut Command) -> String {
-    let out = c.stdin(Stdio::null()).output().expect("cannot run");
-    assert!(
-        out.status.success(),
-        "{c:?} failed ({}):\n{}\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+use packaging::{cmd, ok, release_dir, repo, text, version, Built};
 
 fn assert_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the package test installs into a chroot: run it as root (test.sh does)"
-    );
-}
-
-/// The packages, built once for every test here.
-struct Built {
-    _dir: tempfile::TempDir,
-    head: PathBuf,
-    agent: PathBuf,
-    nss: PathBuf,
+    packaging::assert_root("the package test installs into a chroot");
 }
 
 /// packaging/build-debs.sh into `out`; the three .debs it names (head, agent, NSS module).
-fn build_into(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let stdout = ok(cmd(600, "bash")
-        .arg(repo().join("packaging/build-debs.sh"))
-        .env("WULF_RELEASE_DIR", release_dir())
-        .env("WULF_DEB_DIR", out));
+fn build_into(out: &Path) -> [PathBuf; 3] {
     let v = version();
     let arch = ok(Command::new("dpkg").arg("--print-architecture"));
     let arch = arch.trim();
-    let head = out.join(format!("wulf_{v}_{arch}.deb"));
-    let agent = out.join(format!("wulf-agent_{v}_{arch}.deb"));
-    let nss = out.join(format!("libnss-wulf_{v}_{arch}.deb"));
-    let named: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        named,
-        [
-            head.to_str().unwrap(),
-            agent.to_str().unwrap(),
-            nss.to_str().unwrap()
-        ],
-        "build-debs.sh prints the packages it wrote"
-    );
-    assert!(head.is_file() && agent.is_file() && nss.is_file());
-    (head, agent, nss)
+    packaging::build_into(
+        "build-debs.sh",
+        "WULF_DEB_DIR",
+        out,
+        600,
+        ["wulf", "wulf-agent", "libnss-wulf"].map(|p| format!("{p}_{v}_{arch}.deb")),
+    )
 }
 
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (head, agent, nss) = build_into(dir.path());
-        Built {
-            _dir: dir,
-            head,
-            agent,
-            nss,
-        }
-    })
+    packaging::built_once(&BUILT, build_into)
 }
 
 /// One line of `dpkg-deb --contents`: mode, owner, path (without the leading `.`).
@@ -408,7 +323,7 @@ fn nss_package_contents() {
 fn packages_are_reproducible() {
     let b = built();
     let again = tempfile::tempdir().unwrap();
-    let (head, agent, nss) = build_into(again.path());
+    let [head, agent, nss] = build_into(again.path());
     for (x, y) in [(&b.head, &head), (&b.agent, &agent), (&b.nss, &nss)] {
         assert!(
             std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),

@@ -15,67 +15,12 @@ use std::sync::OnceLock;
 
 const MISSING: &str = "./test.sh installs it (test.d/rpm.sh)";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+mod packaging;
 
-/// target/release, where `wulf` and (after `cargo build --release --workspace`) `wulfd`,
-/// `wulf-agent` and `libnss_wulf.so` are.
-fn release_dir() -> PathBuf {
-    let wulf = PathBuf::from(env!("CARGO_BIN_EXE_wulf"));
-    let dir = wulf.parent().unwrap().to_path_buf();
-    for b in ["wulfd", "wulf-agent", "libnss_wulf.so"] {
-        assert!(
-            dir.join(b).exists(),
-            "{} is missing: run `cargo build --release --workspace` first",
-            dir.join(b).display()
-        );
-    }
-    dir
-}
-
-fn version() -> String {
-    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    let t: toml::Table = toml::from_str(&text).unwrap();
-    t["workspace"]["package"]["version"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
+use packaging::{cmd, must, ok, release_dir, repo, run, text, version, Built};
 
 fn arch() -> String {
     ok(Command::new("uname").arg("-m")).trim().to_string()
-}
-
-/// `prog` bounded in time (`timeout`: a hung tool fails the test instead of hanging it).
-fn cmd(secs: u32, prog: &str) -> Command {
-    let mut c = Command::new("timeout");
-    c.args(["-k", "5", &secs.to_string(), prog]);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn run(c: &mut Command) -> Output {
-    c.stdin(Stdio::null()).output().expect("cannot run")
-}
-
-/// Run it; panic with its output unless it succeeded.
-fn ok(c: &mut Command) -> String {
-    let out = run(c);
-    assert!(
-        out.status.success(),
-        "{c:?} failed ({}):\n{}\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// rpmbuild and rpm are there, or the test fails saying who installs them.
@@ -96,58 +41,23 @@ fn rpm(args: &[&str], more: &[&Path]) -> String {
     ok(cmd(300, "rpm").args(args).args(more))
 }
 
-/// The packages, built once for every test here.
-struct Built {
-    _dir: tempfile::TempDir,
-    head: PathBuf,
-    agent: PathBuf,
-    nss: PathBuf,
-}
-
-impl Built {
-    fn all(&self) -> [&Path; 3] {
-        [&self.head, &self.agent, &self.nss]
-    }
-}
-
 /// packaging/build-rpms.sh into `out`; the three .rpm files it names (head, agent, NSS
 /// module).
-fn build_into(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
+fn build_into(out: &Path) -> [PathBuf; 3] {
     need_rpm_tools();
-    let stdout = ok(cmd(900, "bash")
-        .arg(repo().join("packaging/build-rpms.sh"))
-        .env("WULF_RELEASE_DIR", release_dir())
-        .env("WULF_RPM_DIR", out));
     let (v, a) = (version(), arch());
-    let head = out.join(format!("wulf-{v}-1.{a}.rpm"));
-    let agent = out.join(format!("wulf-agent-{v}-1.{a}.rpm"));
-    let nss = out.join(format!("nss-wulf-{v}-1.{a}.rpm"));
-    let named: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        named,
-        [
-            head.to_str().unwrap(),
-            agent.to_str().unwrap(),
-            nss.to_str().unwrap()
-        ],
-        "build-rpms.sh prints the packages it wrote"
-    );
-    assert!(head.is_file() && agent.is_file() && nss.is_file());
-    (head, agent, nss)
+    packaging::build_into(
+        "build-rpms.sh",
+        "WULF_RPM_DIR",
+        out,
+        900,
+        ["wulf", "wulf-agent", "nss-wulf"].map(|p| format!("{p}-{v}-1.{a}.rpm")),
+    )
 }
 
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (head, agent, nss) = build_into(dir.path());
-        Built {
-            _dir: dir,
-            head,
-            agent,
-            nss,
-        }
-    })
+    packaging::built_once(&BUILT, build_into)
 }
 
 /// One header tag (`rpm -qp --qf %{TAG}`).
@@ -627,7 +537,7 @@ fn scriptlets() {
 fn packages_are_reproducible() {
     let b = built();
     let again = tempfile::tempdir().unwrap();
-    let (head, agent, nss) = build_into(again.path());
+    let [head, agent, nss] = build_into(again.path());
     for (x, y) in [(&b.head, &head), (&b.agent, &agent), (&b.nss, &nss)] {
         assert!(
             std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),
@@ -668,12 +578,7 @@ fn build_says_what_is_missing() {
 }
 
 fn assert_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "rpm installs root-owned files into the scratch root: run it as root (test.sh does)"
-    );
+    packaging::assert_root("rpm installs root-owned files into the scratch root");
 }
 
 /// `rpm --root=ROOT ARGS...` (--nodeps: the scratch root holds no glibc package; --noscripts
@@ -692,16 +597,6 @@ fn install_verify_erase_in_a_scratch_root() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let must = |o: Output, what: &str| -> String {
-        assert!(
-            o.status.success(),
-            "{what} ({}):\n{}\n{}",
-            o.status,
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        text(&o.stdout)
-    };
     must(rpm_root(&root, &["--initdb"], &[]), "rpm --initdb");
     must(
         rpm_root(&root, &["-i", "--nodeps", "--noscripts"], &b.all()),

@@ -203,12 +203,25 @@ fn a_server_wulf_did_not_boot_enrolls_once_and_reports() {
             .unwrap_or("")
             .to_string()
     };
-    wait_for(
-        "store1 is not up through its standalone agent",
-        Duration::from_secs(30),
-        || state_of() == "up",
-        || format!("agent:\n{}\nhead:\n{}", agent_log(&log1), h.log()),
-    );
+    // store1 comes up through the agent logging to `log`; it goes down when `a` stops.
+    let up = |what: &str, log: &Path| {
+        wait_for(
+            what,
+            Duration::from_secs(30),
+            || state_of() == "up",
+            || format!("agent:\n{}\nhead:\n{}", agent_log(log), h.log()),
+        )
+    };
+    let stop = |a: Agent| {
+        a.stop();
+        wait_for(
+            "store1 stays up after its agent stopped",
+            Duration::from_secs(20),
+            || state_of() != "up",
+            || h.log(),
+        )
+    };
+    up("store1 is not up through its standalone agent", &log1);
     let list = h.json(&["node", "status"]);
     let s1 = node(&list, "store1");
     assert!(s1["hardware"]["cpus"].as_u64().unwrap_or(0) >= 1, "{s1}");
@@ -232,13 +245,7 @@ fn a_server_wulf_did_not_boot_enrolls_once_and_reports() {
         "{}",
         h.log()
     );
-    a.stop();
-    wait_for(
-        "store1 stays up after its agent stopped",
-        Duration::from_secs(20),
-        || state_of() != "up",
-        || h.log(),
-    );
+    stop(a);
 
     // The used token is refused, from a fresh state directory, with a WARNING.
     let o = once(&ns, &dir.join("again"), &pin, &["--enroll-token", &token]);
@@ -250,11 +257,9 @@ fn a_server_wulf_did_not_boot_enrolls_once_and_reports() {
     // Restarted without a token: the kept credential reports.
     let log2 = dir.join("agent2.log");
     let _a = spawn(&ns, &state, &pin, &[], &log2);
-    wait_for(
+    up(
         "store1 is not up again after its agent restarted without a token",
-        Duration::from_secs(30),
-        || state_of() == "up",
-        || format!("agent:\n{}\nhead:\n{}", agent_log(&log2), h.log()),
+        &log2,
     );
     assert!(
         !agent_log(&log2).contains("enrolled at"),
@@ -268,13 +273,7 @@ fn a_server_wulf_did_not_boot_enrolls_once_and_reports() {
     assert!(e.contains("exactly one node"), "{e}");
     let fresh = h.json(&["node", "-i", "store1", "enroll-token", "--ttl", "1h"]);
     let t3 = fresh["token"].as_str().unwrap().to_string();
-    _a.stop();
-    wait_for(
-        "store1 stays up after its agent stopped",
-        Duration::from_secs(20),
-        || state_of() != "up",
-        || h.log(),
-    );
+    stop(_a);
     let (code, body) = h.enroll_with(&uid, &t3);
     assert_eq!(code, 200, "{body}");
     let log3 = dir.join("agent3.log");

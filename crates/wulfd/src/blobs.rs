@@ -63,8 +63,7 @@ impl Blobs {
         Ok(new)
     }
 
-    /// Store a stream; returns its sha256, size, and whether no blob had its content before
-    /// (see [`Blobs::discard_new`]).
+    /// Store a stream; returns its sha256, size, and whether no blob had its content before.
     pub async fn ingest<S, B, E>(
         &self,
         mut body: S,
@@ -150,20 +149,16 @@ impl Blobs {
         result
     }
 
-    /// Remove blob `sha256` that an upload created and then failed to use (the object it was
-    /// for refused it), unless something refers to it meanwhile: a failed upload leaves no
-    /// file behind. `new` is what [`Blobs::ingest`] said; a blob that existed before is kept.
-    pub fn discard_new(&self, sha256: &str, new: bool, referenced: bool) -> bool {
-        if !new || referenced {
-            return false;
+    /// Remove blob `sha256` at once (an upload's file that nothing took; see
+    /// `objects::routes::Stored::discard`).
+    pub fn remove(&self, sha256: &str) -> bool {
+        let removed = self
+            .path(sha256)
+            .is_some_and(|p| std::fs::remove_file(p).is_ok());
+        if removed {
+            tracing::debug!(sha256, "removed the file of a refused upload");
         }
-        match self.path(sha256).map(std::fs::remove_file) {
-            Some(Ok(())) => {
-                tracing::debug!(sha256, "removed the file of a refused upload");
-                true
-            }
-            _ => false,
-        }
+        removed
     }
 
     /// Remove blobs no object refers to any more (and older than `min_age`, so an upload

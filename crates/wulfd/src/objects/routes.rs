@@ -249,12 +249,13 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
-    /// The upload failed after its body was stored: remove the blob it created unless an
-    /// object refers to it, so a refused upload leaves no file.
+    /// The upload failed after its body was stored: remove the blob it created (one that
+    /// existed before is kept) unless an object refers to it, so a refused upload leaves no
+    /// file.
     pub fn discard(&self, app: &App) {
-        let referenced = crate::maint::referenced_files(app).contains(&self.file.sha256);
-        app.blobs
-            .discard_new(&self.file.sha256, self.new, referenced);
+        if self.new && !crate::maint::referenced_files(app).contains(&self.file.sha256) {
+            app.blobs.remove(&self.file.sha256);
+        }
     }
 }
 
