@@ -22,7 +22,7 @@ const CHROOT_TAR: &str = "/opt/wulf-test/chroot-bookworm-2.tar.gz";
 
 mod packaging;
 
-use packaging::{cmd, ok, release_dir, repo, text, version, Built};
+use packaging::{cmd, ok, repo, text, version, Built};
 
 fn assert_root() {
     packaging::assert_root("the package test installs into a chroot");
@@ -217,22 +217,7 @@ fn head_package_contents() {
         "the agent is in its own package"
     );
     // A page for every command `wulf --help` lists.
-    let help = ok(Command::new(release_dir().join("wulf")).arg("--help"));
-    let commands: Vec<&str> = help
-        .split("Commands:")
-        .nth(1)
-        .unwrap()
-        .split("\n\n")
-        .next()
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .collect();
-    assert!(commands.len() > 10, "{commands:?}");
-    for c in commands {
-        let page = format!("/usr/share/man/man1/wulf-{c}.1.gz");
+    for page in packaging::command_pages() {
         assert!(entries.iter().any(|e| e.path == page), "no {page}");
     }
     check_control(

@@ -213,22 +213,7 @@ fn head_package_files() {
     let got = check_files(&b.head, "wulf");
     assert!(!got.iter().any(|e| e.path.contains("wulf-agent")));
     // A page for every command `wulf --help` lists (so `generate` made them all).
-    let help = ok(Command::new(release_dir().join("wulf")).arg("--help"));
-    let commands: Vec<&str> = help
-        .split("Commands:")
-        .nth(1)
-        .unwrap()
-        .split("\n\n")
-        .next()
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .collect();
-    assert!(commands.len() > 10, "{commands:?}");
-    for c in commands {
-        let page = format!("/usr/share/man/man1/wulf-{c}.1.gz");
+    for page in packaging::command_pages() {
         assert!(got.iter().any(|e| e.path == page), "no {page}");
     }
     for p in [

@@ -135,3 +135,24 @@ pub fn built_once(
         }
     })
 }
+
+/// The man page each command `wulf --help` lists should have
+/// (/usr/share/man/man1/wulf-CMD.1.gz).
+pub fn command_pages() -> Vec<String> {
+    let help = ok(Command::new(release_dir().join("wulf")).arg("--help"));
+    let commands: Vec<String> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(|c| format!("/usr/share/man/man1/wulf-{c}.1.gz"))
+        .collect();
+    assert!(commands.len() > 10, "{commands:?}");
+    commands
+}
