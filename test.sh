@@ -31,6 +31,7 @@ declare -A NEED=(
 declare -A NEED_FILE=(
   [/usr/lib/ipxe/undionly.kpxe]=ipxe
   [/usr/lib/ipxe/qemu/pxe-e1000.rom]=ipxe-qemu
+  [/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
   [/usr/include/google/protobuf/descriptor.proto]=libprotobuf-dev
   [/usr/bin/python3]=python3
 )

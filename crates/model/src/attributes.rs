@@ -30,6 +30,11 @@ pub const RESERVED: &[(&str, &str)] = &[
         "true: DHCP and boot requests from this node are ignored",
     ),
     (
+        "_ipxe_chain",
+        "true: a BIOS node whose network card already runs iPXE is first sent the head's \
+         undionly.kpxe over TFTP",
+    ),
+    (
         "_hostname",
         "host name to give the node instead of its name",
     ),
@@ -207,7 +212,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
                 "'{value}' is not a positive whole number of seconds"
             )),
         },
-        "_busy" | "_no_boot" if parse_bool(value).is_none() => fail(format!(
+        "_busy" | "_no_boot" | "_ipxe_chain" if parse_bool(value).is_none() => fail(format!(
             "'{value}' is not a boolean (use true/false, yes/no, on/off, 1/0)"
         )),
         "_status_cpuset" if !valid_cpuset(value) => {

@@ -276,6 +276,12 @@ async fn script(
         )
             .into_response();
     };
+    if q.get("loader").map(String::as_str) != Some(crate::chainload::OWN) {
+        if let Some(s) = crate::chainload::guard(&app, mac, &base) {
+            tracing::debug!(%mac, "boot script: the _ipxe_chain guard");
+            return ipxe(s);
+        }
+    }
     match decide(&app, mac) {
         Decision::Retry(why) => {
             tracing::info!(%mac, "boot script: {why}");

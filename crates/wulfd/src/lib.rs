@@ -8,6 +8,7 @@ pub mod backup;
 pub mod blobs;
 pub mod boot;
 pub mod cache;
+pub mod chainload;
 pub mod config;
 pub mod db;
 pub mod dhcp;

@@ -62,15 +62,29 @@ pub fn client_type(p: &Packet) -> ClientType {
     if p.is_ipxe() {
         return ClientType::Ipxe;
     }
-    match p.arch {
+    // Option 93, else the architecture PXE and HTTP clients name in their vendor class
+    // ("PXEClient:Arch:00007:UNDI:003016", RFC 4578 §2.1 and the UEFI specification).
+    let pxe = p.vendor_is(b"PXEClient");
+    let http = p.vendor_is(b"HTTPClient");
+    let arch = p
+        .arch
+        .or_else(|| (pxe || http).then(|| vendor_arch(p.vendor_class)).flatten());
+    match arch {
         Some(0) => ClientType::Pxe(BIOS_LOADER),
         Some(7 | 9) => ClientType::Pxe(UEFI_LOADER),
         Some(16) => ClientType::UefiHttp,
         Some(a) => ClientType::PxeUnsupported(a),
-        None if p.vendor_is(b"PXEClient") => ClientType::Pxe(BIOS_LOADER),
-        None if p.vendor_is(b"HTTPClient") => ClientType::UefiHttp,
+        None if pxe => ClientType::Pxe(BIOS_LOADER),
+        None if http => ClientType::UefiHttp,
         None => ClientType::Plain,
     }
+}
+
+/// The decimal architecture after "Arch:" in a PXE or HTTP client's vendor class.
+fn vendor_arch(class: &[u8]) -> Option<u16> {
+    let at = class.windows(5).position(|w| w == b"Arch:")? + 5;
+    let digits = class.get(at..at + 5)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// The boot file to hand out.
@@ -560,6 +574,28 @@ mod tests {
             ClientType::Pxe(BIOS_LOADER)
         );
         assert_eq!(ct(&[]), ClientType::Plain);
+        // No option 93: the architecture in the vendor class counts.
+        assert_eq!(
+            ct(&[(60, b"PXEClient:Arch:00007:UNDI:003016")]),
+            ClientType::Pxe(UEFI_LOADER)
+        );
+        assert_eq!(
+            ct(&[(60, b"HTTPClient:Arch:00016:UNDI:003001")]),
+            ClientType::UefiHttp
+        );
+        assert_eq!(
+            ct(&[(60, b"PXEClient:Arch:00011")]),
+            ClientType::PxeUnsupported(11)
+        );
+        assert_eq!(
+            ct(&[(60, b"PXEClient:Arch:x")]),
+            ClientType::Pxe(BIOS_LOADER)
+        );
+        // Option 93 wins over the vendor class.
+        assert_eq!(
+            ct(&[(93, &[0, 7]), (60, b"PXEClient:Arch:00000")]),
+            ClientType::Pxe(UEFI_LOADER)
+        );
 
         let r = res(true);
         // TFTP loader: in the file field, next-server set.
