@@ -130,6 +130,8 @@ struct Plan {
     pxe_once: bool,
     /// The boot config has a kickstart: the kernel is told where (`inst.ks= ks=`).
     kickstart: bool,
+    /// `wulf.disk_cache=` / `wulf.disk_wipe=` from `_disk_cache` / `_disk_wipe`.
+    disk: Vec<String>,
 }
 
 enum Decision {
@@ -197,6 +199,13 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
             _ => None,
         }
     });
+    let mut disk = Vec::new();
+    if let Some(d) = attr("_disk_cache").filter(|d| wulf_model::valid_disk(d)) {
+        disk.push(format!("wulf.disk_cache={d}"));
+        if attr("_disk_wipe").and_then(parse_bool) == Some(true) {
+            disk.push("wulf.disk_wipe=yes".to_string());
+        }
+    }
     Decision::Boot(Box::new(Plan {
         node_uid: node.uid.clone(),
         name: attr("_hostname").unwrap_or(&node.name).to_string(),
@@ -209,6 +218,7 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
         image,
         pxe_once,
         kickstart: bc.kickstart.is_some(),
+        disk,
     }))
 }
 
@@ -229,6 +239,7 @@ fn render(app: &App, base: &str, mac: MacAddr, p: &Plan, enroll: &str) -> String
         params.push(format!("wulf.image={base}/boot/file/{}", img.sha256));
         params.push(format!("wulf.image_sha256={}", img.sha256));
     }
+    params.extend(p.disk.iter().cloned());
     let mut s = String::from("#!ipxe\n");
     s += &format!(
         "echo wulf: booting {} ({mac}) as {} using boot config {}\n",

@@ -4,6 +4,9 @@
 # Brings up the network, downloads the node's image (wulf.image, with the boot's enrollment
 # token wulf.enroll: the head gives an image only to a node that boots it), checks its sha256
 # (wulf.image_sha256), unpacks it into RAM, puts wulf-agent in it, and switches root to it.
+# With wulf.disk_cache it keeps the image on a local disk and reuses it while its sha256
+# still matches (disk.sh). Boot style roram: the unpacked image is a read-only overlayfs
+# lower layer under a tmpfs upper one. See docs/admin/boot-styles.md.
 # Every failure prints "wulf-init: ERROR: <what>" on the console, waits and reboots (the
 # node boots again and retries); with wulf.debug on the kernel command line it gives a
 # shell instead. See docs/admin/initramfs.md.
@@ -15,7 +18,7 @@ DEBUG=
 RETRY_SECS=20
 DHCP_ROUNDS=10
 INIT=/sbin/init
-HEAD= NODE= NAME= STYLE=rwram ENROLL= IMAGE= SHA= ROOTSIZE= CA=
+HEAD= NODE= NAME= STYLE=rwram ENROLL= IMAGE= SHA= ROOTSIZE= CA= DISK_CACHE= DISK_WIPE=
 
 log() { echo "wulf-init: $*"; }
 warn() { echo "wulf-init: WARNING: $*"; }
@@ -53,6 +56,8 @@ for arg in $(cat /proc/cmdline); do
     wulf.image=*) IMAGE=${arg#*=} ;;
     wulf.image_sha256=*) SHA=${arg#*=} ;;
     wulf.rootsize=*) ROOTSIZE=${arg#*=} ;;
+    wulf.disk_cache=*) DISK_CACHE=${arg#*=} ;;
+    wulf.disk_wipe=*) DISK_WIPE=${arg#*=} ;;
     wulf.retry=*) RETRY_SECS=${arg#*=} ;;
     wulf.debug | wulf.debug=1 | wulf.debug=yes | wulf.debug=true) DEBUG=1 ;;
     init=* | wulf.init=*) INIT=${arg#*=} ;;
@@ -71,9 +76,11 @@ log "node ${NAME:-?} (${NODE:-?}), boot style $STYLE, head ${HEAD:-?}"
 [ -n "$SHA" ] || fail "no wulf.image_sha256 on the kernel command line"
 case "$STYLE" in
 rwram | roram) ;;
+disked) fail "boot style 'disked' is not one this initramfs boots (rwram, roram): install disked nodes with a kickstart and boot_sequence=pxe+local, or boot them rwram/roram with _disk_cache (see docs/admin/boot-styles.md)" ;;
 *) fail "boot style '$STYLE' is not one this initramfs boots (rwram, roram)" ;;
 esac
 [ -n "$NAME" ] || NAME=node-$NODE
+. /etc/wulf/disk.sh
 
 # --- drivers -------------------------------------------------------------------------------
 KVER=$(uname -r)
@@ -128,27 +135,66 @@ case "$IMAGE" in
 http://*) ;;
 *) fail "image URL '$IMAGE' is not http:// (the initramfs's wget speaks plain HTTP)" ;;
 esac
-tries=0
-# The token proves this is the node the head sent its boot script to (it stays good for the
-# agent, which trades it for the node's credential).
-until wget -q --header "Authorization: Bearer enroll:$NODE:$ENROLL" -O /image.tar.gz "$IMAGE"; do
-    tries=$((tries + 1))
-    [ "$tries" -ge 5 ] && fail "cannot download the image from $IMAGE (a 403 Forbidden means the head gives the image only to the node its boot script was for, from the node's own address, within 10 minutes of the script: see the head's log)"
-    warn "image download failed; trying again ($tries/5)"
-    rm -f /image.tar.gz
-    sleep 3
-done
-log "downloaded the image ($(wc -c </image.tar.gz) bytes); checking its sha256"
-got=$(sha256sum /image.tar.gz | cut -d' ' -f1)
-[ "$got" = "$SHA" ] || fail "image checksum mismatch: expected $SHA, got $got (from $IMAGE)"
+# The image: from the disk cache when it holds this one, else downloaded (and then cached).
+IMAGE_FILE=/image.tar.gz
+CACHED=
+if [ -n "$DISK_CACHE" ] && cache_open && cache_hit; then
+    IMAGE_FILE=$CACHE_DIR/image.tar.gz
+    CACHED=1
+    log "disk cache hit: image $SHA is on $CACHE_DEV; not downloading it"
+fi
+if [ -z "$CACHED" ]; then
+    tries=0
+    # The token proves this is the node the head sent its boot script to (it stays good for
+    # the agent, which trades it for the node's credential).
+    until wget -q --header "Authorization: Bearer enroll:$NODE:$ENROLL" -O /image.tar.gz "$IMAGE"; do
+        tries=$((tries + 1))
+        [ "$tries" -ge 5 ] && fail "cannot download the image from $IMAGE (a 403 Forbidden means the head gives the image only to the node its boot script was for, from the node's own address, within 10 minutes of the script: see the head's log)"
+        warn "image download failed; trying again ($tries/5)"
+        rm -f /image.tar.gz
+        sleep 3
+    done
+    log "downloaded the image ($(wc -c </image.tar.gz) bytes); checking its sha256"
+    got=$(sha256sum /image.tar.gz | cut -d' ' -f1)
+    [ "$got" = "$SHA" ] || fail "image checksum mismatch: expected $SHA, got $got (from $IMAGE)"
+    [ -n "$CACHE_DEV" ] && cache_store /image.tar.gz
+fi
+
+# roram: the image in a tmpfs of its own, read-only, as the lower layer of an overlayfs
+# whose upper layer is another tmpfs. Without overlayfs, the old way (below).
+IMGDIR=/newroot
+OVERLAY=
+if [ "$STYLE" = roram ]; then
+    modprobe overlay 2>/dev/null
+    if grep -qw overlay /proc/filesystems; then
+        OVERLAY=1
+        IMGDIR=/run/wulf/image
+        mkdir -p "$IMGDIR" /run/wulf/rw
+    else
+        warn "the kernel has no overlay filesystem (module overlay, which wulf initramfs build includes by default; CONFIG_OVERLAY_FS): roram falls back to a read-only tmpfs root with writable /tmp, /var, /run and /etc/wulf"
+    fi
+fi
 
 opts=mode=0755
 [ -n "$ROOTSIZE" ] && opts=$opts,size=$ROOTSIZE
-mount -t tmpfs -o "$opts" rootfs /newroot || fail "cannot mount a tmpfs for the root (wulf.rootsize=$ROOTSIZE)"
-tar -xzf /image.tar.gz -C /newroot ||
+mount -t tmpfs -o "$opts" rootfs "$IMGDIR" || fail "cannot mount a tmpfs for the root (wulf.rootsize=$ROOTSIZE)"
+tar -xzf "$IMAGE_FILE" -C "$IMGDIR" ||
     fail "cannot unpack the image into RAM (out of memory? the root tmpfs is ${ROOTSIZE:-half the RAM}: see wulf.rootsize)"
-rm -f /image.tar.gz
-log "image verified and unpacked into RAM ($(df -k /newroot | awk 'NR==2 {print $3}') KiB)"
+if [ -n "$CACHED" ]; then
+    umount "$CACHE_DIR" || warn "cannot unmount the disk cache $CACHE_DEV"
+else
+    rm -f /image.tar.gz
+    [ -n "$CACHE_DEV" ] && { umount "$CACHE_DIR" || warn "cannot unmount the disk cache $CACHE_DEV"; }
+fi
+log "image verified and unpacked into RAM ($(df -k "$IMGDIR" | awk 'NR==2 {print $3}') KiB)"
+if [ -n "$OVERLAY" ]; then
+    mount -o remount,ro "$IMGDIR" || fail "cannot make the image layer read-only"
+    mount -t tmpfs -o "$opts" overlay-rw /run/wulf/rw || fail "cannot mount a tmpfs for the writable layer"
+    mkdir -p /run/wulf/rw/upper /run/wulf/rw/work
+    mount -t overlay -o lowerdir="$IMGDIR",upperdir=/run/wulf/rw/upper,workdir=/run/wulf/rw/work overlay /newroot ||
+        fail "cannot mount the overlayfs root (lower $IMGDIR, upper /run/wulf/rw/upper): $(dmesg | grep -i overlay | tail -n 1)"
+    log "roram: the root is an overlayfs: the image read-only below, writes in RAM above"
+fi
 
 # The image's path $1, with its symlinks resolved inside the image.
 resolve() {
@@ -273,8 +319,8 @@ TAB
     fi
 fi
 
-# --- roram: a read-only root with writable /tmp /var /run /etc/wulf ---------------------------
-if [ "$STYLE" = roram ]; then
+# --- roram without overlayfs: a read-only root with writable /tmp /var /run /etc/wulf ------
+if [ "$STYLE" = roram ] && [ -z "$OVERLAY" ]; then
     n=0
     for d in tmp var run etc/wulf; do
         n=$((n + 1))
@@ -287,7 +333,7 @@ if [ "$STYLE" = roram ]; then
 fi
 
 mkdir -p /newroot/dev /newroot/proc /newroot/sys
-if [ "$STYLE" = roram ]; then
+if [ "$STYLE" = roram ] && [ -z "$OVERLAY" ]; then
     mount -o remount,ro /newroot || fail "cannot make the root read-only"
 fi
 for m in dev proc sys; do

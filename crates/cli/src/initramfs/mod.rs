@@ -5,6 +5,7 @@
 
 mod cpio;
 mod elf;
+mod storage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -21,10 +22,14 @@ use crate::fail::Fail;
 const INIT: &str = include_str!("init.sh");
 /// udhcpc's script: configures the interface, the default route and resolv.conf.
 const UDHCPC: &str = include_str!("udhcpc.sh");
+/// The init's local disk functions (the disk cache), sourced by /init.
+const DISK: &str = include_str!("disk.sh");
 
-/// NIC drivers an initramfs gets by default (those the kernel has as modules). virtio_pci
-/// is the bus virtio NICs sit on; af_packet is what DHCP clients open (built in on most
-/// kernels).
+/// Drivers an initramfs gets by default (those the kernel has as modules): NICs, and the
+/// filesystems the init mounts. virtio_pci is the bus virtio NICs sit on; af_packet is what
+/// DHCP clients open (built in on most kernels). No storage drivers: a RAM-booted node needs
+/// none, and a node with `_disk_cache` gets its controller's with `--drivers` (its init names
+/// the missing one).
 pub const DEFAULT_DRIVERS: &[&str] = &[
     "e1000",
     "e1000e",
@@ -47,6 +52,10 @@ pub const DEFAULT_DRIVERS: &[&str] = &[
     "virtio_pci",
     "virtio_net",
     "af_packet",
+    // Filesystems the init mounts: the roram root (overlay) and the disk cache (ext4, which
+    // mounts its ext2).
+    "overlay",
+    "ext4",
 ];
 
 #[derive(Subcommand, Debug)]
@@ -69,11 +78,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// More kernel modules to include and load at boot, comma-separated (their dependencies
-    /// come along)
+    /// come along): a NIC the defaults miss, or the storage driver of a node with a disk
+    /// cache (virtio_blk, ahci, nvme, sd_mod, …)
     #[arg(long, value_name = "M1,M2", value_delimiter = ',')]
     pub drivers: Vec<String>,
-    /// Leave out the default NIC drivers (e1000, e1000e, igb, ixgbe, i40e, ice, tg3, bnx2,
-    /// bnxt_en, mlx4_en, mlx5_core, r8169, virtio_net, …): only --drivers
+    /// Leave out the default drivers (e1000, e1000e, igb, ixgbe, i40e, ice, tg3, bnx2,
+    /// bnxt_en, mlx4_en, mlx5_core, r8169, virtio_net, …, overlay, ext4): only --drivers
     #[arg(long)]
     pub no_default_drivers: bool,
     /// A statically linked busybox (Debian: apt-get install busybox-static)
@@ -716,6 +726,9 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
     w.char_dev("dev/null", 0o666, 1, 3)?;
     w.file("init", 0o755, INIT.as_bytes())?;
     w.file("etc/wulf/udhcpc.script", 0o755, UDHCPC.as_bytes())?;
+    w.file("etc/wulf/disk.sh", 0o644, DISK.as_bytes())?;
+    let storage_alias = storage::aliases(&mods, &mut info)?;
+    w.file("etc/wulf/storage.alias", 0o644, storage_alias.as_bytes())?;
     w.file("bin/busybox", 0o755, &bb)?;
     for app in &applets {
         if app == "bin/busybox" || app == "init" || app == "linuxrc" {
@@ -870,7 +883,7 @@ mod tests {
 
     #[test]
     fn the_init_scripts_parse() {
-        for (name, text) in [("init", INIT), ("udhcpc", UDHCPC)] {
+        for (name, text) in [("init", INIT), ("udhcpc", UDHCPC), ("disk", DISK)] {
             let o = std::process::Command::new("sh")
                 .args(["-n", "-c", text])
                 .output()

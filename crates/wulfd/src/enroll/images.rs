@@ -107,9 +107,15 @@ pub async fn may_download(
         .and_then(|v| v.trim().strip_prefix("Bearer "))
         .map(str::trim);
     let verdict = judge(app, sha256, bearer, peer).await;
-    if let Err(why) = &verdict {
-        let src = source(peer);
-        tracing::warn!(target: "audit", source = %src, sha256, image = %images.join(","), "refused image {} to {src}: {why}", images.join(","));
+    let src = source(peer);
+    match &verdict {
+        Err(why) => {
+            tracing::warn!(target: "audit", source = %src, sha256, image = %images.join(","), "refused image {} to {src}: {why}", images.join(","));
+        }
+        // One line per image download (a node booting from its disk cache shows none).
+        Ok(()) => {
+            tracing::info!(target: "audit", source = %src, sha256, image = %images.join(","), "sending image {} to {src}", images.join(","));
+        }
     }
     verdict
 }
