@@ -82,7 +82,10 @@ impl Vm {
             ])
             .arg("-serial")
             .arg(format!("file:{}", log.display()))
-            .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
+            .args([
+                "-netdev",
+                &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            ])
             .args(["-device", &format!("e1000,netdev=n0,mac={mac}")])
             .args([
                 "-drive",
@@ -230,7 +233,10 @@ fn roram_overlay_and_the_disk_cache() {
     let with_blk = dir.join("initrd-blk.img");
     let o = build(&plain, &["--boot", "styles"]);
     assert!(o.contains("overlay") && o.contains("ext4"), "{o}");
-    let o = build(&with_blk, &["--drivers", "virtio_blk", "--boot", "styles-b"]);
+    let o = build(
+        &with_blk,
+        &["--drivers", "virtio_blk", "--boot", "styles-b"],
+    );
     assert!(o.contains("virtio_blk"), "{o}");
     // Bad input is refused before anything is written.
     let bad = h.wulf(&["node", "-i", "n0", "set", "_disk_cache=/dev/disk/by-id/x"]);
@@ -268,7 +274,10 @@ fn roram_overlay_and_the_disk_cache() {
         ]);
         mbr[510] = 0x55;
         mbr[511] = 0xaa;
-        let mut f = std::fs::OpenOptions::new().write(true).open(&disk1).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk1)
+            .unwrap();
         f.seek(SeekFrom::Start(0)).unwrap();
         f.write_all(&mbr).unwrap();
         f.seek(SeekFrom::Start(4096)).unwrap();
@@ -360,7 +369,11 @@ fn roram_overlay_and_the_disk_cache() {
     );
     assert_eq!(downloads(&h, "probe1"), 2, "{}", h.log());
     let mbr = first_mib(&disk0);
-    assert_eq!(&mbr[440..444], b"wulf", "n0's disk has no wulf partition table");
+    assert_eq!(
+        &mbr[440..444],
+        b"wulf",
+        "n0's disk has no wulf partition table"
+    );
     assert_eq!(&mbr[510..512], &[0x55, 0xaa]);
     eprintln!("n0 boot 2 (cache filled) done after {:?}", t.elapsed());
     let c = vm1.wait_done("n1 boot 2", Duration::from_secs(300));
@@ -374,7 +387,11 @@ fn roram_overlay_and_the_disk_cache() {
         ],
     );
     let mbr = first_mib(&disk1);
-    assert_eq!(&mbr[440..444], b"wulf", "n1's wiped disk has no wulf partition table");
+    assert_eq!(
+        &mbr[440..444],
+        b"wulf",
+        "n1's wiped disk has no wulf partition table"
+    );
     eprintln!("n1 boot 2 (_disk_wipe=yes) done after {:?}", t.elapsed());
 
     // Boot 3: the cache holds this image: no download.
@@ -394,7 +411,10 @@ fn roram_overlay_and_the_disk_cache() {
     );
     assert!(!c.contains("wulf-init: downloaded the image"), "{c}");
     assert!(
-        h.log().matches("Booting node (MAC=52:54:00:96:00:01)").count() >= 3,
+        h.log()
+            .matches("Booting node (MAC=52:54:00:96:00:01)")
+            .count()
+            >= 3,
         "{}",
         h.log()
     );

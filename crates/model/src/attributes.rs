@@ -381,7 +381,14 @@ mod tests {
         for ok in ["auto", "/dev/sda", "vdb", "/dev/nvme0n1"] {
             assert!(validate("_disk_cache", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/dev/", "sd a", "/dev/../etc", "a;b", "/dev/disk/by-id/x"] {
+        for bad in [
+            "",
+            "/dev/",
+            "sd a",
+            "/dev/../etc",
+            "a;b",
+            "/dev/disk/by-id/x",
+        ] {
             assert!(validate("_disk_cache", bad).is_err(), "{bad}");
         }
         assert!(validate("_disk_wipe", "yes").is_ok());
