@@ -18,6 +18,14 @@
 //! Node n1 (rwram, `_disk_cache=/dev/vda`, a disk with another partition table, no
 //! `_disk_wipe`): the init leaves the disk alone and says so; its first MiB is unchanged.
 //! Booted again with `_disk_wipe=yes`, the disk gets wulf's partition table and the image.
+//!
+//! Node d0 (boot style disked, `_disk_root=/dev/vda`; the NIC first in the boot order, the
+//! disk second): on a disk with another partition table the install is refused and the disk
+//! is unchanged; with `_disk_wipe=yes` the image, the kernel, the initramfs and extlinux go on
+//! the disk and the head records the install (`disk_image`, `boot_stage=local`). The next
+//! boot goes from the disk (the head's script says so, extlinux starts the kernel, the init
+//! mounts the disk's root, gets its enrollment token from the head) without downloading the
+//! image. A changed image, and `boot_stage=pxe`, each install again.
 
 #[path = "support/bmc/mod.rs"]
 mod bmc;
@@ -55,6 +63,7 @@ fn probe_root(dir: &Path, version: u32) {
          else echo 'styles image: root is read-only'; fi\n\
          busybox mount | busybox grep ' on / ' | busybox sed 's/^/styles image: mount: /'\n\
          echo \"styles image: version $(busybox cat /etc/styles-version)\"\n\
+         if busybox grep -q '^enroll=..*' /etc/wulf/agent.conf; then echo 'styles image: enroll token present'; fi\n\
          echo 'styles image: done'\n\
          while :; do busybox sleep 60; done\n",
     );
@@ -77,8 +86,6 @@ impl Vm {
                 "-nographic",
                 "-monitor",
                 "none",
-                "-boot",
-                "n",
             ])
             .arg("-serial")
             .arg(format!("file:{}", log.display()))
@@ -86,12 +93,13 @@ impl Vm {
                 "-netdev",
                 &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
             ])
-            .args(["-device", &format!("e1000,netdev=n0,mac={mac}")])
+            // The NIC first, then the disk (a node told to boot its disk goes on to it).
+            .args(["-device", &format!("e1000,netdev=n0,mac={mac},bootindex=1")])
             .args([
                 "-drive",
                 &format!("file={},format=raw,if=none,id=d0", disk.display()),
                 "-device",
-                "virtio-blk-pci,drive=d0",
+                "virtio-blk-pci,drive=d0,bootindex=2",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -103,14 +111,20 @@ impl Vm {
 
     /// Wait for the image's init to report; the console then.
     fn wait_done(&mut self, what: &str, limit: Duration) -> String {
+        self.wait_for(what, "styles image: done", false, limit)
+    }
+
+    /// Wait for `text` on the console (an init failure first is a test failure unless
+    /// `error_ok`); the console then.
+    fn wait_for(&mut self, what: &str, text: &str, error_ok: bool, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let c = console(&self.log);
-            if c.contains("styles image: done") {
+            if c.contains(text) {
                 return c;
             }
             assert!(
-                !c.contains("wulf-init: ERROR"),
+                error_ok || !c.contains("wulf-init: ERROR"),
                 "{what}: the init failed:\n{c}"
             );
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -446,5 +460,238 @@ fn roram_overlay_and_the_disk_cache() {
     assert_eq!(downloads(&h, "probe2"), 1, "{}", h.log());
     assert_eq!(downloads(&h, "probe1"), 2, "{}", h.log());
     eprintln!("n0 boot 4 (changed image) done after {:?}", t.elapsed());
+    eprintln!("whole test: {:?}", started.elapsed());
+}
+
+/// A disk with another system's MBR (signature FRGN, one NTFS partition) and some data.
+fn foreign_disk(path: &Path, mib: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    disk(path, mib);
+    let mut mbr = [0u8; 512];
+    mbr[440..444].copy_from_slice(b"FRGN");
+    mbr[446..462].copy_from_slice(&[
+        0x80, 0x20, 0x21, 0x00, 0x07, 0xfe, 0xff, 0xff, 0x00, 0x08, 0x00, 0x00, 0x00, 0xf8, 0x01,
+        0x00,
+    ]);
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(&mbr).unwrap();
+    f.seek(SeekFrom::Start(4096)).unwrap();
+    f.write_all(b"someone else's data").unwrap();
+}
+
+#[test]
+fn disked_install_and_boot_from_disk() {
+    const MAC: &str = "52:54:00:97:00:01";
+    let started = Instant::now();
+    let (kroot, kver) = bmc::vm::debian_kernel();
+    let vmlinuz = kroot.join(format!("boot/vmlinuz-{kver}"));
+    let lab = Lab::new("10.97.0");
+    let h = Head::start_in(&lab.srv, "[dns]\nenabled = false\n");
+    let _dump = Dump(&h);
+    let dir = h.dir.path().to_path_buf();
+    h.ok(&[
+        "net",
+        "create",
+        "name=cluster",
+        "first_ip=10.97.0.10",
+        "ip_count=20",
+        "mask_bits=24",
+    ]);
+    h.ok(&["node", "create", "name=d0", &format!("mac={MAC}")]);
+    let mut sha = std::collections::HashMap::new();
+    for (name, version) in [("disk1", 1), ("disk2", 2)] {
+        let root = dir.join(name);
+        probe_root(&root, version);
+        h.ok(&[
+            "image",
+            "create",
+            &format!("name={name}"),
+            "--from-dir",
+            root.to_str().unwrap(),
+        ]);
+        let img = h.json(&["image", "ls", name]);
+        sha.insert(
+            name,
+            img[0]["content"]["sha256"].as_str().unwrap().to_string(),
+        );
+    }
+    h.ok(&[
+        "boot",
+        "create",
+        "name=disked",
+        &format!("kernel=@{}", vmlinuz.display()),
+        "image=disk1",
+        "boot_style=disked",
+        "cmdline=console=ttyS0 wulf.retry=2",
+    ]);
+    let initrd = dir.join("initrd-disked.img");
+    let o = h.ok(&[
+        "initramfs",
+        "build",
+        "--kernel-version",
+        &kver,
+        "--root",
+        kroot.to_str().unwrap(),
+        "--drivers",
+        "virtio_blk",
+        "-o",
+        initrd.to_str().unwrap(),
+        "--boot",
+        "disked",
+    ]);
+    assert!(o.contains("extlinux (for disked nodes)"), "{o}");
+    let bad = h.wulf(&["node", "-i", "d0", "set", "_disk_root=/dev/vda;reboot"]);
+    assert!(!bad.status.success(), "{bad:?}");
+    h.ok(&[
+        "node",
+        "-i",
+        "d0",
+        "set",
+        "_boot_config=disked",
+        "_disk_root=/dev/vda",
+    ]);
+    let node = || h.json(&["node", "ls", "d0"])[0].clone();
+    let first_mib = |p: &Path| {
+        let mut b = std::fs::read(p).unwrap();
+        b.truncate(1 << 20);
+        b
+    };
+    let downloads = |image: &str| {
+        h.log()
+            .matches(&format!("sending image {image} to 10.97.0.10 "))
+            .count()
+    };
+    lab.tap("tap0");
+    let disk0 = dir.join("d0.disk");
+    foreign_disk(&disk0, 256);
+    let before = first_mib(&disk0);
+
+    // Boot 0: another system's disk: refused, unchanged.
+    let t = Instant::now();
+    let mut vm = Vm::start(&lab.srv, dir.join("d0-0.console"), "tap0", MAC, &disk0);
+    let c = vm.wait_for(
+        "d0 boot 0",
+        "wulf-init: ERROR: disked: /dev/vda has a partition table or data that is not wulf's",
+        true,
+        Duration::from_secs(360),
+    );
+    drop(vm);
+    has_all(
+        &c,
+        "d0 boot 0",
+        &["boot style disked", "set _disk_wipe=yes"],
+    );
+    assert!(first_mib(&disk0) == before, "the foreign disk was changed");
+    assert_eq!(
+        downloads("disk1"),
+        0,
+        "a refused install downloaded the image"
+    );
+    assert_eq!(node()["disk_image"], serde_json::Value::Null);
+    eprintln!(
+        "d0 boot 0 (foreign disk refused) done after {:?}",
+        t.elapsed()
+    );
+
+    // Boot 1: _disk_wipe=yes: installed.
+    h.ok(&["node", "-i", "d0", "set", "_disk_wipe=yes"]);
+    let t = Instant::now();
+    let mut vm = Vm::start(&lab.srv, dir.join("d0-1.console"), "tap0", MAC, &disk0);
+    let c = vm.wait_done("d0 boot 1", Duration::from_secs(360));
+    drop(vm);
+    has_all(
+        &c,
+        "d0 boot 1",
+        &[
+            "_disk_wipe=yes: repartitioning it",
+            "wulf-init: disked: installing the image on /dev/vda1",
+            "wulf-init: disked: extlinux installed on /dev/vda",
+            "wulf-init: disked: the head recorded the install",
+            "styles image: root is writable",
+            "styles image: mount: /dev/vda1 on / type ext",
+            "styles image: version 1",
+        ],
+    );
+    let n = node();
+    assert_eq!(n["boot_stage"], "local", "{n}");
+    assert_eq!(n["disk_image"].as_str(), Some(sha["disk1"].as_str()), "{n}");
+    assert_eq!(downloads("disk1"), 1, "{}", h.log());
+    let mbr = first_mib(&disk0);
+    assert_eq!(&mbr[440..444], b"wulf");
+    assert_eq!(mbr[446], 0x80, "partition 1 is not marked active");
+    assert!(
+        mbr[..440].iter().any(|&b| b != 0),
+        "no boot code in the MBR"
+    );
+    eprintln!("d0 boot 1 (install) done after {:?}", t.elapsed());
+
+    // Boot 2: from the disk, no download.
+    let t = Instant::now();
+    let mut vm = Vm::start(&lab.srv, dir.join("d0-2.console"), "tap0", MAC, &disk0);
+    let c = vm.wait_done("d0 boot 2", Duration::from_secs(360));
+    drop(vm);
+    has_all(
+        &c,
+        "d0 boot 2",
+        &[
+            "wulf: d0 boots image disk1",
+            "from its local disk",
+            "wulf-init: disked: booting image",
+            "wulf-init: disked: the head gave this boot's enrollment token",
+            "styles image: mount: /dev/vda1 on / type ext",
+            "styles image: version 1",
+            "styles image: enroll token present",
+        ],
+    );
+    assert!(!c.contains("wulf-init: downloaded the image"), "{c}");
+    assert_eq!(
+        downloads("disk1"),
+        1,
+        "a disk boot downloaded the image:\n{}",
+        h.log()
+    );
+    assert!(
+        h.log().contains("from its disk: d0 boots image disk1"),
+        "{}",
+        h.log()
+    );
+    eprintln!("d0 boot 2 (from disk) done after {:?}", t.elapsed());
+
+    // Boot 3: the image changed: installed again.
+    h.ok(&["boot", "-i", "disked", "update", "image=disk2"]);
+    let t = Instant::now();
+    let mut vm = Vm::start(&lab.srv, dir.join("d0-3.console"), "tap0", MAC, &disk0);
+    let c = vm.wait_done("d0 boot 3", Duration::from_secs(360));
+    drop(vm);
+    has_all(
+        &c,
+        "d0 boot 3",
+        &[
+            "has wulf's partition table: installing afresh",
+            "wulf-init: disked: the head recorded the install",
+            "styles image: version 2",
+        ],
+    );
+    assert_eq!(downloads("disk2"), 1, "{}", h.log());
+    assert_eq!(node()["disk_image"].as_str(), Some(sha["disk2"].as_str()));
+    eprintln!("d0 boot 3 (changed image) done after {:?}", t.elapsed());
+
+    // Boot 4: boot_stage set back to pxe: installed again.
+    h.ok(&["node", "-i", "d0", "update", "boot_stage=pxe"]);
+    let t = Instant::now();
+    let mut vm = Vm::start(&lab.srv, dir.join("d0-4.console"), "tap0", MAC, &disk0);
+    let c = vm.wait_done("d0 boot 4", Duration::from_secs(360));
+    drop(vm);
+    has_all(
+        &c,
+        "d0 boot 4",
+        &["installing afresh", "styles image: version 2"],
+    );
+    assert_eq!(downloads("disk2"), 2, "{}", h.log());
+    assert_eq!(node()["boot_stage"], "local");
+    eprintln!("d0 boot 4 (boot_stage=pxe) done after {:?}", t.elapsed());
     eprintln!("whole test: {:?}", started.elapsed());
 }

@@ -26,8 +26,14 @@ pub const RESERVED: &[(&str, &str)] = &[
          (see docs/admin/boot-styles.md)",
     ),
     (
+        "_disk_root",
+        "disked: the disk the image is installed on: auto (the first disk) or a disk like \
+         /dev/sda (see docs/admin/boot-styles.md)",
+    ),
+    (
         "_disk_wipe",
-        "yes: _disk_cache may repartition a disk that already has another partition table",
+        "yes: _disk_cache or _disk_root may repartition a disk that already has another \
+         partition table",
     ),
     (
         "_status_secs",
@@ -194,6 +200,13 @@ pub fn valid_disk(s: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
 }
 
+/// A sha256 as wulf writes it: 64 lowercase hex digits.
+pub fn valid_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Check one attribute name and value. Unknown reserved names are rejected. References to
 /// other objects (`_boot_config`) are checked by the caller, who can see the database.
 pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
@@ -230,7 +243,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
                 "'{value}' is not a positive whole number of seconds"
             )),
         },
-        "_disk_cache" if !valid_disk(value) => fail(format!(
+        "_disk_cache" | "_disk_root" if !valid_disk(value) => fail(format!(
             "'{value}' is not auto or a disk device like /dev/sda, /dev/nvme0n1"
         )),
         "_busy" | "_no_boot" | "_disk_wipe" if parse_bool(value).is_none() => fail(format!(
@@ -391,6 +404,8 @@ mod tests {
         ] {
             assert!(validate("_disk_cache", bad).is_err(), "{bad}");
         }
+        assert!(validate("_disk_root", "/dev/vda").is_ok());
+        assert!(validate("_disk_root", "/dev/vda1;x").is_err());
         assert!(validate("_disk_wipe", "yes").is_ok());
         assert!(validate("_disk_wipe", "please").is_err());
         assert!(validate("_altmacs", "52:54:00:00:00:01, 52:54:00:00:00:02").is_ok());

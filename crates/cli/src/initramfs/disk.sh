@@ -6,10 +6,18 @@
 # 2 TiB), holding an ext2 filesystem labelled wulf-cache with image.tar.gz and image.sha256.
 # A disk whose first MiB is all zeros is blank and gets that layout; any other disk is
 # foreign and left alone unless wulf.disk_wipe=yes.
+#
+# Boot style disked (wulf.disk_root=auto|DISK) uses the same partition table with partition 1
+# marked active, holding the image itself on an ext2 filesystem labelled wulf-root, the
+# boot config's kernel and initramfs in /boot/wulf, and extlinux (its boot code in the MBR,
+# /boot/wulf/extlinux.conf). Later boots from that disk run this init with wulf.local=1: it
+# mounts the wulf-root partition instead of downloading the image.
 
 CACHE_LABEL=wulf-cache
 CACHE_DIR=/run/wulf/cache
 CACHE_DEV=
+ROOT_LABEL=wulf-root
+ROOT_DISK= ROOT_DEV= WHY=
 
 is_yes() {
     case "$1" in
@@ -147,9 +155,12 @@ le32() {
     printf "\\$(printf %03o $((v & 255)))\\$(printf %03o $(((v >> 8) & 255)))\\$(printf %03o $(((v >> 16) & 255)))\\$(printf %03o $(((v >> 24) & 255)))"
 }
 
-# Give disk $1 wulf's partition table: signature "wulf", partition 1 from sector 2048 on.
+# Give disk $1 wulf's partition table: signature "wulf", partition 1 from sector 2048 on
+# (marked active, for the MBR boot code, when $2 is "active").
 partition_disk() {
     d=$1
+    status='\000'
+    [ "$2" = active ] && status='\200'
     size=$(cat "/sys/block/$d/size")
     [ "$size" -ge $((2048 + 65536)) ] || {
         echo "/dev/$d is too small ($((size / 2048)) MiB; at least 33 MiB)"
@@ -166,7 +177,8 @@ partition_disk() {
     {
         printf 'wulf\000\000'
         # status, CHS of sector 2048, type 0x83 (Linux), CHS "beyond", LBA start, sectors
-        printf '\000\040\041\000\203\376\377\377'
+        printf "$status"
+        printf '\040\041\000\203\376\377\377'
         le32 2048
         le32 "$count"
         dd if=/dev/zero bs=48 count=1 2>/dev/null
@@ -274,5 +286,155 @@ cache_store() {
     else
         rm -f "$CACHE_DIR/image.new" "$CACHE_DIR/image.tar.gz" "$CACHE_DIR/image.sha256"
         warn "disk cache: cannot save the image on $CACHE_DEV (full? $(df -k "$CACHE_DIR" | awk 'NR==2 {print $4}') KiB free); the next boot downloads it again"
+    fi
+}
+
+# --- disked --------------------------------------------------------------------------------
+
+# Mount partition $1 (ext2/3/4) read-write at /newroot.
+mount_root() {
+    modprobe ext4 2>/dev/null
+    if ! mount -t ext4 "$1" /newroot 2>/tmp/mount.err && ! mount -t ext2 "$1" /newroot 2>>/tmp/mount.err; then
+        WHY="cannot mount $1 ($(tail -n 1 /tmp/mount.err); the kernel needs ext4 or ext2: wulf initramfs build --drivers ext4)"
+        return 1
+    fi
+}
+
+# Install: give the disk named by wulf.disk_root wulf's partition table (partition 1 active)
+# and a fresh ext2 filesystem labelled wulf-root, mounted at /newroot. WHY says why not.
+root_prepare() {
+    d=$(pick_disk "$DISK_ROOT") || {
+        WHY=$d
+        return 1
+    }
+    case "$(disk_state "$d")" in
+    blank) log "disked: /dev/$d is blank: giving it wulf's partition table" ;;
+    wulf) log "disked: /dev/$d has wulf's partition table: installing afresh (what it holds is replaced)" ;;
+    *)
+        if ! is_yes "$DISK_WIPE"; then
+            WHY="/dev/$d has a partition table or data that is not wulf's: leaving it alone, not installing (set _disk_wipe=yes to let wulf repartition it, which destroys what is on it, or name another disk in _disk_root)"
+            return 1
+        fi
+        warn "disked: /dev/$d has a partition table that is not wulf's; _disk_wipe=yes: repartitioning it (everything on it is lost)"
+        ;;
+    esac
+    WHY=$(partition_disk "$d" active) || return 1
+    p=/dev/$(part_of "$d" 1)
+    out=$(mke2fs -F -m 1 -L "$ROOT_LABEL" "$p" 2>&1) || {
+        WHY="mke2fs $p failed: $(echo "$out" | tail -n 1)"
+        return 1
+    }
+    mount_root "$p" || return 1
+    ROOT_DISK=/dev/$d
+    ROOT_DEV=$p
+}
+
+# Download $1 (a /boot/file/SHA256 URL) to $2 and check it against the SHA256 it names.
+fetch_checked() {
+    want=${1##*/}
+    if ! wget -q --header "Authorization: Bearer enroll:$NODE:$ENROLL" -O "$2" "$1"; then
+        WHY="cannot download $1"
+        return 1
+    fi
+    got=$(sha256sum "$2" | cut -d' ' -f1)
+    [ "$got" = "$want" ] || {
+        WHY="$1 has sha256 $got, not $want"
+        return 1
+    }
+}
+
+# Install: the kernel, the initramfs and extlinux on the new root, the boot code in the MBR.
+# The disk boots with this boot's kernel command line minus what is for this boot only (the
+# enrollment token, the download URLs), plus wulf.local=1 and where the head's boot URLs
+# are (wulf.boot=, for the next boot's enrollment token).
+install_loader() {
+    b=/newroot/boot/wulf
+    mkdir -p "$b" /newroot/etc/wulf || {
+        WHY="cannot make $b on $ROOT_DEV"
+        return 1
+    }
+    fetch_checked "$KERNEL_URL" "$b/vmlinuz" || return 1
+    fetch_checked "$INITRD_URL" "$b/initramfs" || return 1
+    args=
+    set -f
+    for a in $(cat /proc/cmdline); do
+        case "$a" in
+        initrd=* | BOOT_IMAGE=* | wulf.enroll=* | wulf.image=* | wulf.kernel=* | wulf.initrd=* | wulf.boot=* | wulf.local=* | wulf.disk_wipe=*) ;;
+        *) args="$args $a" ;;
+        esac
+    done
+    set +f
+    {
+        echo "# written by wulf-init when it installed image $SHA on $ROOT_DEV"
+        echo "DEFAULT wulf"
+        echo "PROMPT 0"
+        echo "TIMEOUT 0"
+        echo "LABEL wulf"
+        echo "    LINUX /boot/wulf/vmlinuz"
+        echo "    INITRD /boot/wulf/initramfs"
+        echo "    APPEND$args wulf.local=1 wulf.boot=${IMAGE%/boot/file/*}"
+    } >"$b/extlinux.conf"
+    out=$(extlinux --install "$b" 2>&1) || {
+        WHY="extlinux --install $b failed: $(echo "$out" | tail -n 1)"
+        return 1
+    }
+    dd if=/usr/lib/wulf/mbr.bin of="$ROOT_DISK" bs=440 count=1 conv=notrunc 2>/dev/null || {
+        WHY="cannot write the boot code to $ROOT_DISK"
+        return 1
+    }
+    echo "$SHA" >/newroot/etc/wulf/disk-image
+    sync
+}
+
+# Install done: the head records it (the node's disk_image and boot_stage=local) and sends
+# the node's later boots to the disk.
+report_installed() {
+    if wget -q -O /tmp/installed --header "Authorization: Bearer enroll:$NODE:$ENROLL" \
+        --post-data "sha256=$SHA" "${IMAGE%/boot/file/*}/boot/installed?sha256=$SHA" 2>/tmp/installed.err; then
+        log "disked: the head recorded the install: $(cat /tmp/installed)"
+    else
+        warn "disked: the head did not record the install ($(tail -n 1 /tmp/installed.err); see its log): the node installs again at its next boot"
+    fi
+}
+
+# A boot from the disk (wulf.local=1): mount the partition labelled wulf-root at /newroot
+# and get this boot's enrollment token from the head (its answer to the boot script request
+# of a node that boots its disk carries one). WHY says why not.
+local_root() {
+    n=0
+    while [ -z "$ROOT_DEV" ]; do
+        for d in $(disks); do
+            p=/dev/$(part_of "$d" 1)
+            if [ -b "$p" ] && [ "$(fs_label "$p")" = "$ROOT_LABEL" ]; then
+                ROOT_DISK=/dev/$d
+                ROOT_DEV=$p
+                break
+            fi
+        done
+        n=$((n + 1))
+        [ "$n" -ge 10 ] && break
+        [ -z "$ROOT_DEV" ] && sleep 1
+    done
+    if [ -z "$ROOT_DEV" ]; then
+        if [ -z "$(disks)" ]; then
+            WHY=$(no_disk_reason "wulf's root")
+        else
+            WHY="no disk of this machine ($(echo $(disks))) holds wulf's root (partition 1, labelled $ROOT_LABEL)"
+        fi
+        WHY="$WHY; to install it again: wulf node -i ${NAME:-NODE} update boot_stage=pxe"
+        return 1
+    fi
+    mount_root "$ROOT_DEV" || return 1
+    had=$(cat /newroot/etc/wulf/disk-image 2>/dev/null)
+    [ "$had" = "$SHA" ] || warn "disked: $ROOT_DEV holds image ${had:-?}, its boot entry names $SHA"
+    log "disked: booting image ${had:-?} from $ROOT_DEV"
+    mac=$(cat "/sys/class/net/$interface/address" 2>/dev/null)
+    if [ -n "$BOOT_URL" ] && wget -q -O /tmp/script "$BOOT_URL/boot/ipxe?mac=$mac" 2>/dev/null; then
+        ENROLL=$(sed -n 's/^echo wulf.enroll=\([0-9a-f]*\)$/\1/p' /tmp/script)
+    fi
+    if [ -n "$ENROLL" ]; then
+        log "disked: the head gave this boot's enrollment token"
+    else
+        warn "disked: no enrollment token from ${BOOT_URL:-the head (no wulf.boot=)} ($(sed -n 's/^echo wulf: //p' /tmp/script 2>/dev/null | head -n 1)): the agent cannot enroll"
     fi
 }

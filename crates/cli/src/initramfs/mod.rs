@@ -3,6 +3,7 @@
 //! shared libraries, and `/init` (init.sh), which fetches the node's image, checks it,
 //! unpacks it into RAM, puts the agent in it and switches root. Packed as gzip'd newc cpio.
 
+mod bootloader;
 mod cpio;
 mod elf;
 mod storage;
@@ -159,6 +160,8 @@ pub struct Summary {
     pub agent: PathBuf,
     pub agent_libs: Vec<String>,
     pub busybox: PathBuf,
+    /// extlinux, for disked nodes to install (None when this machine has none).
+    pub bootloader: Option<PathBuf>,
 }
 
 impl Summary {
@@ -196,6 +199,10 @@ impl Summary {
             self.agent_libs.len(),
             self.busybox.display()
         );
+        match &self.bootloader {
+            Some(p) => s += &format!("\n  loader:   {} (for disked nodes)", p.display()),
+            None => s += "\n  loader:   none: disked nodes cannot install from this initramfs (apt-get install extlinux, then build again)",
+        }
         s
     }
 }
@@ -550,9 +557,9 @@ fn lib_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The agent's interpreter and every shared library it needs (transitively), as absolute
+/// A program's interpreter and every shared library it needs (transitively), as absolute
 /// paths on this machine.
-fn agent_libs(agent: &Path, data: &[u8]) -> Result<(Option<String>, Vec<String>)> {
+fn program_libs(agent: &Path, data: &[u8]) -> Result<(Option<String>, Vec<String>)> {
     let e =
         elf::Elf::parse(data).with_context(|| format!("{} is not a program", agent.display()))?;
     let interp = e.interpreter()?;
@@ -641,7 +648,22 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
     let agent_path = find_agent(a.agent.as_deref())?;
     let agent = std::fs::read(&agent_path)
         .with_context(|| format!("cannot read {}", agent_path.display()))?;
-    let (interp, libs) = agent_libs(&agent_path, &agent)?;
+    let (interp, libs) = program_libs(&agent_path, &agent)?;
+    let loader = match bootloader::find() {
+        Some(f) => {
+            let prog = std::fs::read(&f.program)
+                .with_context(|| format!("cannot read {}", f.program.display()))?;
+            let (li, ll) = program_libs(&f.program, &prog)?;
+            let mbr = bootloader::read_mbr(&f.mbr)?;
+            Some((
+                f.program,
+                prog,
+                mbr,
+                li.into_iter().chain(ll).collect::<Vec<_>>(),
+            ))
+        }
+        None => None,
+    };
 
     // Which modules: the drivers asked for and, through modules.dep, what they need.
     let mut wanted: Vec<(String, bool)> = Vec::new(); // (name, asked for explicitly)
@@ -807,6 +829,18 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
         lib_list += "\n";
     }
     w.file("etc/wulf/agent-libs", 0o644, lib_list.as_bytes())?;
+    // extlinux and the libraries it needs that the agent's did not bring.
+    if let Some((_, prog, mbr, need)) = &loader {
+        w.file(bootloader::PROGRAM, 0o755, prog)?;
+        w.file(bootloader::MBR, 0o644, mbr)?;
+        for l in need {
+            if interp.as_deref() == Some(l.as_str()) || libs.contains(l) {
+                continue;
+            }
+            let data = std::fs::read(l).with_context(|| format!("cannot read {l}"))?;
+            w.file(l.trim_start_matches('/'), 0o755, &data)?;
+        }
+    }
     w.file(
         "etc/wulf/agent-interp",
         0o644,
@@ -863,6 +897,7 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
         agent: agent_path,
         agent_libs: libs_out,
         busybox: a.busybox.clone(),
+        bootloader: loader.map(|l| l.0),
     })
 }
 

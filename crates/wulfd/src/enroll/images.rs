@@ -76,7 +76,7 @@ pub fn is_image(app: &App, sha256: &str) -> bool {
 }
 
 /// The sha256 of the image node `uid` boots (through its `_boot_config`), and its name.
-fn node_image(app: &App, uid: &str) -> Option<(String, String)> {
+pub(crate) fn node_image(app: &App, uid: &str) -> Option<(String, String)> {
     let st = app.cache.read();
     let node = st.get(Kind::Node, uid)?.obj.as_node()?;
     let boot = st.attr(node, "_boot_config")?;
