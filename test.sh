@@ -18,6 +18,7 @@ declare -A NEED=(
   [dpkg]=dpkg
   [tftp]=tftp-hpa
   [atftp]=atftp
+  [extlinux]=extlinux
   [dig]=dnsutils
   [perfdhcp]=kea-admin
   [qemu-system-x86_64]=qemu-system-x86
@@ -29,6 +30,7 @@ declare -A NEED=(
 )
 # Debian packages the tests use, by a file that proves each is there.
 declare -A NEED_FILE=(
+  [/usr/lib/EXTLINUX/mbr.bin]=syslinux-common
   [/usr/lib/ipxe/undionly.kpxe]=ipxe
   [/usr/lib/ipxe/qemu/pxe-e1000.rom]=ipxe-qemu
   [/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf

@@ -139,7 +139,8 @@ fn busybox_root(dir: &Path) {
 }
 
 /// A root filesystem whose /sbin/init is a script: no init system, so nothing starts the
-/// agent. It tells whether its root is read-only (it boots roram).
+/// agent. It tells whether its root is writable (it boots roram: an overlayfs over the
+/// read-only image).
 fn plain_root(dir: &Path) {
     for d in ["bin", "sbin", "tmp", "proc", "sys", "dev"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -607,7 +608,8 @@ fn nodes_boot_from_wulfd_into_their_image_and_report() {
         "wulf-init: image verified and unpacked into RAM",
         "wulf-init: WARNING: cannot tell how the image's init (/sbin/init) starts services: wulf-agent will NOT start",
         "wulf-init: switching root to the image (roram)",
-        "plain image: root is read-only",
+        "wulf-init: roram: the root is an overlayfs",
+        "plain image: root is writable",
         "plain image: /tmp is writable",
     ] {
         assert!(c1.contains(want), "n1's console lacks {want:?}:\n{c1}");

@@ -20,6 +20,22 @@ pub const RESERVED: &[(&str, &str)] = &[
         "overrides the boot config's style: rwram, roram, next, disked",
     ),
     (
+        "_disk_cache",
+        "rwram/roram: keep a verified copy of the image on a local disk and boot from it \
+         while its sha256 matches: auto (the first disk) or a disk like /dev/sda \
+         (see docs/admin/boot-styles.md)",
+    ),
+    (
+        "_disk_root",
+        "disked: the disk the image is installed on: auto (the first disk) or a disk like \
+         /dev/sda (see docs/admin/boot-styles.md)",
+    ),
+    (
+        "_disk_wipe",
+        "yes: _disk_cache or _disk_root may repartition a disk that already has another \
+         partition table",
+    ),
+    (
         "_status_secs",
         "seconds between status reports (default 10)",
     ),
@@ -176,6 +192,26 @@ pub fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
+/// A `_disk_cache` value: `auto` or a whole disk by its kernel name (`/dev/sda`,
+/// `/dev/nvme0n1`, or just `sda`; the initramfs has no udev, so no `/dev/disk/by-*` links),
+/// which goes on the kernel command line as it is.
+pub fn valid_disk(s: &str) -> bool {
+    let dev = s.strip_prefix("/dev/").unwrap_or(s);
+    s == "auto"
+        || (!dev.is_empty()
+            && dev.len() <= 32
+            && dev
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+}
+
+/// A sha256 as wulf writes it: 64 lowercase hex digits.
+pub fn valid_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Check one attribute name and value. Unknown reserved names are rejected. References to
 /// other objects (`_boot_config`) are checked by the caller, who can see the database.
 pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
@@ -212,9 +248,12 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
                 "'{value}' is not a positive whole number of seconds"
             )),
         },
-        "_busy" | "_no_boot" | "_ipxe_chain" if parse_bool(value).is_none() => fail(format!(
-            "'{value}' is not a boolean (use true/false, yes/no, on/off, 1/0)"
+        "_disk_cache" | "_disk_root" if !valid_disk(value) => fail(format!(
+            "'{value}' is not auto or a disk device like /dev/sda, /dev/nvme0n1"
         )),
+        "_busy" | "_no_boot" | "_disk_wipe" | "_ipxe_chain" if parse_bool(value).is_none() => fail(
+            format!("'{value}' is not a boolean (use true/false, yes/no, on/off, 1/0)"),
+        ),
         "_status_cpuset" if !valid_cpuset(value) => {
             fail(format!("'{value}' is not a CPU list like 0-3,7"))
         }
@@ -357,6 +396,23 @@ mod tests {
         assert!(validate("_busy", "sometimes").is_err());
         assert!(validate("_boot_style", "roram").is_ok());
         assert!(validate("_boot_style", "floppy").is_err());
+        for ok in ["auto", "/dev/sda", "vdb", "/dev/nvme0n1"] {
+            assert!(validate("_disk_cache", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/dev/",
+            "sd a",
+            "/dev/../etc",
+            "a;b",
+            "/dev/disk/by-id/x",
+        ] {
+            assert!(validate("_disk_cache", bad).is_err(), "{bad}");
+        }
+        assert!(validate("_disk_root", "/dev/vda").is_ok());
+        assert!(validate("_disk_root", "/dev/vda1;x").is_err());
+        assert!(validate("_disk_wipe", "yes").is_ok());
+        assert!(validate("_disk_wipe", "please").is_err());
         assert!(validate("_altmacs", "52:54:00:00:00:01, 52:54:00:00:00:02").is_ok());
         assert!(validate("_altmacs", "52:54:00:00:00").is_err());
         assert!(validate("_ips", "bmc=10.0.0.5,ib0=10.1.0.5").is_ok());

@@ -13,7 +13,8 @@ pub mod secret;
 pub mod status;
 
 pub use attributes::{
-    effective_attributes, parse_bool, status_secs, AttrSource, EffectiveAttr, DEFAULT_STATUS_SECS,
+    effective_attributes, parse_bool, status_secs, valid_disk, valid_sha256, AttrSource,
+    EffectiveAttr, DEFAULT_STATUS_SECS,
 };
 pub use error::ModelError;
 pub use ids::{is_uid, Kind, MacAddr};

@@ -171,9 +171,15 @@ pub struct Node {
     pub power_uri: Option<String>,
     #[serde(default = "default_boot_sequence")]
     pub boot_sequence: String,
-    /// For `pxe+local`: `local` once the node has been served its PXE boot.
+    /// For `pxe+local`: `local` once the node has been served its PXE boot. For boot style
+    /// `disked`: `local` once the node installed `disk_image` on its disk.
     #[serde(default)]
     pub boot_stage: Option<String>,
+    /// Boot style `disked`: the sha256 of the image the node installed on its local disk
+    /// (the node records it when the install is done). It boots from that disk while this is
+    /// its boot config's image and `boot_stage` is `local`.
+    #[serde(default)]
+    pub disk_image: Option<String>,
 }
 
 impl Node {
@@ -199,6 +205,14 @@ impl Node {
         }
         if let Some(stage) = &self.boot_stage {
             one_of("boot_stage", stage, &["pxe", "local"])?;
+        }
+        if let Some(sha) = &self.disk_image {
+            if !crate::attributes::valid_sha256(sha) {
+                return Err(ModelError::new(
+                    "disk_image",
+                    format!("'{sha}' is not a sha256 (64 lowercase hex digits)"),
+                ));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for g in &self.groups {
@@ -800,6 +814,7 @@ pub fn fields(kind: Kind) -> &'static [(&'static str, FieldType)] {
             ("power_uri", OptText),
             ("boot_sequence", Text),
             ("boot_stage", OptText),
+            ("disk_image", OptText),
         ],
         Kind::Attrib => with_common![("attributes", ReadOnly)],
         Kind::Boot => with_common![

@@ -39,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::exec::routes::node_routes())
         // Booting nodes trade their enrollment token, checked by the handler.
         .merge(crate::enroll::routes::routes())
+        .merge(crate::enroll::installed::routes())
         // The web page's static files (its data comes from the API above, behind a login).
         .merge(crate::gui::routes())
         // Every route above passes the access table (auth/table.rs).

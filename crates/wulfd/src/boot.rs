@@ -130,6 +130,12 @@ struct Plan {
     pxe_once: bool,
     /// The boot config has a kickstart: the kernel is told where (`inst.ks= ks=`).
     kickstart: bool,
+    /// `wulf.disk_cache=` / `wulf.disk_root=` / `wulf.disk_wipe=` from `_disk_cache` /
+    /// `_disk_root` / `_disk_wipe`.
+    disk: Vec<String>,
+    /// Boot style `disked` (an install): the init is also told where the kernel and the
+    /// initramfs are (`wulf.kernel=` `wulf.initrd=`), to put them on the disk.
+    disked: bool,
 }
 
 enum Decision {
@@ -141,6 +147,12 @@ enum Decision {
         name: String,
     },
     Next(String),
+    /// A `disked` node whose disk holds its image: it boots from the disk, and its init
+    /// there fetches this script again for its enrollment token.
+    Disk {
+        node_uid: String,
+        why: String,
+    },
     Retry(String),
 }
 
@@ -197,6 +209,32 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
             _ => None,
         }
     });
+    let disked = style == "disked";
+    if disked {
+        if let Some(img) = image.as_ref().filter(|i| {
+            node.boot_stage.as_deref() == Some("local")
+                && node.disk_image.as_deref() == Some(i.sha256.as_str())
+        }) {
+            return Decision::Disk {
+                node_uid: node.uid.clone(),
+                why: format!(
+                    "{} boots image {} ({}) from its local disk",
+                    node.name,
+                    bc.image.as_deref().unwrap_or("?"),
+                    &img.sha256[..12.min(img.sha256.len())]
+                ),
+            };
+        }
+    }
+    let mut disk = Vec::new();
+    let disk_attr = if disked { "_disk_root" } else { "_disk_cache" };
+    let disk_dev = attr(disk_attr).filter(|d| wulf_model::valid_disk(d));
+    if let Some(d) = disk_dev.or(disked.then_some("auto")) {
+        disk.push(format!("wulf.{}={d}", &disk_attr[1..]));
+        if attr("_disk_wipe").and_then(parse_bool) == Some(true) {
+            disk.push("wulf.disk_wipe=yes".to_string());
+        }
+    }
     Decision::Boot(Box::new(Plan {
         node_uid: node.uid.clone(),
         name: attr("_hostname").unwrap_or(&node.name).to_string(),
@@ -209,6 +247,8 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
         image,
         pxe_once,
         kickstart: bc.kickstart.is_some(),
+        disk,
+        disked,
     }))
 }
 
@@ -228,6 +268,13 @@ fn render(app: &App, base: &str, mac: MacAddr, p: &Plan, enroll: &str) -> String
     if let Some(img) = &p.image {
         params.push(format!("wulf.image={base}/boot/file/{}", img.sha256));
         params.push(format!("wulf.image_sha256={}", img.sha256));
+    }
+    params.extend(p.disk.iter().cloned());
+    if p.disked {
+        params.push(format!("wulf.kernel={base}/boot/file/{}", p.kernel.sha256));
+        if let Some(i) = &p.initramfs {
+            params.push(format!("wulf.initrd={base}/boot/file/{}", i.sha256));
+        }
     }
     let mut s = String::from("#!ipxe\n");
     s += &format!(
@@ -290,6 +337,20 @@ async fn script(
         Decision::Next(why) => {
             tracing::info!(%mac, "boot script: {why}");
             ipxe(next_script(&why))
+        }
+        Decision::Disk { node_uid, why } => {
+            // The firmware goes on to the disk; the init there asks again, from the node's
+            // address, for the token its agent enrolls with.
+            if let Err(e) = crate::enroll::may_issue(&app, &node_uid, &mac.to_string(), peer) {
+                tracing::info!(%mac, "boot script: {why} ({e}: no enrollment token)");
+                return ipxe(next_script(&why));
+            }
+            tracing::info!(target: "audit", %mac, "Booting node (MAC={mac}) from its disk: {why}.");
+            app.status.booted(&node_uid);
+            let enroll = app.enroll.issue(&node_uid, peer);
+            ipxe(format!(
+                "#!ipxe\necho wulf: {why}\necho wulf.enroll={enroll}\nexit\n"
+            ))
         }
         Decision::Simulated { node_uid, name } => {
             // No enrollment token (and nothing else secret) for a node that is up.

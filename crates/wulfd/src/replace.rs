@@ -1,8 +1,8 @@
 //! `POST /api/v1/node/replace?ids=NODE` with `{"mac": "NEW"}`: a node's hardware was replaced.
 //!
 //! The node keeps its name, index, IP, attributes and groups; it takes the new box's MAC (the
-//! old MAC and the old `_altmacs` are dropped unless given again), a `pxe+local` node goes
-//! back to boot stage `pxe`, its credential is revoked (the new box enrolls) and the old
+//! old MAC and the old `_altmacs` are dropped unless given again), a `pxe+local` node and a
+//! node with a disk install (`disk_image`) go back to boot stage `pxe`, its credential is revoked (the new box enrolls) and the old
 //! hardware's status is forgotten.
 
 use std::collections::HashMap;
@@ -139,9 +139,11 @@ async fn replace(
             }
             if obj
                 .as_node()
-                .is_some_and(|n| n.boot_sequence == "pxe+local")
+                .is_some_and(|n| n.boot_sequence == "pxe+local" || n.disk_image.is_some())
             {
+                // New hardware has not been installed: PXE again (a disked node installs).
                 json["boot_stage"] = Value::String("pxe".into());
+                json["disk_image"] = Value::Null;
             }
             Ok(())
         })

@@ -4,6 +4,11 @@
 # Brings up the network, downloads the node's image (wulf.image, with the boot's enrollment
 # token wulf.enroll: the head gives an image only to a node that boots it), checks its sha256
 # (wulf.image_sha256), unpacks it into RAM, puts wulf-agent in it, and switches root to it.
+# With wulf.disk_cache it keeps the image on a local disk and reuses it while its sha256
+# still matches (disk.sh). Boot style roram: the unpacked image is a read-only overlayfs
+# lower layer under a tmpfs upper one. Boot style disked: the image is installed on a local
+# disk (wulf.disk_root) with extlinux, which boots the disk later with wulf.local=1: the
+# init then mounts the disk's root instead (disk.sh). See docs/admin/boot-styles.md.
 # Every failure prints "wulf-init: ERROR: <what>" on the console, waits and reboots (the
 # node boots again and retries); with wulf.debug on the kernel command line it gives a
 # shell instead. See docs/admin/initramfs.md.
@@ -15,7 +20,8 @@ DEBUG=
 RETRY_SECS=20
 DHCP_ROUNDS=10
 INIT=/sbin/init
-HEAD= NODE= NAME= STYLE=rwram ENROLL= IMAGE= SHA= ROOTSIZE= CA=
+HEAD= NODE= NAME= STYLE=rwram ENROLL= IMAGE= SHA= ROOTSIZE= CA= DISK_CACHE= DISK_WIPE=
+DISK_ROOT= LOCAL= KERNEL_URL= INITRD_URL= BOOT_URL=
 
 log() { echo "wulf-init: $*"; }
 warn() { echo "wulf-init: WARNING: $*"; }
@@ -53,6 +59,13 @@ for arg in $(cat /proc/cmdline); do
     wulf.image=*) IMAGE=${arg#*=} ;;
     wulf.image_sha256=*) SHA=${arg#*=} ;;
     wulf.rootsize=*) ROOTSIZE=${arg#*=} ;;
+    wulf.disk_cache=*) DISK_CACHE=${arg#*=} ;;
+    wulf.disk_wipe=*) DISK_WIPE=${arg#*=} ;;
+    wulf.disk_root=*) DISK_ROOT=${arg#*=} ;;
+    wulf.local=1) LOCAL=1 ;;
+    wulf.kernel=*) KERNEL_URL=${arg#*=} ;;
+    wulf.initrd=*) INITRD_URL=${arg#*=} ;;
+    wulf.boot=*) BOOT_URL=${arg#*=} ;;
     wulf.retry=*) RETRY_SECS=${arg#*=} ;;
     wulf.debug | wulf.debug=1 | wulf.debug=yes | wulf.debug=true) DEBUG=1 ;;
     init=* | wulf.init=*) INIT=${arg#*=} ;;
@@ -66,14 +79,25 @@ log "node ${NAME:-?} (${NODE:-?}), boot style $STYLE, head ${HEAD:-?}"
 
 [ -n "$HEAD" ] || fail "no wulf.head on the kernel command line (boot the node through its head's iPXE script)"
 [ -n "$NODE" ] || fail "no wulf.node on the kernel command line (boot the node through its head's iPXE script)"
-[ -n "$ENROLL" ] || fail "no wulf.enroll on the kernel command line (boot the node through its head's iPXE script)"
-[ -n "$IMAGE" ] || fail "no wulf.image on the kernel command line: the boot config names no image, or the image has no content (wulf boot -i NAME update image=IMAGE; wulf image create name=IMAGE --from-dir DIR)"
+if [ -z "$LOCAL" ]; then
+    [ -n "$ENROLL" ] || fail "no wulf.enroll on the kernel command line (boot the node through its head's iPXE script)"
+    [ -n "$IMAGE" ] || fail "no wulf.image on the kernel command line: the boot config names no image, or the image has no content (wulf boot -i NAME update image=IMAGE; wulf image create name=IMAGE --from-dir DIR)"
+fi
 [ -n "$SHA" ] || fail "no wulf.image_sha256 on the kernel command line"
 case "$STYLE" in
 rwram | roram) ;;
-*) fail "boot style '$STYLE' is not one this initramfs boots (rwram, roram)" ;;
+disked)
+    DISK_ROOT=${DISK_ROOT:-auto}
+    if [ -z "$LOCAL" ]; then
+        [ -n "$KERNEL_URL" ] && [ -n "$INITRD_URL" ] || fail "boot style disked needs wulf.kernel= and wulf.initrd= (the head's boot script gives them when the boot config has a kernel and an initramfs)"
+        [ -x /usr/sbin/extlinux ] && [ -s /usr/lib/wulf/mbr.bin ] || fail "boot style disked: this initramfs has no boot loader to install (build it on a machine with extlinux: apt-get install extlinux; wulf initramfs build)"
+    fi
+    ;;
+*) fail "boot style '$STYLE' is not one this initramfs boots (rwram, roram, disked)" ;;
 esac
+[ -n "$LOCAL" ] && [ "$STYLE" != disked ] && fail "wulf.local=1 is for boot style disked (this boot is $STYLE)"
 [ -n "$NAME" ] || NAME=node-$NODE
+. /etc/wulf/disk.sh
 
 # --- drivers -------------------------------------------------------------------------------
 KVER=$(uname -r)
@@ -124,31 +148,90 @@ done
 log "$interface has address $ip (from DHCP server $serverid)"
 
 # --- image ---------------------------------------------------------------------------------
+if [ -n "$LOCAL" ]; then
+    local_root || fail "disked: $WHY"
+else
 case "$IMAGE" in
 http://*) ;;
 *) fail "image URL '$IMAGE' is not http:// (the initramfs's wget speaks plain HTTP)" ;;
 esac
-tries=0
-# The token proves this is the node the head sent its boot script to (it stays good for the
-# agent, which trades it for the node's credential).
-until wget -q --header "Authorization: Bearer enroll:$NODE:$ENROLL" -O /image.tar.gz "$IMAGE"; do
-    tries=$((tries + 1))
-    [ "$tries" -ge 5 ] && fail "cannot download the image from $IMAGE (a 403 Forbidden means the head gives the image only to the node its boot script was for, from the node's own address, within 10 minutes of the script: see the head's log)"
-    warn "image download failed; trying again ($tries/5)"
-    rm -f /image.tar.gz
-    sleep 3
-done
-log "downloaded the image ($(wc -c </image.tar.gz) bytes); checking its sha256"
-got=$(sha256sum /image.tar.gz | cut -d' ' -f1)
-[ "$got" = "$SHA" ] || fail "image checksum mismatch: expected $SHA, got $got (from $IMAGE)"
+# disked: the disk first (a disk that cannot take the image stops the boot before the
+# download).
+if [ "$STYLE" = disked ]; then
+    root_prepare || fail "disked: $WHY"
+    log "disked: installing the image on $ROOT_DEV"
+fi
+# The image: from the disk cache when it holds this one, else downloaded (and then cached).
+IMAGE_FILE=/image.tar.gz
+CACHED=
+if [ -n "$DISK_CACHE" ] && cache_open && cache_hit; then
+    IMAGE_FILE=$CACHE_DIR/image.tar.gz
+    CACHED=1
+    log "disk cache hit: image $SHA is on $CACHE_DEV; not downloading it"
+fi
+if [ -z "$CACHED" ]; then
+    tries=0
+    # The token proves this is the node the head sent its boot script to (it stays good for
+    # the agent, which trades it for the node's credential).
+    until wget -q --header "Authorization: Bearer enroll:$NODE:$ENROLL" -O /image.tar.gz "$IMAGE"; do
+        tries=$((tries + 1))
+        [ "$tries" -ge 5 ] && fail "cannot download the image from $IMAGE (a 403 Forbidden means the head gives the image only to the node its boot script was for, from the node's own address, within 10 minutes of the script: see the head's log)"
+        warn "image download failed; trying again ($tries/5)"
+        rm -f /image.tar.gz
+        sleep 3
+    done
+    log "downloaded the image ($(wc -c </image.tar.gz) bytes); checking its sha256"
+    got=$(sha256sum /image.tar.gz | cut -d' ' -f1)
+    [ "$got" = "$SHA" ] || fail "image checksum mismatch: expected $SHA, got $got (from $IMAGE)"
+    [ -n "$CACHE_DEV" ] && cache_store /image.tar.gz
+fi
+
+# roram: the image in a tmpfs of its own, read-only, as the lower layer of an overlayfs
+# whose upper layer is another tmpfs. Without overlayfs, the old way (below).
+IMGDIR=/newroot
+OVERLAY=
+if [ "$STYLE" = roram ]; then
+    modprobe overlay 2>/dev/null
+    if grep -qw overlay /proc/filesystems; then
+        OVERLAY=1
+        IMGDIR=/run/wulf/image
+        mkdir -p "$IMGDIR" /run/wulf/rw
+    else
+        warn "the kernel has no overlay filesystem (module overlay, which wulf initramfs build includes by default; CONFIG_OVERLAY_FS): roram falls back to a read-only tmpfs root with writable /tmp, /var, /run and /etc/wulf"
+    fi
+fi
 
 opts=mode=0755
 [ -n "$ROOTSIZE" ] && opts=$opts,size=$ROOTSIZE
-mount -t tmpfs -o "$opts" rootfs /newroot || fail "cannot mount a tmpfs for the root (wulf.rootsize=$ROOTSIZE)"
-tar -xzf /image.tar.gz -C /newroot ||
-    fail "cannot unpack the image into RAM (out of memory? the root tmpfs is ${ROOTSIZE:-half the RAM}: see wulf.rootsize)"
-rm -f /image.tar.gz
-log "image verified and unpacked into RAM ($(df -k /newroot | awk 'NR==2 {print $3}') KiB)"
+if [ "$STYLE" != disked ]; then
+    mount -t tmpfs -o "$opts" rootfs "$IMGDIR" || fail "cannot mount a tmpfs for the root (wulf.rootsize=$ROOTSIZE)"
+fi
+if [ "$STYLE" = disked ]; then
+    tar -xzf "$IMAGE_FILE" -C "$IMGDIR" || fail "disked: cannot unpack the image onto $ROOT_DEV (disk full? $(df -k "$IMGDIR" | awk 'NR==2 {print $4}') KiB free)"
+else
+    tar -xzf "$IMAGE_FILE" -C "$IMGDIR" ||
+        fail "cannot unpack the image into RAM (out of memory? the root tmpfs is ${ROOTSIZE:-half the RAM}: see wulf.rootsize)"
+fi
+if [ -n "$CACHED" ]; then
+    umount "$CACHE_DIR" || warn "cannot unmount the disk cache $CACHE_DEV"
+else
+    rm -f /image.tar.gz
+    [ -n "$CACHE_DEV" ] && { umount "$CACHE_DIR" || warn "cannot unmount the disk cache $CACHE_DEV"; }
+fi
+if [ "$STYLE" = disked ]; then
+    log "image verified and unpacked onto $ROOT_DEV ($(df -k "$IMGDIR" | awk 'NR==2 {print $3}') KiB)"
+else
+    log "image verified and unpacked into RAM ($(df -k "$IMGDIR" | awk 'NR==2 {print $3}') KiB)"
+fi
+if [ -n "$OVERLAY" ]; then
+    mount -o remount,ro "$IMGDIR" || fail "cannot make the image layer read-only"
+    mount -t tmpfs -o "$opts" overlay-rw /run/wulf/rw || fail "cannot mount a tmpfs for the writable layer"
+    mkdir -p /run/wulf/rw/upper /run/wulf/rw/work
+    mount -t overlay -o lowerdir="$IMGDIR",upperdir=/run/wulf/rw/upper,workdir=/run/wulf/rw/work overlay /newroot ||
+        fail "cannot mount the overlayfs root (lower $IMGDIR, upper /run/wulf/rw/upper): $(dmesg | grep -i overlay | tail -n 1)"
+    log "roram: the root is an overlayfs: the image read-only below, writes in RAM above"
+fi
+fi
 
 # The image's path $1, with its symlinks resolved inside the image.
 resolve() {
@@ -273,8 +356,8 @@ TAB
     fi
 fi
 
-# --- roram: a read-only root with writable /tmp /var /run /etc/wulf ---------------------------
-if [ "$STYLE" = roram ]; then
+# --- roram without overlayfs: a read-only root with writable /tmp /var /run /etc/wulf ------
+if [ "$STYLE" = roram ] && [ -z "$OVERLAY" ]; then
     n=0
     for d in tmp var run etc/wulf; do
         n=$((n + 1))
@@ -286,8 +369,15 @@ if [ "$STYLE" = roram ]; then
     chmod 1777 /newroot/tmp
 fi
 
+# --- disked: the boot loader, once the root is complete ------------------------------------
+if [ "$STYLE" = disked ] && [ -z "$LOCAL" ]; then
+    install_loader || fail "disked: $WHY"
+    log "disked: extlinux installed on $ROOT_DISK; later boots come from the disk"
+    report_installed
+fi
+
 mkdir -p /newroot/dev /newroot/proc /newroot/sys
-if [ "$STYLE" = roram ]; then
+if [ "$STYLE" = roram ] && [ -z "$OVERLAY" ]; then
     mount -o remount,ro /newroot || fail "cannot make the root read-only"
 fi
 for m in dev proc sys; do

@@ -3,8 +3,10 @@
 //! shared libraries, and `/init` (init.sh), which fetches the node's image, checks it,
 //! unpacks it into RAM, puts the agent in it and switches root. Packed as gzip'd newc cpio.
 
+mod bootloader;
 mod cpio;
 mod elf;
+mod storage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -21,10 +23,14 @@ use crate::fail::Fail;
 const INIT: &str = include_str!("init.sh");
 /// udhcpc's script: configures the interface, the default route and resolv.conf.
 const UDHCPC: &str = include_str!("udhcpc.sh");
+/// The init's local disk functions (the disk cache), sourced by /init.
+const DISK: &str = include_str!("disk.sh");
 
-/// NIC drivers an initramfs gets by default (those the kernel has as modules). virtio_pci
-/// is the bus virtio NICs sit on; af_packet is what DHCP clients open (built in on most
-/// kernels).
+/// Drivers an initramfs gets by default (those the kernel has as modules): NICs, and the
+/// filesystems the init mounts. virtio_pci is the bus virtio NICs sit on; af_packet is what
+/// DHCP clients open (built in on most kernels). No storage drivers: a RAM-booted node needs
+/// none, and a node with `_disk_cache` gets its controller's with `--drivers` (its init names
+/// the missing one).
 pub const DEFAULT_DRIVERS: &[&str] = &[
     "e1000",
     "e1000e",
@@ -47,6 +53,10 @@ pub const DEFAULT_DRIVERS: &[&str] = &[
     "virtio_pci",
     "virtio_net",
     "af_packet",
+    // Filesystems the init mounts: the roram root (overlay) and the disk cache (ext4, which
+    // mounts its ext2).
+    "overlay",
+    "ext4",
 ];
 
 #[derive(Subcommand, Debug)]
@@ -69,11 +79,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// More kernel modules to include and load at boot, comma-separated (their dependencies
-    /// come along)
+    /// come along): a NIC the defaults miss, or the storage driver of a node with a disk
+    /// cache (virtio_blk, ahci, nvme, sd_mod, …)
     #[arg(long, value_name = "M1,M2", value_delimiter = ',')]
     pub drivers: Vec<String>,
-    /// Leave out the default NIC drivers (e1000, e1000e, igb, ixgbe, i40e, ice, tg3, bnx2,
-    /// bnxt_en, mlx4_en, mlx5_core, r8169, virtio_net, …): only --drivers
+    /// Leave out the default drivers (e1000, e1000e, igb, ixgbe, i40e, ice, tg3, bnx2,
+    /// bnxt_en, mlx4_en, mlx5_core, r8169, virtio_net, …, overlay, ext4): only --drivers
     #[arg(long)]
     pub no_default_drivers: bool,
     /// A statically linked busybox (Debian: apt-get install busybox-static)
@@ -149,6 +160,8 @@ pub struct Summary {
     pub agent: PathBuf,
     pub agent_libs: Vec<String>,
     pub busybox: PathBuf,
+    /// extlinux, for disked nodes to install (None when this machine has none).
+    pub bootloader: Option<PathBuf>,
 }
 
 impl Summary {
@@ -186,6 +199,10 @@ impl Summary {
             self.agent_libs.len(),
             self.busybox.display()
         );
+        match &self.bootloader {
+            Some(p) => s += &format!("\n  loader:   {} (for disked nodes)", p.display()),
+            None => s += "\n  loader:   none: disked nodes cannot install from this initramfs (apt-get install extlinux, then build again)",
+        }
         s
     }
 }
@@ -540,9 +557,9 @@ fn lib_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The agent's interpreter and every shared library it needs (transitively), as absolute
+/// A program's interpreter and every shared library it needs (transitively), as absolute
 /// paths on this machine.
-fn agent_libs(agent: &Path, data: &[u8]) -> Result<(Option<String>, Vec<String>)> {
+fn program_libs(agent: &Path, data: &[u8]) -> Result<(Option<String>, Vec<String>)> {
     let e =
         elf::Elf::parse(data).with_context(|| format!("{} is not a program", agent.display()))?;
     let interp = e.interpreter()?;
@@ -631,7 +648,22 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
     let agent_path = find_agent(a.agent.as_deref())?;
     let agent = std::fs::read(&agent_path)
         .with_context(|| format!("cannot read {}", agent_path.display()))?;
-    let (interp, libs) = agent_libs(&agent_path, &agent)?;
+    let (interp, libs) = program_libs(&agent_path, &agent)?;
+    let loader = match bootloader::find() {
+        Some(f) => {
+            let prog = std::fs::read(&f.program)
+                .with_context(|| format!("cannot read {}", f.program.display()))?;
+            let (li, ll) = program_libs(&f.program, &prog)?;
+            let mbr = bootloader::read_mbr(&f.mbr)?;
+            Some((
+                f.program,
+                prog,
+                mbr,
+                li.into_iter().chain(ll).collect::<Vec<_>>(),
+            ))
+        }
+        None => None,
+    };
 
     // Which modules: the drivers asked for and, through modules.dep, what they need.
     let mut wanted: Vec<(String, bool)> = Vec::new(); // (name, asked for explicitly)
@@ -716,6 +748,9 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
     w.char_dev("dev/null", 0o666, 1, 3)?;
     w.file("init", 0o755, INIT.as_bytes())?;
     w.file("etc/wulf/udhcpc.script", 0o755, UDHCPC.as_bytes())?;
+    w.file("etc/wulf/disk.sh", 0o644, DISK.as_bytes())?;
+    let storage_alias = storage::aliases(&mods, &mut info)?;
+    w.file("etc/wulf/storage.alias", 0o644, storage_alias.as_bytes())?;
     w.file("bin/busybox", 0o755, &bb)?;
     for app in &applets {
         if app == "bin/busybox" || app == "init" || app == "linuxrc" {
@@ -794,6 +829,18 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
         lib_list += "\n";
     }
     w.file("etc/wulf/agent-libs", 0o644, lib_list.as_bytes())?;
+    // extlinux and the libraries it needs that the agent's did not bring.
+    if let Some((_, prog, mbr, need)) = &loader {
+        w.file(bootloader::PROGRAM, 0o755, prog)?;
+        w.file(bootloader::MBR, 0o644, mbr)?;
+        for l in need {
+            if interp.as_deref() == Some(l.as_str()) || libs.contains(l) {
+                continue;
+            }
+            let data = std::fs::read(l).with_context(|| format!("cannot read {l}"))?;
+            w.file(l.trim_start_matches('/'), 0o755, &data)?;
+        }
+    }
     w.file(
         "etc/wulf/agent-interp",
         0o644,
@@ -850,6 +897,7 @@ pub fn build(a: &BuildArgs) -> Result<Summary> {
         agent: agent_path,
         agent_libs: libs_out,
         busybox: a.busybox.clone(),
+        bootloader: loader.map(|l| l.0),
     })
 }
 
@@ -870,7 +918,7 @@ mod tests {
 
     #[test]
     fn the_init_scripts_parse() {
-        for (name, text) in [("init", INIT), ("udhcpc", UDHCPC)] {
+        for (name, text) in [("init", INIT), ("udhcpc", UDHCPC), ("disk", DISK)] {
             let o = std::process::Command::new("sh")
                 .args(["-n", "-c", text])
                 .output()

@@ -64,6 +64,12 @@ pub const RULES: &[Rule] = &[
         "the cluster CA certificate",
     ),
     rule(
+        "POST",
+        "/boot/installed",
+        Firmware,
+        "a disked node records the image it installed (its enrollment token, checked by the handler)",
+    ),
+    rule(
         "GET",
         "/boot/ks",
         Firmware,

@@ -76,7 +76,7 @@ pub fn is_image(app: &App, sha256: &str) -> bool {
 }
 
 /// The sha256 of the image node `uid` boots (through its `_boot_config`), and its name.
-fn node_image(app: &App, uid: &str) -> Option<(String, String)> {
+pub(crate) fn node_image(app: &App, uid: &str) -> Option<(String, String)> {
     let st = app.cache.read();
     let node = st.get(Kind::Node, uid)?.obj.as_node()?;
     let boot = st.attr(node, "_boot_config")?;
@@ -107,9 +107,15 @@ pub async fn may_download(
         .and_then(|v| v.trim().strip_prefix("Bearer "))
         .map(str::trim);
     let verdict = judge(app, sha256, bearer, peer).await;
-    if let Err(why) = &verdict {
-        let src = source(peer);
-        tracing::warn!(target: "audit", source = %src, sha256, image = %images.join(","), "refused image {} to {src}: {why}", images.join(","));
+    let src = source(peer);
+    match &verdict {
+        Err(why) => {
+            tracing::warn!(target: "audit", source = %src, sha256, image = %images.join(","), "refused image {} to {src}: {why}", images.join(","));
+        }
+        // One line per image download (a node booting from its disk cache shows none).
+        Ok(()) => {
+            tracing::info!(target: "audit", source = %src, sha256, image = %images.join(","), "sending image {} to {src}", images.join(","));
+        }
     }
     verdict
 }

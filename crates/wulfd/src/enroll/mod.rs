@@ -20,6 +20,7 @@
 //! not match.
 
 pub mod images;
+pub mod installed;
 pub mod routes;
 pub mod standalone;
 
