@@ -583,3 +583,40 @@ fn ctrl_c_stops_the_quick_start_cleanly() {
         "{text}"
     );
 }
+
+/// docs/admin/status.md: what changes a node's state is written at the next flush
+/// (`[status] flush_ms`, 1 s), so a head killed with SIGKILL after that keeps it. Four nodes
+/// boot, report and shut down cleanly; 1.5 s later the head is killed (no clean stop, no
+/// final flush) and started again: each node is still down with reason "clean shutdown"
+/// and the uptime it had. (Were the shutdowns not written, the restarted head would show
+/// them up and then down because they stopped sending status.)
+#[test]
+fn status_survives_a_sigkill_after_the_flush_interval() {
+    let mut h = Head::start();
+    h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=2"]);
+    let s = sim(&h, &["--nodes", "4", "--boot-secs", "0.2"]);
+    wait_summary(&h, 30, "up 4 n[0-3]");
+    std::thread::sleep(Duration::from_millis(1200));
+    sigterm(&s);
+    finish(s);
+    wait_summary(&h, 10, "down (clean shutdown) 4 n[0-3]");
+    let before = h.json(&["node", "status"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    h.kill9();
+    h.spawn();
+    let out = h.ok(&["node", "status"]);
+    assert!(
+        out.lines()
+            .any(|l| squash(l) == "down (clean shutdown) 4 n[0-3]"),
+        "after kill -9 and a restart:\n{out}\nhead log:\n{}",
+        h.log()
+    );
+    let after = h.json(&["node", "status"]);
+    for name in ["n0", "n1", "n2", "n3"] {
+        let (b, a) = (by_name(&before, name), by_name(&after, name));
+        assert_eq!(a["down_reason"], "clean shutdown", "{a}");
+        assert!(b["last_uptime"].as_f64().unwrap() > 0.0, "{b}");
+        assert_eq!(a["last_uptime"], b["last_uptime"], "{name}: {b} then {a}");
+        assert_eq!(a["hostname"], b["hostname"], "{name}: {b} then {a}");
+    }
+}
