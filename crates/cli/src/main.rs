@@ -93,7 +93,9 @@ fn check(cli: &Cli) -> Result<(), Fail> {
     };
     admin::check(kind, cmd)?;
     let verb = match &cmd.action {
+        Action::Exec(a) if kind == Kind::Image => return image::exec::check(cmd, a).map(drop),
         Action::Exec(a) => return exec::check(kind, cmd, a).map(drop),
+        Action::Build(a) => return image::build::check(a),
         Action::Waitfor(a) => return waitfor::check(kind, a),
         Action::Power(_) => "power",
         Action::Reboot(_) => "reboot",
@@ -199,7 +201,10 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
         Action::Orphan => power::orphan(cli, kind, cmd),
         // Refused for every kind but admin (handled above).
         Action::Revoke => admin::check(kind, cmd),
+        Action::Exec(a) if kind == Kind::Image => image::exec::run(cli, cmd, a),
         Action::Exec(a) => exec::run(cli, kind, cmd, a),
+        Action::Build(a) => image::build::run(cli, a),
+        Action::Shell { name } => image::exec::shell(cli, name),
         Action::Waitfor(a) => waitfor::run(cli, kind, cmd, a),
         Action::EnrollToken { ttl } => standalone::reissue(cli, cmd, *ttl),
     }

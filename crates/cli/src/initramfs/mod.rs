@@ -489,7 +489,7 @@ fn plain_rel(rel: &str) -> String {
 }
 
 /// The agent program: --agent, else beside this wulf, else on $PATH.
-fn find_agent(given: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn find_agent(given: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = given {
         if !p.is_file() {
             bail!("--agent {}: no such file", p.display());

@@ -1,0 +1,228 @@
+//! `wulf image build` (Debian with mmdebstrap, and OCI images made by umoci), `wulf image
+//! exec` (a new version with its parent, or nothing on failure) and `wulf image ls -l`,
+//! against a real head; bad input exits 2 and changes nothing.
+//!
+//! Needs root, network access to deb.debian.org (one bookworm minbase bootstrap, about a
+//! minute) and mmdebstrap and umoci (./test.sh installs them: test.d/images.sh).
+
+mod head;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use head::{wulf_bin, write, Head};
+use serde_json::Value;
+
+fn need(prog: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join(prog).is_file())
+    });
+    assert!(
+        found,
+        "{prog} is not installed: ./test.sh installs it (test.d/images.sh)"
+    );
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The paths in image `name`'s content.
+fn listing(h: &Head, name: &str) -> Vec<String> {
+    let dl = h.dir.path().join(format!("{name}.tar.gz"));
+    h.ok(&["image", "-i", name, "download", "content", "-o", dl.to_str().unwrap()]);
+    let list = run(Command::new("tar").arg("-tzf").arg(&dl));
+    std::fs::remove_file(&dl).unwrap();
+    list.lines()
+        .map(|l| l.trim_end_matches('/').trim_start_matches("./").to_string())
+        .collect()
+}
+
+fn content_sha(h: &Head, name: &str) -> String {
+    let img = h.json(&["image", "ls", name]);
+    img[0]["content"]["sha256"].as_str().unwrap().to_string()
+}
+
+fn umoci(args: &[&str]) {
+    run(Command::new("umoci").args(args));
+}
+
+/// An OCI layout made by umoci: layer 1 (umoci repack) holds a/keep, a/gone, d/x, d/y;
+/// layer 2 (a tar added as it is with umoci raw add-layer) removes a/gone (`.wh.gone`),
+/// empties d (`.wh..wh..opq`) and adds d/z.
+fn oci_layout(dir: &Path) -> std::path::PathBuf {
+    let layout = dir.join("oci");
+    let l = layout.to_str().unwrap();
+    let tagged = format!("{l}:t");
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &tagged]);
+    let bundle = dir.join("bundle");
+    umoci(&["unpack", "--image", &tagged, bundle.to_str().unwrap()]);
+    let rootfs = bundle.join("rootfs");
+    for d in ["a", "d", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    write(&rootfs.join("a"), "keep", b"kept\n");
+    write(&rootfs.join("a"), "gone", b"removed by layer 2\n");
+    write(&rootfs.join("d"), "x", b"hidden by the opaque whiteout\n");
+    write(&rootfs.join("d"), "y", b"hidden too\n");
+    write(&rootfs.join("etc"), "os-release", b"ID=test\n");
+    umoci(&["repack", "--image", &tagged, bundle.to_str().unwrap()]);
+    let layer2 = dir.join("layer2");
+    std::fs::create_dir_all(layer2.join("a")).unwrap();
+    std::fs::create_dir_all(layer2.join("d")).unwrap();
+    write(&layer2.join("a"), ".wh.gone", b"");
+    write(&layer2.join("d"), ".wh..wh..opq", b"");
+    write(&layer2.join("d"), "z", b"layer 2\n");
+    let tar2 = dir.join("layer2.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&tar2)
+        .arg("-C")
+        .arg(&layer2)
+        .args(["a", "d"]));
+    umoci(&["raw", "add-layer", "--image", &tagged, tar2.to_str().unwrap()]);
+    layout
+}
+
+#[test]
+fn build_import_exec_and_list_images() {
+    for p in ["mmdebstrap", "umoci", "unshare", "tar"] {
+        need(p);
+    }
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test builds images as root: run it as root"
+    );
+    let started = Instant::now();
+    let h = Head::start();
+    let d = h.dir.path();
+
+    // Bad input: exit 2, a clear message, nothing changed.
+    let rev = h.revision();
+    let e = h.fails(2, &["image", "build", "x", "--debian", "buster"]);
+    assert!(e.contains("unknown Debian suite 'buster'"), "{e}");
+    assert!(e.contains("bookworm or trixie"), "{e}");
+    let e = h.fails(2, &["image", "build", "x", "--from-container", "/no/such/oci"]);
+    assert!(e.contains("/no/such/oci: no such file or directory"), "{e}");
+    let e = h.fails(2, &["image", "build", "x", "--debian", "bookworm", "--packages", "Bad Name"]);
+    assert!(e.contains("'Bad Name' is not a Debian package name"), "{e}");
+    let e = h.fails(2, &["image", "build", "x"]);
+    assert!(e.contains("--debian"), "{e}");
+    let e = h.fails(2, &["image", "exec", "ghost", "--", "true"]);
+    assert!(e.contains("no image 'ghost'"), "{e}");
+    let e = h.fails(2, &["image", "shell", "ghost"]);
+    assert!(e.contains("no image 'ghost'"), "{e}");
+    let e = h.fails(2, &["image", "exec", "ghost"]);
+    assert!(e.contains("exec needs a command"), "{e}");
+    let e = h.fails(2, &["node", "build", "x", "--debian", "bookworm"]);
+    assert!(e.contains("build"), "{e}");
+    assert_eq!(h.revision(), rev, "refused requests changed something");
+    assert_eq!(h.json(&["image", "ls"]), serde_json::json!([]));
+
+    // Debian bookworm, minbase, with the agent beside wulf.
+    let t = Instant::now();
+    let out = h.ok(&["image", "build", "deb", "--debian", "bookworm", "--include-agent"]);
+    assert_eq!(out.trim(), "Created image deb");
+    let build_secs = t.elapsed().as_secs();
+    let files = listing(&h, "deb");
+    for f in ["etc/debian_version", "usr/sbin/wulf-agent", "usr/bin/sh", "dev/null"] {
+        assert!(files.iter().any(|p| p == f), "{f} is not in the image");
+    }
+    let agent = wulf_bin().with_file_name("wulf-agent");
+    assert!(agent.is_file());
+
+    // The OCI layout, as a directory and as a tarball.
+    let layout = oci_layout(d);
+    let out = h.ok(&["image", "build", "oci", "--from-container", layout.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Created image oci");
+    let files = listing(&h, "oci");
+    for f in ["a/keep", "d/z", "etc/os-release"] {
+        assert!(files.iter().any(|p| p == f), "{f} is not in the image: {files:?}");
+    }
+    for f in ["a/gone", "d/x", "d/y"] {
+        assert!(!files.iter().any(|p| p == f), "{f} was whited out: {files:?}");
+    }
+    assert!(!files.iter().any(|p| p.contains(".wh.")), "{files:?}");
+    let tarball = d.join("oci.tar");
+    run(Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(&layout).arg("."));
+    h.ok(&["image", "build", "oci2", "--from-container", tarball.to_str().unwrap()]);
+    assert_eq!(listing(&h, "oci2"), files);
+    // A layout whose blob was damaged is refused and changes nothing.
+    let blobs = layout.join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .unwrap();
+    std::fs::write(&biggest, b"not a layer").unwrap();
+    let rev = h.revision();
+    let e = h.fails(1, &["image", "build", "oci", "--from-container", layout.to_str().unwrap()]);
+    assert!(e.contains("is damaged"), "{e}");
+    assert_eq!(h.revision(), rev);
+
+    // exec: exit 0 makes a new version whose parent is the old content.
+    let v1 = content_sha(&h, "deb");
+    let t = Instant::now();
+    let out = h.ok(&[
+        "image",
+        "exec",
+        "deb",
+        "--",
+        "sh",
+        "-c",
+        "echo made >/root/made && cat /proc/1/cmdline | tr '\\0' ' ' && echo && cat /etc/resolv.conf",
+    ]);
+    let exec_secs = t.elapsed().as_secs();
+    assert!(out.contains("wulf-image"), "PID 1 is not the namespace's: {out}");
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert!(out.contains(host_resolv.trim()), "{out}");
+    assert!(out.contains("Saved image deb: content"), "{out}");
+    let img = h.json(&["image", "ls", "deb"]);
+    let v2 = img[0]["content"]["sha256"].as_str().unwrap().to_string();
+    assert_ne!(v1, v2);
+    assert_eq!(img[0]["parent_sha256"], Value::String(v1.clone()));
+    assert!(listing(&h, "deb").iter().any(|p| p == "root/made"));
+    // The parent's file is kept in the store while the image names it.
+    assert!(h.data().join("blobs/sha256").join(&v1).is_file());
+
+    // exec: exit 1 changes nothing.
+    let rev = h.revision();
+    let e = h.fails(1, &["image", "exec", "deb", "--", "sh", "-c", "touch /root/junk; exit 1"]);
+    assert!(e.contains("sh exited with 1: image 'deb' is unchanged"), "{e}");
+    assert_eq!(h.revision(), rev);
+    assert_eq!(content_sha(&h, "deb"), v2);
+    // -i NAME works as well (shell-style commands through sh -c).
+    h.ok(&["image", "-i", "deb", "exec", "--", "test", "-s", "/root/made"]);
+    let v3 = content_sha(&h, "deb");
+    assert_eq!(h.json(&["image", "ls", "deb"])[0]["parent_sha256"], Value::String(v2.clone()));
+
+    // ls -l: size, parent and the boot configs that use it.
+    h.ok(&["boot", "create", "name=b1", "image=deb"]);
+    h.ok(&["boot", "create", "name=b2", "image=deb"]);
+    let out = h.ok(&["image", "ls", "-l", "deb"]);
+    assert!(out.contains(&format!("content: {}", &v3[..12])), "{out}");
+    assert!(out.contains("size: "), "{out}");
+    assert!(out.contains(&format!("parent_sha256: {}", &v2[..12])), "{out}");
+    assert!(out.contains("used_by: b1,b2"), "{out}");
+    let out = h.ok(&["image", "ls", "-l", "oci"]);
+    assert!(out.contains("used_by: \n") || out.contains("used_by:\n"), "{out}");
+    assert!(!out.contains("parent_sha256"), "{out}");
+    let out = h.ok(&["image", "ls", "-t"]);
+    assert!(out.contains("USED_BY"), "{out}");
+
+    eprintln!(
+        "image_build: {} s in all (bootstrap and pack {build_secs} s, one exec {exec_secs} s)",
+        started.elapsed().as_secs()
+    );
+}
