@@ -275,6 +275,24 @@ pub(crate) enum Action {
         /// gzip'd first); the image is created if absent
         #[arg(long, value_name = "FILE")]
         from_tar: Option<PathBuf>,
+        /// Boot configs: take the kernel (/boot/vmlinuz-VER) from this image, build an
+        /// initramfs from the image's own lib/modules/VER (as `wulf initramfs build` does) and
+        /// create the boot config with image, kernel and initramfs (`wulf boot create NAME
+        /// --from-image IMAGE`)
+        #[arg(long, value_name = "IMAGE", conflicts_with_all = ["from_dir", "from_tar", "count", "macs"])]
+        from_image: Option<String>,
+        /// With --from-image: which of the image's kernels, when it has several
+        #[arg(long, value_name = "VER", requires = "from_image")]
+        kernel_version: Option<String>,
+        /// With --from-image: more kernel modules for the initramfs, comma-separated (besides
+        /// the default NIC drivers)
+        #[arg(
+            long,
+            value_name = "M1,M2",
+            value_delimiter = ',',
+            requires = "from_image"
+        )]
+        drivers: Vec<String>,
         /// Admin accounts: read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
@@ -493,9 +511,11 @@ pub(crate) enum Action {
     /// of one (`skopeo copy … oci-archive:`, `docker save`). The image is created if absent;
     /// its content is replaced as with `create --from-dir`. Needs root. See
     /// docs/admin/images.md.
-    #[command(after_help = "Examples:\n  wulf image build bookworm --debian bookworm \
+    #[command(
+        after_help = "Examples:\n  wulf image build bookworm --debian bookworm \
         --packages openssh-server,iproute2 --include-agent\n  \
-        wulf image build alpine --from-container alpine-oci.tar")]
+        wulf image build alpine --from-container alpine-oci.tar"
+    )]
     Build(BuildArgs),
     /// Images only: an interactive shell in the image, saved as a new version when the shell
     /// exits 0 (`exit 1` leaves the image as it was)
@@ -596,14 +616,22 @@ pub(crate) struct BuildArgs {
     /// The image (created if it does not exist)
     pub(crate) name: String,
     /// Build Debian SUITE (bookworm or trixie), variant minbase
-    #[arg(long, value_name = "SUITE", required_unless_present = "from_container",
-        conflicts_with = "from_container")]
+    #[arg(
+        long,
+        value_name = "SUITE",
+        required_unless_present = "from_container",
+        conflicts_with = "from_container"
+    )]
     pub(crate) debian: Option<String>,
     /// Debian: more packages to install, comma-separated (or repeated)
     #[arg(long, value_name = "PKG,PKG", value_delimiter = ',')]
     pub(crate) packages: Vec<String>,
     /// Debian: the mirror to install from
-    #[arg(long, value_name = "URL", default_value = "http://deb.debian.org/debian")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://deb.debian.org/debian"
+    )]
     pub(crate) mirror: String,
     /// Unpack this OCI image (layout directory or tarball of one) instead
     #[arg(long, value_name = "PATH")]

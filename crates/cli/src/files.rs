@@ -113,7 +113,13 @@ pub(crate) fn upload_with(
         .ok_or_else(|| Fail::Request(anyhow::anyhow!("the head returned no object")))
 }
 
-pub(crate) fn download(c: &Client, kind: Kind, id: &str, field: &str, out: &Path) -> Result<(), Fail> {
+pub(crate) fn download(
+    c: &Client,
+    kind: Kind,
+    id: &str,
+    field: &str,
+    out: &Path,
+) -> Result<(), Fail> {
     let (len, reader) = c.download(&format!("/{kind}/{}/files/{field}", encode(id)))?;
     if out.as_os_str() == "-" {
         let mut r = reader;

@@ -6,7 +6,7 @@ pub(crate) mod build;
 pub(crate) mod container;
 pub(crate) mod exec;
 pub(crate) mod ls;
-mod scratch;
+pub(crate) mod scratch;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

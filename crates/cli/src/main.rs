@@ -9,6 +9,7 @@ mod args;
 mod attrs;
 mod backup;
 mod beowulf;
+mod boot;
 mod chain;
 mod clock;
 mod cluster;
@@ -146,6 +147,13 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             enroll_token_ttl,
             ..
         } => standalone::create(cli, kind, pairs, *enroll_token_ttl),
+        Action::Create {
+            pairs,
+            from_image: Some(image),
+            kernel_version,
+            drivers,
+            ..
+        } => boot::from_image::create(cli, kind, pairs, image, kernel_version.as_deref(), drivers),
         Action::Create {
             from_dir: None,
             from_tar: None,

@@ -72,8 +72,7 @@ pub(crate) fn check(a: &BuildArgs) -> Result<(), Fail> {
 fn valid_package(p: &str) -> bool {
     p.len() >= 2
         && p.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && p
-            .bytes()
+        && p.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
 }
 
@@ -94,8 +93,7 @@ pub(crate) fn run(cli: &Cli, a: &BuildArgs) -> Result<(), Fail> {
     if let Some(suite) = &a.debian {
         bootstrap(suite, &a.packages, &a.mirror, &root, scratch.path())?;
     } else if let Some(p) = &a.from_container {
-        std::fs::create_dir(&root)
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        std::fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
         super::container::unpack(p, &root, scratch.path())?;
     }
     if let Some(agent) = agent {

@@ -39,8 +39,7 @@ pub(crate) fn unpack(src: &Path, root: &Path, work: &Path) -> Result<()> {
                 src.display()
             ),
         }
-        gnu_tar(&["-xf"], src, &dir)
-            .with_context(|| format!("cannot unpack {}", src.display()))?;
+        gnu_tar(&["-xf"], src, &dir).with_context(|| format!("cannot unpack {}", src.display()))?;
         dir
     };
     let layers = layers(&layout)?;
@@ -50,8 +49,7 @@ pub(crate) fn unpack(src: &Path, root: &Path, work: &Path) -> Result<()> {
     for (i, layer) in layers.iter().enumerate() {
         let rel = layer.strip_prefix(&layout).unwrap_or(layer);
         eprintln!("Layer {}/{}: {}", i + 1, layers.len(), rel.display());
-        apply_whiteouts(layer, root)
-            .with_context(|| format!("layer {}", rel.display()))?;
+        apply_whiteouts(layer, root).with_context(|| format!("layer {}", rel.display()))?;
         gnu_tar(
             &[
                 "-x",
@@ -87,7 +85,9 @@ fn layers(layout: &Path) -> Result<Vec<PathBuf>> {
                     .ok_or_else(|| anyhow!("a layer has no digest"))?;
                 let media = l.get("mediaType").and_then(Value::as_str).unwrap_or("");
                 if media.ends_with("+zstd") {
-                    bail!("layer {digest} is zstd-compressed: only plain and gzip'd layers are read");
+                    bail!(
+                        "layer {digest} is zstd-compressed: only plain and gzip'd layers are read"
+                    );
                 }
                 blob(layout, digest)
             })
@@ -140,7 +140,10 @@ fn pick_manifest(layout: &Path, index: &Value, depth: u32) -> Result<Value> {
     let entry = match list.as_slice() {
         [one] => one,
         many => many.iter().find(amd64).ok_or_else(|| {
-            anyhow!("index.json lists {} manifests and none for linux/amd64", many.len())
+            anyhow!(
+                "index.json lists {} manifests and none for linux/amd64",
+                many.len()
+            )
         })?,
     };
     let digest = entry
@@ -183,15 +186,16 @@ fn blob(layout: &Path, digest: &str) -> Result<PathBuf> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 /// `rel` inside `base`: no `..`, not absolute.
 fn inside(base: &Path, rel: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
-    if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         bail!("'{rel}' leaves the image");
     }
     Ok(base.join(p))

@@ -91,9 +91,15 @@ fn find(c: &wulf_api::Client, name: &str) -> Result<(String, String, u64), Fail>
             "image '{name}' is frozen; set frozen=false first"
         )));
     }
-    let uid = img.get("uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let uid = img
+        .get("uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let content = img.get("content");
-    let sha = content.and_then(|c| c.get("sha256")).and_then(Value::as_str);
+    let sha = content
+        .and_then(|c| c.get("sha256"))
+        .and_then(Value::as_str);
     let size = content.and_then(|c| c.get("size")).and_then(Value::as_u64);
     match (sha, size) {
         (Some(s), Some(n)) => Ok((uid, s.to_string(), n)),
@@ -180,9 +186,9 @@ fn shell_of(root: &Path) -> String {
     "/bin/sh".to_string()
 }
 
-fn sha256_of(path: &Path) -> Result<String, Fail> {
-    let mut f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+pub(crate) fn sha256_of(path: &Path) -> Result<String, Fail> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -209,7 +215,8 @@ struct Resolv {
 impl Resolv {
     fn put(root: &Path) -> Result<Resolv, Fail> {
         let etc = root.join("etc");
-        std::fs::create_dir_all(&etc).with_context(|| format!("cannot create {}", etc.display()))?;
+        std::fs::create_dir_all(&etc)
+            .with_context(|| format!("cannot create {}", etc.display()))?;
         let file = etc.join("resolv.conf");
         let saved = etc.join(".resolv.conf.wulf-saved");
         let had = std::fs::symlink_metadata(&file).is_ok();

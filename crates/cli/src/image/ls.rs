@@ -8,7 +8,11 @@ use crate::fail::Fail;
 pub(crate) fn annotate(c: &wulf_api::Client, objs: &mut [Value]) -> Result<(), Fail> {
     let boots: Vec<Value> = c.get("/boot?fields=name,image")?;
     for o in objs.iter_mut() {
-        let name = o.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = o
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let used: Vec<Value> = boots
             .iter()
             .filter(|b| b.get("image").and_then(Value::as_str) == Some(name.as_str()))

@@ -152,7 +152,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let mut s = format!(
             "Wrote {} ({:.1} MiB, {:.1} MiB unpacked) for kernel {}\n  modules:  {} ({} drivers loaded at boot: {})\n",
