@@ -256,9 +256,13 @@ pub(crate) enum Action {
         names: Vec<String>,
     },
     /// Create objects: key=value fields, key=@file to upload a file field
+    #[command(after_help = "Examples:\n  wulf node create --count 4 index=0\n  \
+        wulf image create name=rocky9 --from-dir /srv/images/rocky9\n  \
+        wulf boot create DefaultBoot --from-image bookworm cmdline=console=ttyS0,115200")]
     Create {
         /// Fields: name=… and the kind's other fields; FILE fields take @PATH. Nodes and
-        /// attribute groups also take reserved attributes: _status_secs=2
+        /// attribute groups also take reserved attributes: _status_secs=2. With --from-image
+        /// the boot config's name may come first, bare: NAME
         #[arg(value_name = "KEY=VALUE")]
         pairs: Vec<String>,
         /// Nodes: create this many (index=N starts them at N)

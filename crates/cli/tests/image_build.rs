@@ -610,8 +610,12 @@ fn boot_config_from_an_image() {
     let out = h.ok(&["image", "ls", "-l", "kern"]);
     assert!(out.contains("used_by: kb"), "{out}");
 
+    let packed = h.json(&["image", "ls", "kern"])[0]["content"]["size"]
+        .as_u64()
+        .unwrap_or(0);
     eprintln!(
-        "boot_config_from_an_image: {} s in all (bootstrap with the kernel {build_secs} s, boot create {create_secs} s)",
-        started.elapsed().as_secs()
+        "boot_config_from_an_image: {} s in all (bootstrap with the kernel {build_secs} s, {} MiB packed; boot create {create_secs} s)",
+        started.elapsed().as_secs(),
+        packed >> 20
     );
 }
