@@ -1,9 +1,13 @@
 //! `wulf image build` (Debian with mmdebstrap, and OCI images made by umoci), `wulf image
-//! exec` (a new version with its parent, or nothing on failure) and `wulf image ls -l`,
-//! against a real head; bad input exits 2 and changes nothing.
+//! exec` (a new version with its parent, or nothing on failure), `wulf image ls -l` and
+//! `wulf boot create NAME --from-image IMAGE`, against a real head; bad input exits 1 or 2
+//! and changes nothing.
 //!
-//! Needs root, network access to deb.debian.org (one bookworm minbase bootstrap, about a
-//! minute) and mmdebstrap and umoci (./test.sh installs them: test.d/images.sh).
+//! Needs root, network access to deb.debian.org and mmdebstrap and umoci (./test.sh installs
+//! them: test.d/images.sh). The two tests run side by side: one bookworm minbase bootstrap
+//! (about a minute; the test about 100 s) and one with linux-image-amd64 (three to four
+//! minutes, most of it the bootstrap and the kernel package's own initramfs; the test about
+//! four to five minutes).
 
 mod head;
 

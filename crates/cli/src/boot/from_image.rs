@@ -112,6 +112,12 @@ pub(crate) fn create(
     std::fs::remove_file(&archive).ok();
     let ver = choose(image, &kernels, kernel_version)?;
     let vmlinuz = root.join("boot").join(format!("vmlinuz-{ver}"));
+    if !root.join("lib/modules").join(&ver).is_dir() {
+        return Err(Fail::Request(anyhow!(
+            "image '{image}' has /boot/vmlinuz-{ver} but no kernel modules for {ver} \
+             (/lib/modules/{ver}): install that kernel's package in the image"
+        )));
+    }
 
     let output = scratch.path().join(format!("initramfs-{ver}.img"));
     let args = crate::initramfs::BuildArgs {
