@@ -25,6 +25,8 @@ const WHO: &[(&str, &[Kind])] = &[
         &[Kind::Node, Kind::Attrib],
     ),
     ("Boot configs and images only:", &[Kind::Boot, Kind::Image]),
+    ("Nodes and images only:", &[Kind::Node, Kind::Image]),
+    ("Images only:", &[Kind::Image]),
     ("Cluster only:", &[Kind::Cluster]),
     ("Admin accounts only:", &[Kind::Admin]),
 ];

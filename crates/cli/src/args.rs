@@ -256,9 +256,13 @@ pub(crate) enum Action {
         names: Vec<String>,
     },
     /// Create objects: key=value fields, key=@file to upload a file field
+    #[command(after_help = "Examples:\n  wulf node create --count 4 index=0\n  \
+        wulf image create name=rocky9 --from-dir /srv/images/rocky9\n  \
+        wulf boot create DefaultBoot --from-image bookworm cmdline=console=ttyS0,115200")]
     Create {
         /// Fields: name=… and the kind's other fields; FILE fields take @PATH. Nodes and
-        /// attribute groups also take reserved attributes: _status_secs=2
+        /// attribute groups also take reserved attributes: _status_secs=2. With --from-image
+        /// the boot config's name may come first, bare: NAME
         #[arg(value_name = "KEY=VALUE")]
         pairs: Vec<String>,
         /// Nodes: create this many (index=N starts them at N)
@@ -275,6 +279,24 @@ pub(crate) enum Action {
         /// gzip'd first); the image is created if absent
         #[arg(long, value_name = "FILE")]
         from_tar: Option<PathBuf>,
+        /// Boot configs: take the kernel (/boot/vmlinuz-VER) from this image, build an
+        /// initramfs from the image's own lib/modules/VER (as `wulf initramfs build` does) and
+        /// create the boot config with image, kernel and initramfs (`wulf boot create NAME
+        /// --from-image IMAGE`)
+        #[arg(long, value_name = "IMAGE", conflicts_with_all = ["from_dir", "from_tar", "count", "macs"])]
+        from_image: Option<String>,
+        /// With --from-image: which of the image's kernels, when it has several
+        #[arg(long, value_name = "VER", requires = "from_image")]
+        kernel_version: Option<String>,
+        /// With --from-image: more kernel modules for the initramfs, comma-separated (besides
+        /// the default NIC drivers)
+        #[arg(
+            long,
+            value_name = "M1,M2",
+            value_delimiter = ',',
+            requires = "from_image"
+        )]
+        drivers: Vec<String>,
         /// Admin accounts: read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
@@ -465,7 +487,14 @@ pub(crate) enum Action {
     ///
     /// Output and exit code as for power.
     Orphan,
-    /// Nodes only: run a command on every selected node, output grouped like clush -b
+    /// Nodes and images only: run a command on every selected node, output grouped like
+    /// clush -b (images: in the image, saved as a new version when it exits 0)
+    ///
+    /// Images: `wulf image exec NAME -- CMD…` unpacks the image into a temporary directory
+    /// and runs CMD chrooted there (own mount and PID namespaces; /proc, /dev, /sys mounted;
+    /// the host's resolv.conf). Exit 0 uploads the result as the image's new content, with
+    /// the old content's sha256 as parent_sha256; any other exit changes nothing. See
+    /// docs/admin/images.md.
     ///
     /// Nodes with identical output and exit code are printed once, under a line naming them
     /// as a hostlist (`---------------- n[0-3] (exit 0)`). -l: each node's raw output, every
@@ -476,8 +505,28 @@ pub(crate) enum Action {
     /// belongs to the command, `then` included; without `--`, `then` starts the next action.
     #[command(after_help = "Examples:\n  wulf node -i n[0-15] exec uptime\n  \
         wulf node -i n[0-15] exec --up -- df -h /tmp\n  \
-        echo hello | wulf node -i n[0-3] exec --stdin -- cat")]
+        echo hello | wulf node -i n[0-3] exec --stdin -- cat\n  \
+        wulf image exec rocky9 -- dnf -y install vim")]
     Exec(ExecArgs),
+    /// Images only: build an image's root filesystem here and upload it as its content
+    ///
+    /// Debian (`--debian SUITE`) with mmdebstrap, or debootstrap when mmdebstrap is missing,
+    /// or an OCI container image (`--from-container`): an OCI layout directory or a tarball
+    /// of one (`skopeo copy … oci-archive:`, `docker save`). The image is created if absent;
+    /// its content is replaced as with `create --from-dir`. Needs root. See
+    /// docs/admin/images.md.
+    #[command(
+        after_help = "Examples:\n  wulf image build bookworm --debian bookworm \
+        --packages openssh-server,iproute2 --include-agent\n  \
+        wulf image build alpine --from-container alpine-oci.tar"
+    )]
+    Build(BuildArgs),
+    /// Images only: an interactive shell in the image, saved as a new version when the shell
+    /// exits 0 (`exit 1` leaves the image as it was)
+    Shell {
+        /// The image
+        name: String,
+    },
     /// Nodes only: wait until every selected node is up, down or booting
     ///
     /// Wakes on each status change the head sees. Prints `ok (STATE) NODES` when every
@@ -563,6 +612,40 @@ pub(crate) struct ExecArgs {
         allow_hyphen_values = true
     )]
     pub(crate) command: Vec<String>,
+}
+
+/// `image build NAME --debian SUITE | --from-container PATH`.
+#[derive(Args, Debug)]
+pub(crate) struct BuildArgs {
+    /// The image (created if it does not exist)
+    pub(crate) name: String,
+    /// Build Debian SUITE (bookworm or trixie), variant minbase
+    #[arg(
+        long,
+        value_name = "SUITE",
+        required_unless_present = "from_container",
+        conflicts_with = "from_container"
+    )]
+    pub(crate) debian: Option<String>,
+    /// Debian: more packages to install, comma-separated (or repeated)
+    #[arg(long, value_name = "PKG,PKG", value_delimiter = ',')]
+    pub(crate) packages: Vec<String>,
+    /// Debian: the mirror to install from
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://deb.debian.org/debian"
+    )]
+    pub(crate) mirror: String,
+    /// Unpack this OCI image (layout directory or tarball of one) instead
+    #[arg(long, value_name = "PATH")]
+    pub(crate) from_container: Option<PathBuf>,
+    /// Put wulf-agent into the image as /usr/sbin/wulf-agent
+    #[arg(long)]
+    pub(crate) include_agent: bool,
+    /// The wulf-agent to include [default: beside this wulf, then on $PATH]
+    #[arg(long, value_name = "PATH", requires = "include_agent")]
+    pub(crate) agent: Option<PathBuf>,
 }
 
 /// `waitfor up|down|booting [--timeout S]`.

@@ -55,6 +55,18 @@ pub(crate) fn upload(
     field: &str,
     path: &Path,
 ) -> Result<Value, Fail> {
+    upload_with(c, kind, id, field, path, "")
+}
+
+/// `upload` with more query parameters (`&parent_sha256=…`).
+pub(crate) fn upload_with(
+    c: &Client,
+    kind: Kind,
+    id: &str,
+    field: &str,
+    path: &Path,
+    query: &str,
+) -> Result<Value, Fail> {
     let file = std::fs::File::open(path)
         .map_err(|e| usage(format!("cannot open {}: {e}", path.display())))?;
     let len = file
@@ -88,7 +100,7 @@ pub(crate) fn upload(
     let reader = bar.wrap_read(file);
     let objs: Vec<Value> = c.upload(
         &format!(
-            "/{kind}/{}/files/{field}?filename={}",
+            "/{kind}/{}/files/{field}?filename={}{query}",
             encode(id),
             encode(&filename)
         ),
@@ -101,7 +113,13 @@ pub(crate) fn upload(
         .ok_or_else(|| Fail::Request(anyhow::anyhow!("the head returned no object")))
 }
 
-fn download(c: &Client, kind: Kind, id: &str, field: &str, out: &Path) -> Result<(), Fail> {
+pub(crate) fn download(
+    c: &Client,
+    kind: Kind,
+    id: &str,
+    field: &str,
+    out: &Path,
+) -> Result<(), Fail> {
     let (len, reader) = c.download(&format!("/{kind}/{}/files/{field}", encode(id)))?;
     if out.as_os_str() == "-" {
         let mut r = reader;

@@ -2,6 +2,12 @@
 //! tar.gz (modes, ownership, symlinks, hard links and device nodes kept) in a temporary file,
 //! then create the image if it does not exist and upload the archive as its `content`.
 
+pub(crate) mod build;
+pub(crate) mod container;
+pub(crate) mod exec;
+pub(crate) mod ls;
+pub(crate) mod scratch;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -68,13 +74,26 @@ pub(crate) fn create(
         }
     };
     let c = crate::conn::client(cli)?;
+    let (verb, uid) = upsert(&c, &name, fields)?;
+    let obj = crate::files::upload(&c, kind, &uid, "content", packed.path())?;
+    crate::objects::report(cli, verb, kind, &[obj]);
+    Ok(())
+}
+
+/// Find image `name` (updating its other `fields`) or create it: the verb to report and its
+/// UID.
+pub(crate) fn upsert(
+    c: &wulf_api::Client,
+    name: &str,
+    fields: serde_json::Map<String, Value>,
+) -> Result<(&'static str, String), Fail> {
     let existing: Vec<Value> = c.get("/image?fields=uid,name")?;
     let found = existing
         .iter()
-        .find(|o| o.get("name").and_then(Value::as_str) == Some(name.as_str()))
+        .find(|o| o.get("name").and_then(Value::as_str) == Some(name))
         .and_then(|o| o.get("uid").and_then(Value::as_str))
         .map(str::to_string);
-    let (verb, uid) = match found {
+    Ok(match found {
         Some(uid) => {
             let mut rest = fields.clone();
             rest.remove("name");
@@ -101,10 +120,7 @@ pub(crate) fn create(
                 .ok_or_else(|| Fail::Request(anyhow!("the head returned no image")))?;
             ("Created", uid.to_string())
         }
-    };
-    let obj = crate::files::upload(&c, kind, &uid, "content", packed.path())?;
-    crate::objects::report(cli, verb, kind, &[obj]);
-    Ok(())
+    })
 }
 
 /// A progress line for packing: files and bytes so far.
@@ -175,6 +191,24 @@ pub(crate) fn pack_dir(dir: &Path) -> Result<tempfile::NamedTempFile> {
                 tar.append_dir(&name, &path)
                     .with_context(|| format!("cannot pack {}", path.display()))?;
                 subdirs.push(name);
+            } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+                // By hand: the tar crate names special files by their full path.
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&m, tar::HeaderMode::Complete);
+                h.set_entry_type(if ft.is_char_device() {
+                    tar::EntryType::Char
+                } else if ft.is_block_device() {
+                    tar::EntryType::Block
+                } else {
+                    tar::EntryType::Fifo
+                });
+                let rdev = m.rdev();
+                h.set_device_major(libc::major(rdev))
+                    .and_then(|()| h.set_device_minor(libc::minor(rdev)))
+                    .with_context(|| format!("cannot pack {}", path.display()))?;
+                h.set_size(0);
+                tar.append_data(&mut h, &name, std::io::empty())
+                    .with_context(|| format!("cannot pack {}", path.display()))?;
             } else {
                 tar.append_path_with_name(&path, &name)
                     .with_context(|| format!("cannot pack {}", path.display()))?;
@@ -319,6 +353,8 @@ mod tests {
         std::fs::write(root.join("bin/prog"), b"#!/bin/sh\necho hi\n").unwrap();
         std::os::unix::fs::symlink("prog", root.join("bin/alias")).unwrap();
         std::fs::hard_link(root.join("bin/prog"), root.join("bin/again")).unwrap();
+        let fifo = std::ffi::CString::new(root.join("bin/fifo").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(
             root.join("bin/prog"),
@@ -344,6 +380,7 @@ mod tests {
         // bin/again and bin/prog are one file: stored once (mode kept), then as a hard link.
         assert!(seen.contains(&("bin/again".into(), tar::EntryType::Regular, 0o751)));
         assert!(seen.contains(&("bin/alias".into(), tar::EntryType::Symlink, 0o777)));
+        assert!(seen.contains(&("bin/fifo".into(), tar::EntryType::Fifo, 0o640)));
         assert!(seen
             .iter()
             .any(|(p, t, _)| p == "bin/prog" && *t == tar::EntryType::Link));

@@ -9,6 +9,7 @@ mod args;
 mod attrs;
 mod backup;
 mod beowulf;
+mod boot;
 mod chain;
 mod clock;
 mod cluster;
@@ -93,7 +94,9 @@ fn check(cli: &Cli) -> Result<(), Fail> {
     };
     admin::check(kind, cmd)?;
     let verb = match &cmd.action {
+        Action::Exec(a) if kind == Kind::Image => return image::exec::check(cmd, a).map(drop),
         Action::Exec(a) => return exec::check(kind, cmd, a).map(drop),
+        Action::Build(a) => return image::build::check(a),
         Action::Waitfor(a) => return waitfor::check(kind, a),
         Action::Power(_) => "power",
         Action::Reboot(_) => "reboot",
@@ -144,6 +147,13 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
             enroll_token_ttl,
             ..
         } => standalone::create(cli, kind, pairs, *enroll_token_ttl),
+        Action::Create {
+            pairs,
+            from_image: Some(image),
+            kernel_version,
+            drivers,
+            ..
+        } => boot::from_image::create(cli, kind, pairs, image, kernel_version.as_deref(), drivers),
         Action::Create {
             from_dir: None,
             from_tar: None,
@@ -199,7 +209,10 @@ fn object(cli: &Cli, kind: Kind, cmd: &ObjectCmd) -> Result<(), Fail> {
         Action::Orphan => power::orphan(cli, kind, cmd),
         // Refused for every kind but admin (handled above).
         Action::Revoke => admin::check(kind, cmd),
+        Action::Exec(a) if kind == Kind::Image => image::exec::run(cli, cmd, a),
         Action::Exec(a) => exec::run(cli, kind, cmd, a),
+        Action::Build(a) => image::build::run(cli, a),
+        Action::Shell { name } => image::exec::shell(cli, name),
         Action::Waitfor(a) => waitfor::run(cli, kind, cmd, a),
         Action::EnrollToken { ttl } => standalone::reissue(cli, cmd, *ttl),
     }

@@ -32,7 +32,10 @@ pub(crate) fn ls(cli: &Cli, kind: Kind, cmd: &ObjectCmd, names: &[String]) -> Re
     } else {
         format!("/{kind}?{}", q.join("&"))
     };
-    let objs: Vec<Value> = c.get(&path)?;
+    let mut objs: Vec<Value> = c.get(&path)?;
+    if kind == Kind::Image && !cli.json && (cli.long || cli.full || cli.table) {
+        crate::image::ls::annotate(&c, &mut objs)?;
+    }
     let attrs: Option<Vec<NodeAttributes>> = if kind == Kind::Node && (cli.full || cli.long) {
         let uids: Vec<&str> = objs
             .iter()

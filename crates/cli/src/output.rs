@@ -89,7 +89,16 @@ fn columns(kind: Kind) -> &'static [&'static str] {
             "cmdline",
             "frozen",
         ],
-        Kind::Image => &["name", "content", "parent", "frozen", "description"],
+        Kind::Image => &[
+            "name",
+            "content",
+            "size",
+            "parent",
+            "parent_sha256",
+            "used_by",
+            "frozen",
+            "description",
+        ],
         Kind::Pool => &["name", "pattern", "first_index", "description"],
         Kind::Net => &[
             "name",

@@ -81,7 +81,7 @@ fn bad_input_is_refused_before_anything_is_sent() {
         (&["boot", "-i", "x", "reboot"], "is a node action"),
         (
             &["attrib", "-i", "x", "exec", "hostname"],
-            "is a node action",
+            "is a node and image action",
         ),
         // A chain is checked whole before its first action runs.
         (

@@ -541,7 +541,22 @@ fn missing_file_and_bad_requests() {
     let r = in_netns(&c, || fetch("10.78.3.1:69".parse().unwrap(), "nope", &[]));
     assert_eq!(r.unwrap_err().0, 1);
 
-    // Garbage gets an error or nothing, and the server carries on.
+    // Garbage gets an error or nothing, changes nothing in the root, and the server carries
+    // on.
+    std::fs::write(root.path().join("kept"), b"as it was").unwrap();
+    let snapshot = |dir: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let data = std::fs::read(e.path()).unwrap_or_default();
+                (e.file_name().to_string_lossy().to_string(), data)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot(root.path());
     in_netns(&c, || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -563,7 +578,18 @@ fn missing_file_and_bad_requests() {
             }
         }
         assert_eq!(errors, 3, "one error per malformed request");
+        // A write request for a new file and one over an existing file: refused.
+        for wrq in [&b"\0\x02planted\0octet\0"[..], b"\0\x02kept\0octet\0"] {
+            s.send_to(wrq, "10.78.3.1:69").unwrap();
+            let (n, _) = s.recv_from(&mut buf).expect("an answer to a write request");
+            assert_eq!(&buf[..2], &[0, 5], "{:?}", &buf[..n]);
+        }
     });
+    assert_eq!(
+        snapshot(root.path()),
+        before,
+        "malformed requests changed the TFTP root"
+    );
     std::fs::write(root.path().join("late"), b"still serving").unwrap();
     let f = in_netns(&c, || fetch("10.78.3.1:69".parse().unwrap(), "late", &[])).unwrap();
     assert_eq!(f.data, b"still serving");

@@ -340,6 +340,10 @@ pub struct Image {
     /// Name of the image this one was made from.
     #[serde(default)]
     pub parent: Option<String>,
+    /// The sha256 of the content this content was made from (`wulf image exec`): that
+    /// version stays in the file store while this names it. Set by the head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_sha256: Option<String>,
     #[serde(default)]
     pub frozen: bool,
 }
@@ -349,8 +353,21 @@ impl Image {
         if let Some(p) = &self.parent {
             check_object_name(p).map_err(|e| ModelError::new("parent", e.message))?;
         }
+        if let Some(s) = &self.parent_sha256 {
+            if !is_sha256(s) {
+                return Err(ModelError::new(
+                    "parent_sha256",
+                    format!("'{s}' is not a sha256 (64 lowercase hex digits)"),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// True for a sha256 written as 64 lowercase hex digits.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 object_common!(Image, Kind::Image);
 
@@ -827,7 +844,12 @@ pub fn fields(kind: Kind) -> &'static [(&'static str, FieldType)] {
             ("frozen", Bool),
             ("release", Text),
         ],
-        Kind::Image => with_common![("content", File), ("parent", OptText), ("frozen", Bool)],
+        Kind::Image => with_common![
+            ("content", File),
+            ("parent", OptText),
+            ("parent_sha256", ReadOnly),
+            ("frozen", Bool)
+        ],
         Kind::Pool => with_common![("pattern", Text), ("first_index", Int)],
         Kind::Net => with_common![
             ("first_ip", Text),

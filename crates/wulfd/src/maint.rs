@@ -341,7 +341,12 @@ pub(crate) fn referenced_files(app: &App) -> HashSet<String> {
                     .chain(b.kickstart.iter())
                     .map(|f| f.sha256.clone()),
             ),
-            AnyObj::Image(i) => out.extend(i.content.iter().map(|f| f.sha256.clone())),
+            AnyObj::Image(i) => out.extend(
+                i.content
+                    .iter()
+                    .map(|f| f.sha256.clone())
+                    .chain(i.parent_sha256.iter().cloned()),
+            ),
             AnyObj::Repo(r) => out.extend(r.iso.iter().map(|f| f.sha256.clone())),
             _ => {}
         }

@@ -165,7 +165,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let mut s = format!(
             "Wrote {} ({:.1} MiB, {:.1} MiB unpacked) for kernel {}\n  modules:  {} ({} drivers loaded at boot: {})\n",
@@ -506,7 +506,7 @@ fn plain_rel(rel: &str) -> String {
 }
 
 /// The agent program: --agent, else beside this wulf, else on $PATH.
-fn find_agent(given: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn find_agent(given: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = given {
         if !p.is_file() {
             bail!("--agent {}: no such file", p.display());

@@ -1,6 +1,7 @@
 //! Typed objects of any kind, and the store keys they live under.
 
 pub mod routes;
+pub mod versions;
 
 use std::sync::Arc;
 

@@ -326,11 +326,19 @@ async fn upload(
     }
     let size = file.size;
     let value = serde_json::to_value(file).unwrap_or(Value::Null);
-    let updated = match app.db.set_field(kind, obj.uid(), &field, value).await {
+    let set = if kind == Kind::Image {
+        crate::objects::versions::set_content(&app, obj.uid(), value, q.get("parent_sha256")).await
+    } else {
+        app.db
+            .set_field(kind, obj.uid(), &field, value)
+            .await
+            .map_err(ApiErr::from)
+    };
+    let updated = match set {
         Ok(u) => u,
         Err(e) => {
             stored.discard(&app);
-            return Err(e.into());
+            return Err(e);
         }
     };
     tracing::info!(target: "audit", account = %who.name, source = %who.source, kind = %kind, sha256 = %file.sha256, size, "uploaded {field} of {}", obj.name());
