@@ -163,12 +163,23 @@ fn has_all(c: &str, what: &str, wants: &[&str]) {
     }
 }
 
-/// n0's image downloads the head logged: "sending image NAME to 10.96.0.10 …" (n1, at
-/// 10.96.0.11, boots beside it).
-fn downloads(h: &Head, image: &str) -> usize {
+/// The image downloads the head logged to `addr`: "sending image NAME to ADDR …".
+fn downloads_to(h: &Head, image: &str, addr: &str) -> usize {
     h.log()
-        .matches(&format!("sending image {image} to 10.96.0.10 "))
+        .matches(&format!("sending image {image} to {addr} "))
         .count()
+}
+
+/// n0's image downloads (n1, at 10.96.0.11, boots beside it).
+fn downloads(h: &Head, image: &str) -> usize {
+    downloads_to(h, image, "10.96.0.10")
+}
+
+/// The first MiB of a disk file.
+fn first_mib(p: &Path) -> Vec<u8> {
+    let mut b = std::fs::read(p).unwrap();
+    b.truncate(1 << 20);
+    b
 }
 
 /// A sparse raw disk of `mib` MiB.
@@ -277,31 +288,7 @@ fn roram_overlay_and_the_disk_cache() {
     let disk0 = dir.join("n0.disk");
     disk(&disk0, 256);
     let disk1 = dir.join("n1.disk");
-    disk(&disk1, 64);
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut mbr = [0u8; 512];
-        mbr[440..444].copy_from_slice(b"FRGN");
-        mbr[446..462].copy_from_slice(&[
-            0x80, 0x20, 0x21, 0x00, 0x07, 0xfe, 0xff, 0xff, 0x00, 0x08, 0x00, 0x00, 0x00, 0xf8,
-            0x01, 0x00,
-        ]);
-        mbr[510] = 0x55;
-        mbr[511] = 0xaa;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&disk1)
-            .unwrap();
-        f.seek(SeekFrom::Start(0)).unwrap();
-        f.write_all(&mbr).unwrap();
-        f.seek(SeekFrom::Start(4096)).unwrap();
-        f.write_all(b"someone else's data").unwrap();
-    }
-    let first_mib = |p: &Path| {
-        let mut b = std::fs::read(p).unwrap();
-        b.truncate(1 << 20);
-        b
-    };
+    foreign_disk(&disk1, 64);
     let disk1_before = first_mib(&disk1);
 
     lab.tap("tap0");
@@ -554,16 +541,7 @@ fn disked_install_and_boot_from_disk() {
         "_disk_root=/dev/vda",
     ]);
     let node = || h.json(&["node", "ls", "d0"])[0].clone();
-    let first_mib = |p: &Path| {
-        let mut b = std::fs::read(p).unwrap();
-        b.truncate(1 << 20);
-        b
-    };
-    let downloads = |image: &str| {
-        h.log()
-            .matches(&format!("sending image {image} to 10.97.0.10 "))
-            .count()
-    };
+    let downloads = |image: &str| downloads_to(&h, image, "10.97.0.10");
     lab.tap("tap0");
     let disk0 = dir.join("d0.disk");
     foreign_disk(&disk0, 256);

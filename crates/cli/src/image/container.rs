@@ -17,7 +17,6 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -165,20 +164,10 @@ fn blob(layout: &Path, digest: &str) -> Result<PathBuf> {
         .filter(|h| wulf_model::is_sha256(h))
         .ok_or_else(|| anyhow!("digest '{digest}' is not sha256:HEX"))?;
     let path = layout.join("blobs/sha256").join(hex);
-    let mut f = std::fs::File::open(&path)
-        .with_context(|| format!("blob {digest} is missing ({})", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
+    if !path.is_file() {
+        bail!("blob {digest} is missing ({})", path.display());
     }
-    let got = hex::encode(h.finalize());
+    let got = super::exec::sha256_file(&path)?;
     if got != hex {
         bail!("blob {digest} is damaged: its sha256 is {got}");
     }

@@ -187,6 +187,11 @@ fn shell_of(root: &Path) -> String {
 }
 
 pub(crate) fn sha256_of(path: &Path) -> Result<String, Fail> {
+    Ok(sha256_file(path)?)
+}
+
+/// The sha256 of the file at `path`, as hex.
+pub(crate) fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut h = Sha256::new();
