@@ -201,7 +201,8 @@ pub(crate) struct SimArgs {
     /// --url, else the first of these
     #[arg(long, value_name = "URLS", value_delimiter = ',')]
     pub(crate) heads: Vec<String>,
-    /// Parallel reporting threads; each keeps one connection to each head it reports to
+    /// Parallel reporting threads; like wulf-agent, each report goes over a new connection
+    /// (TLS resumed with a session ticket). Latency counts from when a report was due
     #[arg(long, default_value_t = 32)]
     pub(crate) connections: usize,
     /// Stop without clean-shutdown reports (the head sees the nodes stop sending status)

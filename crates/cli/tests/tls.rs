@@ -466,3 +466,66 @@ fn heads_of_one_cluster_share_the_ca() {
     );
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// An agent's (or `wulf sim`'s) next report is a new connection: the head hands out session
+/// tickets, so it resumes without the certificate signature, for any number of nodes.
+/// Checked with openssl s_client: a connection given the first one's session, after 300
+/// others, says "Reused"; one without says "New".
+#[test]
+fn a_new_connection_resumes_with_the_heads_session_ticket() {
+    use std::io::Write;
+    let h = Head::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sess = dir.path().join("session.pem");
+    let connect = |extra: &[&str]| -> String {
+        let mut c = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{}", h.port)])
+            .args(["-servername", "localhost", "-CAfile"])
+            .arg(h.ca())
+            .args(["-verify_return_error", "-ign_eof"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("openssl must be installed (./test.sh installs it)");
+        // A whole request, so the client reads the answer and the tickets sent after the
+        // handshake before it leaves.
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /boot/ca.pem HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    let first = connect(&["-sess_out", sess.to_str().unwrap()]);
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    assert!(first.contains("BEGIN CERTIFICATE"), "no answer: {first}");
+    assert!(sess.is_file(), "openssl kept no session: {first}");
+    // 300 other TLS connections in between (curl, each request on a new one): more sessions
+    // than a server-side session cache of 256 holds, so only a ticket resumes the first.
+    let url = format!("{}/boot/ca.pem", h.url());
+    let mut curl = Command::new("curl");
+    curl.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Connection: close",
+        "--cacert",
+    ])
+    .arg(h.ca());
+    for _ in 0..300 {
+        curl.arg(&url);
+    }
+    let o = curl
+        .output()
+        .expect("curl must be installed (./test.sh installs it)");
+    assert!(o.status.success(), "{}", text(&o));
+    let second = connect(&["-sess_in", sess.to_str().unwrap()]);
+    assert!(second.contains("Reused, TLSv1.3"), "not resumed:\n{second}");
+    let third = connect(&[]);
+    assert!(third.contains("New, TLSv1.3"), "{third}");
+}

@@ -332,6 +332,10 @@ fn acceptor(
         .with_no_client_auth()
         .with_single_cert(vec![cert, ca_der], key)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Stateless session tickets: an agent's next report (a new connection) resumes without
+    // the certificate signature, for any number of nodes (the default stateful cache holds
+    // 256 sessions).
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
