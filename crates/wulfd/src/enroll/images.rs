@@ -107,9 +107,23 @@ pub async fn may_download(
         .and_then(|v| v.trim().strip_prefix("Bearer "))
         .map(str::trim);
     let verdict = judge(app, sha256, bearer, peer).await;
-    if let Err(why) = &verdict {
-        let src = source(peer);
-        tracing::warn!(target: "audit", source = %src, sha256, image = %images.join(","), "refused image {} to {src}: {why}", images.join(","));
+    let src = source(peer);
+    match &verdict {
+        Err(why) => {
+            tracing::warn!(target: "audit", source = %src, sha256, image = %images.join(","), "refused image {} to {src}: {why}", images.join(","));
+        }
+        Ok(()) => {
+            let who = bearer
+                .and_then(|b| {
+                    wulf_api::enroll::parse_enroll_token(b)
+                        .or_else(|| wulf_api::status::parse_node_token(b))
+                })
+                .map_or_else(
+                    || "a peer head".to_string(),
+                    |(uid, _)| format!("node {uid}"),
+                );
+            tracing::info!(source = %src, sha256, image = %images.join(","), "sending image {} to {src} ({who})", images.join(","));
+        }
     }
     verdict
 }
