@@ -51,7 +51,7 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
         return Err(usage("--nodes must be at least 1"));
     }
     if let Some(n) = a.boot_storm {
-        return storm(cli, a, n);
+        return storm(cli, a, n, stop);
     }
     if !a.local_head {
         let cfg = conn::load_config().map_err(|e| usage(format!("{e:#}")))?;
@@ -103,7 +103,12 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
 }
 
 /// `wulf sim --boot-storm N`.
-fn storm(cli: &Cli, a: &SimArgs, n: usize) -> Result<(), Fail> {
+fn storm(
+    cli: &Cli,
+    a: &SimArgs,
+    n: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), Fail> {
     if a.local_head {
         return Err(usage(
             "--boot-storm needs a running head with DHCP and TFTP on the storm's network, not --local-head",
@@ -141,7 +146,7 @@ fn storm(cli: &Cli, a: &SimArgs, n: usize) -> Result<(), Fail> {
         boot_config: a.boot_config.clone(),
         tls: tls.as_ref().map(|t| t.config.clone()),
     };
-    let o = sim::storm::run(&c, opts).map_err(Fail::Request)?;
+    let o = sim::storm::run(&c, opts, stop).map_err(Fail::Request)?;
     if cli.json {
         crate::output::print_json(&o);
     } else {

@@ -79,6 +79,8 @@ pub struct Outcome {
     pub all_up_secs: f64,
     /// From the start until every node had come up or failed.
     pub elapsed_secs: f64,
+    /// CPU seconds the storm itself used (the nodes' receiving and checksumming).
+    pub sim_cpu_secs: f64,
     /// Per-node boot time (power-on to up).
     pub p50_secs: f64,
     pub p99_secs: f64,
@@ -99,6 +101,9 @@ struct Counts {
     http: u64,
 }
 
+/// One node's end: its index, its boot time in seconds or why it failed, its counts.
+type Booted = (usize, Result<f64, String>, Counts);
+
 /// Shared by the storm's workers.
 struct Ctx {
     opts: StormOptions,
@@ -107,6 +112,9 @@ struct Ctx {
     added: Mutex<Vec<String>>,
     http: ureq::Agent,
     stats: super::Stats,
+    /// Nodes that are up and when their next report is due: they keep reporting until the
+    /// storm ends, so the head sees them up.
+    up: Mutex<Vec<(Instant, super::SimNode)>>,
 }
 
 /// The storm's nodes as (uid, name): the first `n` MACs, created when missing.
@@ -213,7 +221,8 @@ fn url_sha(url: &str) -> Option<&str> {
     (last.len() == 64 && last.bytes().all(|b| b.is_ascii_hexdigit())).then_some(last)
 }
 
-/// Boot node `i` (power-on at `_power_on`): Ok once the head took its first status report.
+/// Boot one node: Ok (the node, to keep reporting) once the head took its first status
+/// report.
 fn boot_one(
     ctx: &Ctx,
     uid: &str,
@@ -221,7 +230,7 @@ fn boot_one(
     mac: [u8; 6],
     deadline: Instant,
     n: &mut Counts,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<super::SimNode> {
     let macs = mac_str(mac);
     let tls = ctx.opts.tls.as_ref();
     // 1. PXE firmware: DHCP names the loader on TFTP.
@@ -342,22 +351,94 @@ fn boot_one(
         head.clone(),
     );
     sim.ip = Some(ip.to_string());
+    // Reports go from the storm's own address (the head does not bind them to one); like
+    // the agent, a node whose report was not taken sends it again.
     let mut heads = super::Heads::new(vec![head.clone()]);
-    super::send(
-        &ctx.http,
-        &mut heads,
-        &mut sim,
-        ReportState::Up,
-        &mut rand::thread_rng(),
-        &ctx.stats,
-        &mut BTreeMap::new(),
-    )
-    .map_err(|e| anyhow::anyhow!("status report: {e}"))?;
-    Ok(())
+    loop {
+        match super::send(
+            &ctx.http,
+            &mut heads,
+            &mut sim,
+            ReportState::Up,
+            &mut rand::thread_rng(),
+            &ctx.stats,
+            &mut BTreeMap::new(),
+        ) {
+            Ok(()) => return Ok(sim),
+            Err(e) if Instant::now() + Duration::from_secs(1) >= deadline => {
+                anyhow::bail!("status report: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
 }
 
-/// Run a boot storm. The figures come back whether or not every node came up.
-pub fn run(c: &Client, opts: StormOptions) -> anyhow::Result<Outcome> {
+/// Send the reports of the nodes that are up as they fall due, until `done`.
+fn keep_reporting(ctx: &Ctx, done: &std::sync::atomic::AtomicBool) {
+    let mut heads: HashMap<String, super::Heads> = HashMap::new();
+    let mut rng = rand::thread_rng();
+    while !done.load(Ordering::Relaxed) {
+        let mut list = std::mem::take(&mut *ctx.up.lock().unwrap_or_else(|e| e.into_inner()));
+        for (due, n) in list.iter_mut() {
+            if *due > Instant::now() {
+                continue;
+            }
+            let h = heads
+                .entry(n.head.clone())
+                .or_insert_with(|| super::Heads::new(vec![n.head.clone()]));
+            let _ = super::send(
+                &ctx.http,
+                h,
+                n,
+                ReportState::Up,
+                &mut rng,
+                &ctx.stats,
+                &mut BTreeMap::new(),
+            );
+            *due = Instant::now() + Duration::from_secs(u64::from(n.interval.max(1)));
+        }
+        ctx.up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(list);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// CPU seconds (user + system) this process used so far.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer to an rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Take the addresses the storm added off the interface again.
+fn remove_addrs(ctx: &Ctx) {
+    for cidr in ctx
+        .added
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .rev()
+    {
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "del", cidr, "dev", &ctx.opts.iface])
+            .output();
+    }
+}
+
+/// Run a boot storm. The figures come back whether or not every node came up; `stop` (a
+/// signal) ends it at once, without figures (exit 130), once the addresses are removed.
+pub fn run(
+    c: &Client,
+    opts: StormOptions,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Outcome> {
     if opts.nodes == 0 {
         anyhow::bail!("--boot-storm must be at least 1");
     }
@@ -375,13 +456,36 @@ pub fn run(c: &Client, opts: StormOptions) -> anyhow::Result<Outcome> {
         http: super::agent(
             ureq::AgentBuilder::new()
                 .timeout_connect(super::CONNECT_TIMEOUT)
-                .timeout(super::TIMEOUT)
-                .max_idle_connections(0),
+                .timeout(Duration::from_secs(30)),
             &opts.tls,
         ),
         stats: super::Stats::default(),
+        up: Mutex::new(Vec::new()),
         opts: opts.clone(),
     });
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = {
+        let (ctx, done) = (ctx.clone(), done.clone());
+        std::thread::Builder::new()
+            .name("storm-reports".into())
+            .spawn(move || keep_reporting(&ctx, &done))?
+    };
+    {
+        let (ctx, done) = (ctx.clone(), done.clone());
+        std::thread::Builder::new()
+            .name("storm-stop".into())
+            .spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
+                        remove_addrs(&ctx);
+                        eprintln!("storm: stopped by a signal, before every node was done");
+                        std::process::exit(130);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })?;
+    }
+    let cpu0 = cpu_secs();
     // Power-on moments, earliest first.
     let mut due: Vec<(f64, usize)> = (0..opts.nodes)
         .map(|i| {
@@ -396,7 +500,7 @@ pub fn run(c: &Client, opts: StormOptions) -> anyhow::Result<Outcome> {
     due.sort_by(|a, b| a.0.total_cmp(&b.0));
     let queue = Arc::new(Mutex::new(due.into_iter().collect::<VecDeque<_>>()));
     let nodes = Arc::new(nodes);
-    let results: Arc<Mutex<Vec<(usize, Result<f64, String>, Counts)>>> = Arc::default();
+    let results: Arc<Mutex<Vec<Booted>>> = Arc::default();
     let last_up = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     eprintln!(
@@ -430,11 +534,17 @@ pub fn run(c: &Client, opts: StormOptions) -> anyhow::Result<Outcome> {
                 let mut counts = Counts::default();
                 let r = boot_one(&ctx, uid, name, mac_of(i), deadline, &mut counts);
                 let r = match r {
-                    Ok(()) if Instant::now() > deadline => Err(format!(
+                    Ok(_) if Instant::now() > deadline => Err(format!(
                         "up only after the time limit of {} s",
                         ctx.opts.node_timeout
                     )),
-                    Ok(()) => {
+                    Ok(sim) => {
+                        let due =
+                            Instant::now() + Duration::from_secs(u64::from(sim.interval.max(1)));
+                        ctx.up
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((due, sim));
                         last_up.fetch_max(start.elapsed().as_micros() as u64, Ordering::Relaxed);
                         Ok(power_on.elapsed().as_secs_f64())
                     }
@@ -456,17 +566,10 @@ pub fn run(c: &Client, opts: StormOptions) -> anyhow::Result<Outcome> {
         let _ = h.join();
     }
     let elapsed = start.elapsed().as_secs_f64();
-    for cidr in ctx
-        .added
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .rev()
-    {
-        let _ = std::process::Command::new("ip")
-            .args(["addr", "del", cidr, "dev", &opts.iface])
-            .output();
-    }
+    let sim_cpu = cpu_secs() - cpu0;
+    done.store(true, Ordering::Relaxed);
+    let _ = keeper.join();
+    remove_addrs(&ctx);
     let mut results = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
     results.sort_by_key(|r| r.0);
     let mut times = Vec::new();
@@ -490,6 +593,7 @@ pub fn run(c: &Client, opts: StormOptions) -> anyhow::Result<Outcome> {
     let (p50, p99, max) = super::percentiles(times);
     Ok(Outcome {
         elapsed_secs: elapsed,
+        sim_cpu_secs: sim_cpu,
         nodes: opts.nodes,
         spread_secs: opts.spread,
         up,
@@ -537,6 +641,10 @@ pub fn print(o: &Outcome) {
         o.bytes,
         mib(o.tftp_bytes),
         mib(o.http_bytes)
+    );
+    println!(
+        "  the storm's own CPU: {:.1} s over {:.1} s",
+        o.sim_cpu_secs, o.elapsed_secs
     );
     for f in &o.failures {
         println!("  failed: {} ({}): {}", f.node, f.mac, f.reason);

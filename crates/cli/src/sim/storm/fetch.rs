@@ -37,8 +37,11 @@ pub fn tftp(
     deadline: Instant,
 ) -> anyhow::Result<Got> {
     const BLKSIZE: usize = 1432;
-    let sock = UdpSocket::bind(SocketAddrV4::new(local, 0))
-        .map_err(|e| anyhow::anyhow!("cannot bind a TFTP socket to {local}: {e}"))?;
+    let bind = || {
+        UdpSocket::bind(SocketAddrV4::new(local, 0))
+            .map_err(|e| anyhow::anyhow!("cannot bind a TFTP socket to {local}: {e}"))
+    };
+    let mut sock = bind()?;
     let mut rrq = vec![0, 1];
     for part in [file, "octet", "tsize", "0", "blksize", &BLKSIZE.to_string()] {
         rrq.extend_from_slice(part.as_bytes());
@@ -59,6 +62,7 @@ pub fn tftp(
         sock.set_read_timeout(Some(left(deadline)?.min(Duration::from_secs(2))))?;
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -66,8 +70,16 @@ pub fn tftp(
                 ) =>
             {
                 silent += 1;
-                if silent > 5 {
+                // PXE ROMs keep asking; the node's time limit ends it.
+                if Instant::now() >= deadline {
                     anyhow::bail!("TFTP {file} from {server}: no answer after {silent} tries ({bytes} bytes received)");
+                }
+                if silent >= 5 {
+                    // The transfer went quiet (the server gave it up, or dropped the
+                    // request): start over from a new port, as firmware does.
+                    sock = bind()?;
+                    (peer, last, blksize, tsize, expect) = (None, rrq.clone(), 512, None, 1);
+                    (hasher, bytes, silent) = (Sha256::new(), 0, 0);
                 }
                 sock.send_to(&last, peer.unwrap_or(to))?;
                 continue;
@@ -270,6 +282,7 @@ pub fn http(
                     got.bytes
                 ),
                 Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if want.is_none() && e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Ok(())
                 }
