@@ -224,6 +224,53 @@ pub(crate) struct SimArgs {
     /// reboot, shutdown and orphan like wulf-agent
     #[arg(long, value_name = "NODES")]
     pub(crate) ignore_soft: Option<String>,
+    /// Boot storm: N normal nodes (MACs 02:53:…) power on at once and boot as real ones do
+    /// against the head: DHCP as PXE firmware, the loader over TFTP, DHCP as iPXE, the boot
+    /// script, kernel, initramfs and image in full (each checked against its SHA-256), then
+    /// enrollment and a status report. Run it as root inside a network namespace whose
+    /// interface (--iface) is on the head's cluster network with an address of its own (for
+    /// the admin API); each node's address is added to that interface and its requests come
+    /// from it. Prints time to all up, per-node boot
+    /// times, failed boots and bytes (--json: as JSON); exit 1 when a boot failed
+    #[arg(long, value_name = "N")]
+    pub(crate) boot_storm: Option<usize>,
+    /// Boot storm: every node powers on at a random moment within this many seconds
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1.0,
+        requires = "boot_storm"
+    )]
+    pub(crate) spread: f64,
+    /// Boot storm: a node not up this many seconds after its power-on has failed
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 300.0,
+        requires = "boot_storm"
+    )]
+    pub(crate) node_timeout: f64,
+    /// Boot storm: nodes booting at the same time, at most (the others power on when one
+    /// is done; their boot time still counts from their power-on moment)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1024,
+        requires = "boot_storm"
+    )]
+    pub(crate) concurrency: usize,
+    /// Boot storm: the interface on the head's cluster network
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "eth0",
+        requires = "boot_storm"
+    )]
+    pub(crate) iface: String,
+    /// Boot storm: the `_boot_config` of the storm nodes this creates (nodes that exist
+    /// keep theirs); needed when some do not exist yet
+    #[arg(long, value_name = "NAME", requires = "boot_storm")]
+    pub(crate) boot_config: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod commands;
+pub(crate) mod storm;
 
 use rand::Rng;
 use serde_json::Value;

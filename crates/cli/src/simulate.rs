@@ -50,6 +50,9 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
     if a.nodes == 0 {
         return Err(usage("--nodes must be at least 1"));
     }
+    if let Some(n) = a.boot_storm {
+        return storm(cli, a, n, stop);
+    }
     if !a.local_head {
         let cfg = conn::load_config().map_err(|e| usage(format!("{e:#}")))?;
         let (url, token) = conn::resolve(
@@ -97,4 +100,64 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
     }
     drop(head);
     result.map(|_| ()).map_err(Fail::Request)
+}
+
+/// `wulf sim --boot-storm N`.
+fn storm(
+    cli: &Cli,
+    a: &SimArgs,
+    n: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), Fail> {
+    if a.local_head {
+        return Err(usage(
+            "--boot-storm needs a running head with DHCP and TFTP on the storm's network, not --local-head",
+        ));
+    }
+    if n == 0 {
+        return Err(usage("--boot-storm must be at least 1"));
+    }
+    if !(a.spread >= 0.0 && a.spread.is_finite()) {
+        return Err(usage(format!(
+            "--spread {}: give 0 or more seconds",
+            a.spread
+        )));
+    }
+    if !(a.node_timeout > 0.0 && a.node_timeout.is_finite()) {
+        return Err(usage(format!(
+            "--node-timeout {}: give more than 0 seconds",
+            a.node_timeout
+        )));
+    }
+    if a.concurrency == 0 {
+        return Err(usage("--concurrency must be at least 1"));
+    }
+    let cfg = conn::load_config().map_err(|e| usage(format!("{e:#}")))?;
+    let (url, token) = conn::resolve(cli.url.clone(), cli.token.clone(), &cfg)
+        .map_err(|e| usage(format!("{e:#}")))?;
+    let tls = conn::tls_for(&url, cli.ca.as_deref(), cli.insecure, &cfg)?;
+    let c = conn::client_with(&url, token, tls.as_ref(), Client::builder());
+    let opts = sim::storm::StormOptions {
+        nodes: n,
+        spread: a.spread,
+        node_timeout: a.node_timeout,
+        concurrency: a.concurrency,
+        iface: a.iface.clone(),
+        boot_config: a.boot_config.clone(),
+        tls: tls.as_ref().map(|t| t.config.clone()),
+    };
+    let o = sim::storm::run(&c, opts, stop).map_err(Fail::Request)?;
+    if cli.json {
+        crate::output::print_json(&o);
+    } else {
+        sim::storm::print(&o);
+    }
+    if o.failed > 0 {
+        return Err(Fail::Request(anyhow::anyhow!(
+            "{} of {} nodes failed to boot",
+            o.failed,
+            o.nodes
+        )));
+    }
+    Ok(())
 }

@@ -114,7 +114,16 @@ pub async fn may_download(
         }
         // One line per image download (a node booting from its disk cache shows none).
         Ok(()) => {
-            tracing::info!(target: "audit", source = %src, sha256, image = %images.join(","), "sending image {} to {src}", images.join(","));
+            let who = bearer
+                .and_then(|b| {
+                    wulf_api::enroll::parse_enroll_token(b)
+                        .or_else(|| wulf_api::status::parse_node_token(b))
+                })
+                .map_or_else(
+                    || "a peer head".to_string(),
+                    |(uid, _)| format!("node {uid}"),
+                );
+            tracing::info!(target: "audit", source = %src, sha256, image = %images.join(","), "sending image {} to {src} ({who})", images.join(","));
         }
     }
     verdict
