@@ -443,7 +443,7 @@ EOF
     sleep 0.1
   done
   ((i < 150)) || die "wulfd did not come up on 127.0.0.1:$PORT"
-  export WULF_URL="http://127.0.0.1:$PORT"
+  export WULF_URL="https://127.0.0.1:$PORT" WULF_CA="$DATA/tls/ca.pem"
   WULF_TOKEN=$(cat "$DATA/admin.token")
   export WULF_TOKEN
   wulfd_alive() {

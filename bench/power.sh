@@ -164,7 +164,7 @@ for ((i = 0; i < 150; i++)); do
   [[ -s "$DATA/admin.token" ]] && curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/" && break
   sleep 0.1
 done
-export WULF_URL="http://127.0.0.1:$PORT" WULF_TOKEN
+export WULF_URL="https://127.0.0.1:$PORT" WULF_CA="$DATA/tls/ca.pem" WULF_TOKEN
 WULF_TOKEN=$(cat "$DATA/admin.token")
 for ((i = 0; i < NODES; i++)); do printf '02:b6:00:00:%02x:%02x\n' $((i / 256)) $((i % 256)); done >"$TMP/macs"
 run_child "$WULF" node create --macs "$TMP/macs" >/dev/null

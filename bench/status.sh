@@ -262,7 +262,7 @@ for N in "${SIZE_LIST[@]}"; do
   DATA="$TMP/data-$N"
   PORT=$(pick_port)
   start_wulfd "$DATA" "$PORT"
-  export WULF_URL="http://127.0.0.1:$PORT"
+  export WULF_URL="https://127.0.0.1:$PORT" WULF_CA="$DATA/tls/ca.pem"
   WULF_TOKEN=$(cat "$DATA/admin.token")
   export WULF_TOKEN
   R_OFFER[$N]=$((N / 10))

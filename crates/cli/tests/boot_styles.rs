@@ -175,6 +175,23 @@ fn downloads(h: &Head, image: &str) -> usize {
     downloads_to(h, image, "10.96.0.10")
 }
 
+/// One boot of a VM on (tap, MAC, disk) until the image reports; the console, which must
+/// hold each of `wants`.
+fn boot_once(
+    lab: &Lab,
+    log: PathBuf,
+    (tap, mac, disk): (&str, &str, &Path),
+    what: &str,
+    limit: Duration,
+    wants: &[&str],
+) -> String {
+    let mut vm = Vm::start(&lab.srv, log, tap, mac, disk);
+    let c = vm.wait_done(what, limit);
+    drop(vm);
+    has_all(&c, what, wants);
+    c
+}
+
 /// The first MiB of a disk file.
 fn first_mib(p: &Path) -> Vec<u8> {
     let mut b = std::fs::read(p).unwrap();
@@ -397,12 +414,12 @@ fn roram_overlay_and_the_disk_cache() {
 
     // Boot 3: the cache holds this image: no download.
     let t = Instant::now();
-    let mut vm0 = Vm::start(&lab.srv, dir.join("n0-3.console"), "tap0", MAC0, &disk0);
-    let c = vm0.wait_done("n0 boot 3", Duration::from_secs(300));
-    drop(vm0);
-    has_all(
-        &c,
+    let c = boot_once(
+        &lab,
+        dir.join("n0-3.console"),
+        ("tap0", MAC0, &disk0),
         "n0 boot 3",
+        Duration::from_secs(300),
         &[
             "wulf-init: disk cache: /dev/vda1 mounted",
             "wulf-init: disk cache hit: image",
@@ -430,12 +447,12 @@ fn roram_overlay_and_the_disk_cache() {
     // Boot 4: another image: downloaded, the cache replaced.
     h.ok(&["boot", "-i", "styles", "update", "image=probe2"]);
     let t = Instant::now();
-    let mut vm0 = Vm::start(&lab.srv, dir.join("n0-4.console"), "tap0", MAC0, &disk0);
-    let c = vm0.wait_done("n0 boot 4", Duration::from_secs(300));
-    drop(vm0);
-    has_all(
-        &c,
+    boot_once(
+        &lab,
+        dir.join("n0-4.console"),
+        ("tap0", MAC0, &disk0),
         "n0 boot 4",
+        Duration::from_secs(300),
         &[
             "the node boots",
             "downloading the new one",
@@ -577,12 +594,12 @@ fn disked_install_and_boot_from_disk() {
     // Boot 1: _disk_wipe=yes: installed.
     h.ok(&["node", "-i", "d0", "set", "_disk_wipe=yes"]);
     let t = Instant::now();
-    let mut vm = Vm::start(&lab.srv, dir.join("d0-1.console"), "tap0", MAC, &disk0);
-    let c = vm.wait_done("d0 boot 1", Duration::from_secs(360));
-    drop(vm);
-    has_all(
-        &c,
+    boot_once(
+        &lab,
+        dir.join("d0-1.console"),
+        ("tap0", MAC, &disk0),
         "d0 boot 1",
+        Duration::from_secs(360),
         &[
             "_disk_wipe=yes: repartitioning it",
             "wulf-init: disked: installing the image on /dev/vda1",
@@ -608,12 +625,12 @@ fn disked_install_and_boot_from_disk() {
 
     // Boot 2: from the disk, no download.
     let t = Instant::now();
-    let mut vm = Vm::start(&lab.srv, dir.join("d0-2.console"), "tap0", MAC, &disk0);
-    let c = vm.wait_done("d0 boot 2", Duration::from_secs(360));
-    drop(vm);
-    has_all(
-        &c,
+    let c = boot_once(
+        &lab,
+        dir.join("d0-2.console"),
+        ("tap0", MAC, &disk0),
         "d0 boot 2",
+        Duration::from_secs(360),
         &[
             "wulf: d0 boots image disk1",
             "from its local disk",
@@ -641,12 +658,12 @@ fn disked_install_and_boot_from_disk() {
     // Boot 3: the image changed: installed again.
     h.ok(&["boot", "-i", "disked", "update", "image=disk2"]);
     let t = Instant::now();
-    let mut vm = Vm::start(&lab.srv, dir.join("d0-3.console"), "tap0", MAC, &disk0);
-    let c = vm.wait_done("d0 boot 3", Duration::from_secs(360));
-    drop(vm);
-    has_all(
-        &c,
+    boot_once(
+        &lab,
+        dir.join("d0-3.console"),
+        ("tap0", MAC, &disk0),
         "d0 boot 3",
+        Duration::from_secs(360),
         &[
             "has wulf's partition table: installing afresh",
             "wulf-init: disked: the head recorded the install",
@@ -660,12 +677,12 @@ fn disked_install_and_boot_from_disk() {
     // Boot 4: boot_stage set back to pxe: installed again.
     h.ok(&["node", "-i", "d0", "update", "boot_stage=pxe"]);
     let t = Instant::now();
-    let mut vm = Vm::start(&lab.srv, dir.join("d0-4.console"), "tap0", MAC, &disk0);
-    let c = vm.wait_done("d0 boot 4", Duration::from_secs(360));
-    drop(vm);
-    has_all(
-        &c,
+    boot_once(
+        &lab,
+        dir.join("d0-4.console"),
+        ("tap0", MAC, &disk0),
         "d0 boot 4",
+        Duration::from_secs(360),
         &["installing afresh", "styles image: version 2"],
     );
     assert_eq!(downloads("disk2"), 2, "{}", h.log());

@@ -413,53 +413,44 @@ fn boot_config_from_an_image() {
         two.to_str().unwrap(),
     ]);
     let rev = h.revision();
-    let e = h.fails(2, &["boot", "create", "b", "--from-image", "ghost"]);
-    assert!(e.contains("no image 'ghost'"), "{e}");
-    let e = h.fails(1, &["boot", "create", "b", "--from-image", "nokernel"]);
-    assert!(e.contains("image 'nokernel' has no kernel"), "{e}");
-    let e = h.fails(2, &["boot", "create", "b", "--from-image", "two"]);
-    assert!(e.contains("several kernels (1.0-test, 2.0-test)"), "{e}");
-    assert!(e.contains("--kernel-version"), "{e}");
-    let e = h.fails(
-        2,
-        &[
-            "boot",
-            "create",
-            "b",
-            "--from-image",
-            "two",
-            "--kernel-version",
-            "3.0",
-        ],
-    );
-    assert!(e.contains("no /boot/vmlinuz-3.0"), "{e}");
-    let e = h.fails(
-        1,
-        &[
-            "boot",
-            "create",
-            "b",
-            "--from-image",
-            "two",
-            "--kernel-version",
-            "1.0-test",
-        ],
-    );
-    assert!(e.contains("no kernel modules for 1.0-test"), "{e}");
-    let e = h.fails(
-        2,
-        &[
-            "boot",
-            "create",
-            "b",
-            "--from-image",
-            "two",
-            "kernel=@/etc/hostname",
-        ],
-    );
-    assert!(e.contains("set by --from-image"), "{e}");
-    let e = h.fails(2, &["boot", "create", "--from-image", "two"]);
-    assert!(e.contains("name the boot config"), "{e}");
+    // Each refused `boot create`: (exit code, arguments, what the error says).
+    let refusals: &[(i32, &[&str], &[&str])] = &[
+        (2, &["b", "--from-image", "ghost"], &["no image 'ghost'"]),
+        (
+            1,
+            &["b", "--from-image", "nokernel"],
+            &["image 'nokernel' has no kernel"],
+        ),
+        (
+            2,
+            &["b", "--from-image", "two"],
+            &["several kernels (1.0-test, 2.0-test)", "--kernel-version"],
+        ),
+        (
+            2,
+            &["b", "--from-image", "two", "--kernel-version", "3.0"],
+            &["no /boot/vmlinuz-3.0"],
+        ),
+        (
+            1,
+            &["b", "--from-image", "two", "--kernel-version", "1.0-test"],
+            &["no kernel modules for 1.0-test"],
+        ),
+        (
+            2,
+            &["b", "--from-image", "two", "kernel=@/etc/hostname"],
+            &["set by --from-image"],
+        ),
+        (2, &["--from-image", "two"], &["name the boot config"]),
+    ];
+    for (code, args, says) in refusals {
+        let mut all = vec!["boot", "create"];
+        all.extend_from_slice(args);
+        let e = h.fails(*code, &all);
+        for want in *says {
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
     let e = h.fails(2, &["image", "create", "x", "--from-image", "two"]);
     assert!(e.contains("boot configs only"), "{e}");
     assert_eq!(h.revision(), rev, "refused requests changed something");
