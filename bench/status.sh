@@ -249,6 +249,13 @@ fi
 HF_VERSION=$(hyperfine --version 2>/dev/null || echo unknown)
 log "machine: $NPROC cores, $CPU_MODEL, $MEM_TOTAL; loadavg at start $LOAD_START"
 sample_interference "start"
+# wulf sim runs a command-poll thread per node (each a stack and a guard page: two memory
+# maps); 100,000 nodes need more than the default 65,530 maps per process.
+MAPS_WANT=$((3 * $(printf '%s\n' "${SIZE_LIST[@]}" | sort -n | tail -n 1) + 10000))
+if (($(cat /proc/sys/vm/max_map_count) < MAPS_WANT)); then
+  log "raising vm.max_map_count from $(cat /proc/sys/vm/max_map_count) to $MAPS_WANT (a thread per simulated node)"
+  echo "$MAPS_WANT" >/proc/sys/vm/max_map_count
+fi
 
 declare -A R_OFFER R_RATE R_NWIN R_MINRATE R_P50 R_P99 R_MAX R_ERR R_TOTAL R_WRATE R_QNWIN R_QP50 R_QP99 R_QMAX \
   R_CPU R_CPUQ R_SIMCPU R_SIMCPUQ R_OTHER R_BOOT R_CHECK R_DOWN R_HWMC R_HWMS R_HWME R_RSSE R_STORE \
