@@ -113,28 +113,21 @@ pub async fn may_download(
             tracing::warn!(target: "audit", source = %src, sha256, image = %images.join(","), "refused image {} to {src}: {why}", images.join(","));
         }
         // One line per image download (a node booting from its disk cache shows none).
-        Ok(()) => {
-            let who = bearer
-                .and_then(|b| {
-                    wulf_api::enroll::parse_enroll_token(b)
-                        .or_else(|| wulf_api::status::parse_node_token(b))
-                })
-                .map_or_else(
-                    || "a peer head".to_string(),
-                    |(uid, _)| format!("node {uid}"),
-                );
+        Ok(who) => {
             tracing::info!(target: "audit", source = %src, sha256, image = %images.join(","), "sending image {} to {src} ({who})", images.join(","));
         }
     }
-    verdict
+    verdict.map(|_| ())
 }
 
+/// Whether the holder of `bearer` may have file `sha256`, and who it is ("node UID", "a peer
+/// head").
 async fn judge(
     app: &App,
     sha256: &str,
     bearer: Option<&str>,
     peer: Option<IpAddr>,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let Some(bearer) = bearer else {
         return Err(
             "an image goes only to a node that boots it: send 'Authorization: Bearer \
@@ -144,7 +137,7 @@ async fn judge(
     };
     if let Some(rest) = bearer.strip_prefix("head:") {
         return if peer_fetch_ok(&app.node_secret, sha256, rest, now_secs()) {
-            Ok(())
+            Ok("a peer head".into())
         } else {
             Err(
                 "the peer head's proof is not valid (or its clock is more than 5 minutes off)"
@@ -166,12 +159,14 @@ async fn judge(
     if image_sha != sha256 {
         return Err(format!("{name} does not boot this image"));
     }
+    let who = format!("node {uid}");
     if enrolling {
         app.enroll
             .check_token(uid, proof, peer, false)
+            .map(|()| who)
             .map_err(|e| format!("{name}: {e}"))
     } else if super::verify(app, uid, proof).await {
-        Ok(())
+        Ok(who)
     } else {
         Err(format!("{name}: the node credential is not valid"))
     }

@@ -36,12 +36,9 @@ async fn installed(
             "give the installed image as ?sha256=HEX (64 hex digits)",
         ));
     };
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some((uid, token)) = bearer.and_then(wulf_api::enroll::parse_enroll_token) else {
+    let Some((uid, token)) =
+        crate::web::bearer(&headers).and_then(wulf_api::enroll::parse_enroll_token)
+    else {
         return Err(refused(
             "send 'Authorization: Bearer enroll:UID:TOKEN' (the boot's enrollment token)".into(),
         ));
