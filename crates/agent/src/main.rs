@@ -1,5 +1,6 @@
 //! wulf-agent: reports this node's status to its head and carries out its commands.
 
+mod fetch_image;
 mod generate;
 
 use std::io::IsTerminal;
@@ -136,6 +137,9 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Download the node's image with the help of nodes that have it, and serve it to others
+    /// (the initramfs runs this when the boot has wulf.swarm=PORT)
+    FetchImage(fetch_image::FetchArgs),
     /// Write the man page and bash, zsh and fish completions into DIR (for the packages)
     #[command(hide = true)]
     Generate {
@@ -171,6 +175,15 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    if let Some(Command::FetchImage(a)) = &cli.command {
+        return match fetch_image::run(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wulf-agent: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let settings = match settings(&cli) {
         Ok(s) => s,
         Err(e) => {

@@ -39,6 +39,7 @@ pub mod command;
 pub mod enroll;
 pub mod log;
 pub mod status;
+pub mod swarm;
 pub mod tls;
 
 pub use client::{ApiError, Client};

@@ -31,6 +31,11 @@ fn random(n: usize) -> Vec<u8> {
 /// .100), with image `img` packed from a directory of a few MiB of random data and boot
 /// config `storm` (any file will do as kernel and initramfs: they are downloaded, not run).
 fn head(lab: &Lab, dir: &Path) -> Head {
+    head_with(lab, dir, 3 << 20)
+}
+
+/// [`head`] with an image of `size` bytes of random data (and a tiny init).
+fn head_with(lab: &Lab, dir: &Path, size: usize) -> Head {
     let h = Head::start_in(&lab.srv, CONFIG);
     h.ok(&[
         "net",
@@ -42,7 +47,7 @@ fn head(lab: &Lab, dir: &Path) -> Head {
     ]);
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("sbin")).unwrap();
-    write(&root, "data.bin", &random(3 << 20));
+    write(&root, "data.bin", &random(size));
     write(&root.join("sbin"), "init", b"#!/bin/sh\n");
     h.ok(&[
         "image",
@@ -100,6 +105,28 @@ fn storm(h: &Head, ns: &str, n: usize, args: &[&str]) -> (Option<i32>, Value, St
         )
     });
     (out.status.code(), v, stderr)
+}
+
+/// curl (from `ns`) of `url`: the HTTP status and the body.
+fn curl(ns: &str, url: &str) -> (u16, String) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-s",
+            "-m",
+            "20",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .expect("curl runs (./test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 fn states(h: &Head) -> Vec<(String, String)> {
@@ -208,6 +235,87 @@ fn twenty_nodes_boot_at_once_and_a_bad_image_fails() {
         assert!(err.contains("2 of 2 nodes failed to boot"), "{err}");
         let st = states(&h);
         assert!(st.iter().all(|(_, s)| s != "up"), "{st:?}");
+    }
+    {
+        // _image_peers: 20 nodes get a 13 MiB image (4 pieces) through the swarm; the head
+        // sends it whole to its 4 direct nodes only, the rest come from peers.
+        let dir3 = tempfile::tempdir().unwrap();
+        let h = head_with(&lab, dir3.path(), 13 << 20);
+        h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_image_peers=yes"]);
+        let sha = h.json(&["image", "ls", "img"])[0]["content"]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The tracker, asked by curl: no token, a bad port, not an image.
+        let base = "http://10.93.0.1:8740/boot/swarm";
+        let (code, body) = curl(&ns, &format!("{base}/{sha}"));
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("enroll:UID:TOKEN"), "{body}");
+        let (code, body) = curl(&ns, &format!("{base}/{sha}?port=0"));
+        assert_eq!(code, 400, "{body}");
+        let (code, _) = curl(&ns, &format!("{base}/{}", "0".repeat(64)));
+        assert_eq!(code, 404);
+        let (code, v, err) = storm(&h, &ns, 20, &["--boot-config", "storm", "--spread", "1"]);
+        assert_eq!(code, Some(0), "{v:#}\n{err}");
+        assert_eq!(
+            (v["up"].as_u64(), v["failed"].as_u64()),
+            (Some(20), Some(0)),
+            "{v:#}"
+        );
+        assert_eq!(v["swarm_nodes"].as_u64(), Some(20), "{v:#}");
+        eprintln!("swarm storm: {v}");
+        let size = v["image_bytes"].as_u64().unwrap();
+        assert!(size > 13 << 20, "{v:#}");
+        let (from_head, from_peers) = (
+            v["image_from_head_bytes"].as_u64().unwrap(),
+            v["image_from_peers_bytes"].as_u64().unwrap(),
+        );
+        assert_eq!(from_head + from_peers, 20 * size, "{v:#}");
+        // 4 copies from the head, a piece or two more if a peer was slow.
+        assert!(from_head >= 4 * size && from_head <= 6 * size, "{v:#}");
+        let log = h.log();
+        let plans = log.lines().filter(|l| l.contains("swarm: node ")).count();
+        assert!(plans >= 20, "{log}");
+        let whole = log
+            .lines()
+            .filter(|l| l.contains("sending image img to "))
+            .count();
+        assert!(
+            (4..=8).contains(&whole),
+            "{whole} image downloads from the head:\n{log}"
+        );
+        assert!(!log.contains("refused image"), "{log}");
+        let st = states(&h);
+        assert!(st.iter().all(|(_, s)| s == "up"), "{st:?}");
+    }
+    {
+        // A damaged stored image through the swarm: the head finds it out computing the
+        // pieces and refuses the plan; the nodes do not come up.
+        let dir4 = tempfile::tempdir().unwrap();
+        let h = head_with(&lab, dir4.path(), 5 << 20);
+        h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_image_peers=yes"]);
+        let sha = h.json(&["image", "ls", "img"])[0]["content"]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let blob = h.data().join("blobs/sha256").join(&sha);
+        let len = std::fs::metadata(&blob).unwrap().len() as usize;
+        std::fs::write(&blob, random(len)).unwrap();
+        let (code, v, err) = storm(&h, &ns, 2, &["--boot-config", "storm"]);
+        assert_eq!(code, Some(1), "{v:#}\n{err}");
+        assert_eq!(
+            (v["up"].as_u64(), v["failed"].as_u64()),
+            (Some(0), Some(2)),
+            "{v:#}"
+        );
+        for f in v["failures"].as_array().unwrap() {
+            let why = f["reason"].as_str().unwrap();
+            assert!(
+                why.contains(&format!("the stored image {sha} is damaged")),
+                "{why}"
+            );
+        }
+        assert!(h.log().contains("is damaged"), "{}", h.log());
     }
     eprintln!("boot storm test took {:.1} s", t.elapsed().as_secs_f64());
 }

@@ -36,6 +36,11 @@ pub const RESERVED: &[(&str, &str)] = &[
          partition table",
     ),
     (
+        "_image_peers",
+        "yes: the node gets its image's pieces from nodes that already have them (and serves \
+         them to others) instead of all from the head (see docs/admin/boot.md)",
+    ),
+    (
         "_status_secs",
         "seconds between status reports (default 10)",
     ),
@@ -251,9 +256,13 @@ pub fn validate(name: &str, value: &str) -> Result<(), ModelError> {
         "_disk_cache" | "_disk_root" if !valid_disk(value) => fail(format!(
             "'{value}' is not auto or a disk device like /dev/sda, /dev/nvme0n1"
         )),
-        "_busy" | "_no_boot" | "_disk_wipe" | "_ipxe_chain" if parse_bool(value).is_none() => fail(
-            format!("'{value}' is not a boolean (use true/false, yes/no, on/off, 1/0)"),
-        ),
+        "_busy" | "_no_boot" | "_disk_wipe" | "_ipxe_chain" | "_image_peers"
+            if parse_bool(value).is_none() =>
+        {
+            fail(format!(
+                "'{value}' is not a boolean (use true/false, yes/no, on/off, 1/0)"
+            ))
+        }
         "_status_cpuset" if !valid_cpuset(value) => {
             fail(format!("'{value}' is not a CPU list like 0-3,7"))
         }

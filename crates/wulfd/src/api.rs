@@ -40,6 +40,8 @@ pub fn router(app: Arc<App>) -> Router {
         // Booting nodes trade their enrollment token, checked by the handler.
         .merge(crate::enroll::routes::routes())
         .merge(crate::enroll::installed::routes())
+        // Booting nodes ask where to get their image's pieces (the image's own check).
+        .merge(crate::swarm::routes::routes())
         // The web page's static files (its data comes from the API above, behind a login).
         .merge(crate::gui::routes())
         // Every route above passes the access table (auth/table.rs).

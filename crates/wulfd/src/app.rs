@@ -34,6 +34,8 @@ pub struct App {
     pub commands: crate::exec::Commands,
     /// Enrollment tokens handed out by this head and the nodes' credential nonces it knows.
     pub enroll: crate::enroll::Enrollment,
+    /// Nodes fetching or holding each image, for peer-assisted downloads.
+    pub swarm: crate::swarm::Swarms,
 }
 
 /// How axum handlers take the shared state.

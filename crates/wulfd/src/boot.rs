@@ -136,6 +136,8 @@ struct Plan {
     /// Boot style `disked` (an install): the init is also told where the kernel and the
     /// initramfs are (`wulf.kernel=` `wulf.initrd=`), to put them on the disk.
     disked: bool,
+    /// `_image_peers`: the image comes through the swarm (`wulf.swarm=PORT`).
+    swarm: bool,
 }
 
 enum Decision {
@@ -249,6 +251,7 @@ fn decide(app: &App, mac: MacAddr) -> Decision {
         kickstart: bc.kickstart.is_some(),
         disk,
         disked,
+        swarm: attr("_image_peers").and_then(parse_bool) == Some(true),
     }))
 }
 
@@ -268,6 +271,9 @@ fn render(app: &App, base: &str, mac: MacAddr, p: &Plan, enroll: &str) -> String
     if let Some(img) = &p.image {
         params.push(format!("wulf.image={base}/boot/file/{}", img.sha256));
         params.push(format!("wulf.image_sha256={}", img.sha256));
+        if p.swarm {
+            params.push(format!("wulf.swarm={}", wulf_api::swarm::PORT));
+        }
     }
     params.extend(p.disk.iter().cloned());
     if p.disked {

@@ -267,6 +267,11 @@ pub struct BootSection {
     /// Seconds a node may take from its boot script to its first status report (default for
     /// the `_boot_timeout` attribute).
     pub timeout_secs: u64,
+    /// Nodes with `_image_peers` that get an image from this head itself at once; the rest
+    /// get it from those nodes (and from each other).
+    pub peers_from_head: usize,
+    /// Nodes one node with `_image_peers` serves its image to at once.
+    pub peers_per_node: usize,
 }
 
 impl Default for BootSection {
@@ -274,6 +279,8 @@ impl Default for BootSection {
         BootSection {
             url: None,
             timeout_secs: 600,
+            peers_from_head: crate::swarm::DIRECT,
+            peers_per_node: crate::swarm::FANOUT,
         }
     }
 }
@@ -449,7 +456,11 @@ impl Config {
             },
             history_revisions: file.history_revisions.unwrap_or(10_000).max(100),
             history_secs: file.history_secs.unwrap_or(600).max(60),
-            boot: file.boot,
+            boot: BootSection {
+                peers_from_head: file.boot.peers_from_head.clamp(1, 10_000),
+                peers_per_node: file.boot.peers_per_node.clamp(1, 64),
+                ..file.boot
+            },
             dhcp: file.dhcp,
             tftp: file.tftp,
             dns: file.dns,

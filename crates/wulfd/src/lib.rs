@@ -33,6 +33,7 @@ pub mod power;
 pub mod replace;
 pub mod sendfile;
 pub mod status;
+pub mod swarm;
 pub mod tftp;
 pub mod tls;
 pub mod web;
@@ -443,6 +444,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         fetches: Default::default(),
         commands: Default::default(),
         enroll: Default::default(),
+        swarm: Default::default(),
     });
     // Other heads write status too only when the store is shared.
     let follower_status = if !store.shared() {

@@ -21,7 +21,7 @@ RETRY_SECS=20
 DHCP_ROUNDS=10
 INIT=/sbin/init
 HEAD= NODE= NAME= STYLE=rwram ENROLL= IMAGE= SHA= ROOTSIZE= CA= DISK_CACHE= DISK_WIPE=
-DISK_ROOT= LOCAL= KERNEL_URL= INITRD_URL= BOOT_URL=
+DISK_ROOT= LOCAL= KERNEL_URL= INITRD_URL= BOOT_URL= SWARM= SWARMED= SWARM_PID=
 
 log() { echo "wulf-init: $*"; }
 warn() { echo "wulf-init: WARNING: $*"; }
@@ -58,6 +58,7 @@ for arg in $(cat /proc/cmdline); do
     wulf.enroll=*) ENROLL=${arg#*=} ;;
     wulf.image=*) IMAGE=${arg#*=} ;;
     wulf.image_sha256=*) SHA=${arg#*=} ;;
+    wulf.swarm=*) SWARM=${arg#*=} ;;
     wulf.rootsize=*) ROOTSIZE=${arg#*=} ;;
     wulf.disk_cache=*) DISK_CACHE=${arg#*=} ;;
     wulf.disk_wipe=*) DISK_WIPE=${arg#*=} ;;
@@ -169,7 +170,31 @@ if [ -n "$DISK_CACHE" ] && cache_open && cache_hit; then
     CACHED=1
     log "disk cache hit: image $SHA is on $CACHE_DEV; not downloading it"
 fi
-if [ -z "$CACHED" ]; then
+# wulf.swarm=PORT (_image_peers): wulf-agent gets the pieces from the head or the peer
+# node the head names, checks each, and serves what it holds to other booting nodes on PORT;
+# it goes on serving after the switch to the image until no one asks for a while.
+if [ -z "$CACHED" ] && [ -n "$SWARM" ]; then
+    if [ -x /usr/sbin/wulf-agent ] && /usr/sbin/wulf-agent --version >/dev/null 2>&1; then
+        log "fetching the image with its peers (serving it on port $SWARM)"
+        mkdir -p /run/wulf
+        /usr/sbin/wulf-agent fetch-image --url "$IMAGE" --sha256 "$SHA" --token "enroll:$NODE:$ENROLL" \
+            --port "$SWARM" --out /image.tar.gz --status /run/wulf/swarm.status &
+        SWARM_PID=$!
+        while [ ! -s /run/wulf/swarm.status ] && kill -0 "$SWARM_PID" 2>/dev/null; do sleep 1; done
+        st=$(cat /run/wulf/swarm.status 2>/dev/null)
+        case "$st" in
+        ok:*) log "image: ${st#ok: }"; SWARMED=1 ;;
+        *)
+            warn "the download with peers failed (${st:-wulf-agent stopped}); downloading the image from the head"
+            kill "$SWARM_PID" 2>/dev/null
+            rm -f /image.tar.gz
+            ;;
+        esac
+    else
+        warn "wulf.swarm is set but wulf-agent does not run in this initramfs; downloading the image from the head"
+    fi
+fi
+if [ -z "$CACHED" ] && [ -z "$SWARMED" ]; then
     tries=0
     # The token proves this is the node the head sent its boot script to (it stays good for
     # the agent, which trades it for the node's credential).
@@ -181,6 +206,8 @@ if [ -z "$CACHED" ]; then
         sleep 3
     done
     log "downloaded the image ($(wc -c </image.tar.gz) bytes); checking its sha256"
+fi
+if [ -z "$CACHED" ]; then
     got=$(sha256sum /image.tar.gz | cut -d' ' -f1)
     [ "$got" = "$SHA" ] || fail "image checksum mismatch: expected $SHA, got $got (from $IMAGE)"
     [ -n "$CACHE_DEV" ] && cache_store /image.tar.gz

@@ -25,6 +25,7 @@ use wulf_api::Client;
 
 mod dhcp;
 mod fetch;
+mod swarm;
 
 use dhcp::Firmware;
 
@@ -90,6 +91,15 @@ pub struct Outcome {
     pub tftp_bytes: u64,
     pub http_bytes: u64,
     pub bytes: u64,
+    /// Image bytes the nodes got from the head and from each other (the swarm).
+    pub image_from_head_bytes: u64,
+    pub image_from_peers_bytes: u64,
+    /// Bytes of the image (the largest the nodes booted).
+    pub image_bytes: u64,
+    /// Nodes that got their image through the swarm (`_image_peers`).
+    pub swarm_nodes: usize,
+    /// Piece requests that failed (and went elsewhere).
+    pub piece_failures: u64,
     pub failures: Vec<Failure>,
 }
 
@@ -99,6 +109,11 @@ struct Counts {
     retries: u64,
     tftp: u64,
     http: u64,
+    image_head: u64,
+    image_peers: u64,
+    image_size: u64,
+    swarm: bool,
+    piece_failures: u64,
 }
 
 /// One node's end: its index, its boot time in seconds or why it failed, its counts.
@@ -112,6 +127,8 @@ struct Ctx {
     added: Mutex<Vec<String>>,
     http: ureq::Agent,
     stats: super::Stats,
+    /// The pieces of the images the nodes fetch through the swarm.
+    pieces: swarm::Pieces,
     /// Nodes that are up and when their next report is due: they keep reporting until the
     /// storm ends, so the head sees them up.
     up: Mutex<Vec<(Instant, super::SimNode)>>,
@@ -294,12 +311,23 @@ fn boot_one(
         anyhow::bail!("the boot script has no wulf.image (the boot config names no image)");
     };
     let auth = format!("Bearer enroll:{uid}:{token}");
-    files.push((
-        "image",
-        image.clone(),
-        image_sha.to_ascii_lowercase(),
-        Some(auth),
-    ));
+    let image_sha = image_sha.to_ascii_lowercase();
+    match p.get("swarm") {
+        // wulf.swarm=PORT: the image through the swarm, as wulf-agent fetch-image does.
+        Some(port) => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| anyhow::anyhow!("wulf.swarm={port} is not a port"))?;
+            let t = swarm::fetch(&ctx.pieces, ip, image, &image_sha, &auth, port, deadline)?;
+            n.swarm = true;
+            n.image_head += t.from_head;
+            n.image_peers += t.from_peers;
+            n.image_size = t.from_head + t.from_peers;
+            n.http += t.from_head + t.from_peers;
+            n.piece_failures += t.failures.len() as u64;
+        }
+        None => files.push(("image", image.clone(), image_sha, Some(auth))),
+    }
     for (what, url, sha, auth) in files {
         let headers: Vec<(&str, &str)> = auth
             .as_deref()
@@ -316,6 +344,10 @@ fn boot_one(
                 got.sha256,
                 got.bytes
             );
+        }
+        if what == "image" {
+            n.image_head += got.bytes;
+            n.image_size = got.bytes;
         }
     }
     // 4. The agent: enroll from the node's address, then report (the simulator's code).
@@ -460,6 +492,7 @@ pub fn run(
             &opts.tls,
         ),
         stats: super::Stats::default(),
+        pieces: swarm::Pieces::default(),
         up: Mutex::new(Vec::new()),
         opts: opts.clone(),
     });
@@ -575,10 +608,17 @@ pub fn run(
     let mut times = Vec::new();
     let mut failures = Vec::new();
     let (mut retries, mut tftp, mut http) = (0, 0, 0);
+    let (mut image_head, mut image_peers, mut image_bytes, mut swarm_nodes, mut piece_failures) =
+        (0, 0, 0, 0, 0);
     for (i, r, k) in results {
         retries += k.retries;
         tftp += k.tftp;
         http += k.http;
+        image_head += k.image_head;
+        image_peers += k.image_peers;
+        image_bytes = image_bytes.max(k.image_size);
+        swarm_nodes += usize::from(k.swarm);
+        piece_failures += k.piece_failures;
         match r {
             // percentiles() takes µs and gives ms: fed ms, it gives seconds.
             Ok(secs) => times.push((secs * 1000.0).round().min(u32::MAX as f64) as u32),
@@ -606,6 +646,11 @@ pub fn run(
         tftp_bytes: tftp,
         http_bytes: http,
         bytes: tftp + http,
+        image_from_head_bytes: image_head,
+        image_from_peers_bytes: image_peers,
+        image_bytes,
+        swarm_nodes,
+        piece_failures,
         failures,
     })
 }
@@ -641,6 +686,23 @@ pub fn print(o: &Outcome) {
         o.bytes,
         mib(o.tftp_bytes),
         mib(o.http_bytes)
+    );
+    let copies = |b: u64| {
+        if o.image_bytes > 0 {
+            b as f64 / o.image_bytes as f64
+        } else {
+            0.0
+        }
+    };
+    println!(
+        "  image: {:.1} MiB from the head ({:.1} copies of the {:.1} MiB image), {:.1} MiB from peers ({} of {} nodes used peers; {} piece requests failed)",
+        mib(o.image_from_head_bytes),
+        copies(o.image_from_head_bytes),
+        mib(o.image_bytes),
+        mib(o.image_from_peers_bytes),
+        o.swarm_nodes,
+        o.nodes,
+        o.piece_failures
     );
     println!(
         "  the storm's own CPU: {:.1} s over {:.1} s",

@@ -59,6 +59,12 @@ pub const RULES: &[Rule] = &[
     ),
     rule(
         "GET",
+        "/boot/swarm/{sha256}",
+        Firmware,
+        "a booting node's plan for its image's pieces (the image's own check, by the handler)",
+    ),
+    rule(
+        "GET",
         "/boot/ca.pem",
         Firmware,
         "the cluster CA certificate",

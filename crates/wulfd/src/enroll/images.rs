@@ -103,10 +103,7 @@ pub async fn may_download(
     if images.is_empty() {
         return Ok(());
     }
-    let bearer = authorization
-        .and_then(|v| v.trim().strip_prefix("Bearer "))
-        .map(str::trim);
-    let verdict = judge(app, sha256, bearer, peer).await;
+    let verdict = admit(app, sha256, authorization, peer).await;
     let src = source(peer);
     match &verdict {
         Err(why) => {
@@ -118,6 +115,20 @@ pub async fn may_download(
         }
     }
     verdict.map(|_| ())
+}
+
+/// Whether the request with this `Authorization` header value, from `peer`, may have image
+/// `sha256`, and who it is ("node UID", "a peer head"); logs nothing.
+pub(crate) async fn admit(
+    app: &App,
+    sha256: &str,
+    authorization: Option<&str>,
+    peer: Option<IpAddr>,
+) -> Result<String, String> {
+    let bearer = authorization
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(str::trim);
+    judge(app, sha256, bearer, peer).await
 }
 
 /// Whether the holder of `bearer` may have file `sha256`, and who it is ("node UID", "a peer

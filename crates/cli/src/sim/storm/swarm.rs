@@ -1,0 +1,73 @@
+//! A storm node's image download through the swarm (boots with `wulf.swarm=PORT`), as
+//! `wulf-agent fetch-image` does it, from the node's own address: the same fetcher and piece
+//! server (wulf_api::swarm), each node listening on its own address. The nodes share one copy
+//! of each checked piece (a thousand copies of an image would not fit in memory); each
+//! node serves only the pieces it has itself received and checked.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wulf_api::swarm::fetch::{Fetcher, Tally};
+use wulf_api::swarm::serve::{self, Seed};
+use wulf_api::swarm::store::{Have, SharedStore};
+use wulf_api::swarm::Plan;
+
+/// The pieces the storm's nodes hold, one store per image.
+#[derive(Default)]
+pub struct Pieces(Mutex<HashMap<String, Arc<SharedStore>>>);
+
+impl Pieces {
+    fn store(&self, plan: &Plan) -> Arc<SharedStore> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(plan.sha256.clone())
+            .or_insert_with(|| Arc::new(SharedStore::new(plan.count())))
+            .clone()
+    }
+}
+
+/// Fetch image `url` (SHA-256 `sha`) for the node at `ip`, serving it on `port` meanwhile
+/// and after (until the process ends).
+pub fn fetch(
+    pieces: &Pieces,
+    ip: Ipv4Addr,
+    url: &str,
+    sha: &str,
+    authorization: &str,
+    port: u16,
+    deadline: Instant,
+) -> anyhow::Result<Tally> {
+    // Listening before the head hears of the node: the nodes it sends here may come at once.
+    let listener = TcpListener::bind(SocketAddr::from((ip, port)))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {ip}:{port} for peers: {e}"))?;
+    let (base, url_sha) = Fetcher::from_image_url(url)?;
+    if url_sha != sha {
+        anyhow::bail!("the image URL names {url_sha}, wulf.image_sha256 {sha}");
+    }
+    let f = Fetcher {
+        base,
+        sha256: sha.to_string(),
+        authorization: authorization.to_string(),
+        port,
+        bind: Some(ip.into()),
+        deadline,
+    };
+    let plan = f.plan(None).map_err(|e| anyhow::anyhow!("swarm: {e}"))?;
+    let store = pieces.store(&plan);
+    let have = Arc::new(Have::new(plan.count()));
+    let seed = Seed::new(&plan, have.clone(), store.clone()).map_err(anyhow::Error::msg)?;
+    serve::spawn(listener, Arc::new(seed))?;
+    let mut tally = Tally::default();
+    if let Err(e) = f.fetch(plan, &have, store.as_ref(), &mut tally) {
+        have.give_up();
+        anyhow::bail!(
+            "swarm: {e} ({} bytes from the head, {} from peers)",
+            tally.from_head,
+            tally.from_peers
+        );
+    }
+    Ok(tally)
+}
