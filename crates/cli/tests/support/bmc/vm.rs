@@ -134,3 +134,32 @@ pub fn qemu_machine(tap: &str, mac: &str, console: &Path, serial_port: u16) -> S
         console = console.display()
     )
 }
+
+/// A VM that PXE-boots (SeaBIOS, the e1000's iPXE ROM) on `tap` in namespace `ns`, with
+/// `mem` MiB and its serial console in the file `console`; the caller kills it.
+pub fn pxe_vm(ns: &str, tap: &str, mac: &str, console: &Path, mem: u32) -> std::process::Child {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-nographic",
+        ])
+        .args(["-monitor", "none", "-boot", "n", "-m", &mem.to_string()])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .args([
+            "-netdev",
+            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            "-device",
+            &format!("e1000,netdev=n0,mac={mac}"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64 must be installed (./test.sh installs it)")
+}
