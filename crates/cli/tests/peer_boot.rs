@@ -1,5 +1,5 @@
 //! Peer-assisted image downloads on real machines: two QEMU VMs (software emulation, SeaBIOS
-//! + the e1000's iPXE ROM) PXE-boot Debian's kernel and a `wulf initramfs build` initramfs
+//! and the e1000's iPXE ROM) PXE-boot Debian's kernel and a `wulf initramfs build` initramfs
 //! from a head with `[boot] peers_from_head = 1` and `_image_peers=yes` on every node. The
 //! image is 9 MiB of random data plus a busybox init (3 pieces).
 //!
@@ -215,7 +215,10 @@ fn nodes_get_their_image_from_each_other() {
     let mut vm0 = Vm::start(&lab, "tap0", MAC0, dir.join("n0.console"));
     let c = vm0.wait_for("n0", "peer image: up", Duration::from_secs(300));
     let line = image_line(&c);
-    assert!(c.contains("wulf.swarm=7451"), "the kernel command line lacks wulf.swarm:\n{c}");
+    assert!(
+        c.contains("wulf.swarm=7451"),
+        "the kernel command line lacks wulf.swarm:\n{c}"
+    );
     assert!(
         c.contains("fetching the image with its peers (serving it on port 7451)"),
         "{c}"

@@ -14,6 +14,9 @@ use super::{http, Plan};
 
 /// Failed pieces (from any source) before the download gives up.
 const MAX_FAILURES: usize = 12;
+/// Answers "not arrived yet" (504) in a row from a peer before it counts as failed: a peer
+/// that is behind its own source is waited for, up to this many times the peer's wait.
+const MAX_BEHIND: usize = 3;
 /// A piece request to a peer waits this long (the peer waits up to its WAIT for the piece).
 const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads from the head stall no longer than this.
@@ -27,6 +30,18 @@ fn err(s: impl Into<String>) -> Error {
     Error(s.into())
 }
 
+/// A piece request's failure: `behind` when the peer is alive but has not got the piece yet.
+struct PieceError {
+    behind: bool,
+    why: Error,
+}
+
+impl From<Error> for PieceError {
+    fn from(why: Error) -> Self {
+        PieceError { behind: false, why }
+    }
+}
+
 /// Where a download's bytes came from.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
@@ -36,6 +51,8 @@ pub struct Tally {
     pub peers: BTreeSet<String>,
     /// Each failed piece request: which piece, from where, why.
     pub failures: Vec<String>,
+    /// Times a peer had not got the piece yet and was waited for.
+    pub waits: u64,
 }
 
 /// One node's download of one image.
@@ -119,15 +136,30 @@ impl Fetcher {
     ) -> Result<(), Error> {
         let n = plan.count();
         let mut next = (0..n).find(|i| !have.has(*i)).unwrap_or(n);
-        let mut failures = 0;
+        let (mut failures, mut behind) = (0, 0);
         while next < n {
             let got = match plan.peer.clone() {
-                None => self.from_head(&plan, &mut next, have, store, tally),
+                None => self
+                    .pieces_from_head(&plan, &mut next, have, store, tally)
+                    .map_err(PieceError::from),
                 Some(peer) => self
-                    .from_peer(&plan, &peer, next, have, store, tally)
+                    .pieces_from_peer(&plan, &peer, next, have, store, tally)
                     .map(|()| next += 1),
             };
-            let Err(e) = got else { continue };
+            let e = match got {
+                Ok(()) => {
+                    behind = 0;
+                    continue;
+                }
+                Err(e) if e.behind && behind + 1 < MAX_BEHIND => {
+                    behind += 1;
+                    tally.waits += 1;
+                    self.left()?;
+                    continue;
+                }
+                Err(e) => e.why,
+            };
+            behind = 0;
             let src = plan.peer.clone().unwrap_or_else(|| "the head".into());
             tally.failures.push(format!("piece {next} from {src}: {e}"));
             failures += 1;
@@ -150,7 +182,7 @@ impl Fetcher {
     }
 
     /// The pieces from `*next` on, in one download from the head.
-    fn from_head(
+    fn pieces_from_head(
         &self,
         plan: &Plan,
         next: &mut usize,
@@ -186,7 +218,7 @@ impl Fetcher {
         Ok(())
     }
 
-    fn from_peer(
+    fn pieces_from_peer(
         &self,
         plan: &Plan,
         peer: &str,
@@ -194,7 +226,7 @@ impl Fetcher {
         have: &Have,
         store: &dyn Store,
         tally: &mut Tally,
-    ) -> Result<(), Error> {
+    ) -> Result<(), PieceError> {
         let addr: std::net::SocketAddr = peer
             .parse()
             .map_err(|_| err(format!("the plan's peer '{peer}' is not IP:PORT")))?;
@@ -212,14 +244,18 @@ impl Fetcher {
         .map_err(|e| err(e.to_string()))?;
         if a.status != 200 {
             let status = a.status;
-            return Err(err(format!("HTTP {status}: {}", a.text())));
+            return Err(PieceError {
+                behind: status == 504,
+                why: err(format!("HTTP {status}: {}", a.text())),
+            });
         }
         let (_, want) = plan.span(i);
         if a.length != Some(want) {
             return Err(err(format!(
                 "the answer has {:?} bytes, the piece {want}",
                 a.length
-            )));
+            ))
+            .into());
         }
         let len = self.piece(plan, i, &mut a.body, have, store)?;
         tally.from_peers += len;

@@ -105,8 +105,8 @@ impl Seed {
             Wait::TimedOut => {
                 return http::answer_text(
                     conn,
-                    503,
-                    "Unavailable",
+                    504,
+                    "Not Yet",
                     &format!("piece {i} has not arrived here yet"),
                 )
             }

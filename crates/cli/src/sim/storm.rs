@@ -100,6 +100,10 @@ pub struct Outcome {
     pub swarm_nodes: usize,
     /// Piece requests that failed (and went elsewhere).
     pub piece_failures: u64,
+    /// Piece requests a peer answered "not arrived yet" (waited for, not failed).
+    pub piece_waits: u64,
+    /// A few of the failed piece requests' reasons.
+    pub piece_failure_examples: Vec<String>,
     pub failures: Vec<Failure>,
 }
 
@@ -114,6 +118,8 @@ struct Counts {
     image_size: u64,
     swarm: bool,
     piece_failures: u64,
+    piece_waits: u64,
+    piece_failure_examples: Vec<String>,
 }
 
 /// One node's end: its index, its boot time in seconds or why it failed, its counts.
@@ -325,6 +331,8 @@ fn boot_one(
             n.image_size = t.from_head + t.from_peers;
             n.http += t.from_head + t.from_peers;
             n.piece_failures += t.failures.len() as u64;
+            n.piece_waits += t.waits;
+            n.piece_failure_examples = t.failures.into_iter().take(2).collect();
         }
         None => files.push(("image", image.clone(), image_sha, Some(auth))),
     }
@@ -610,6 +618,7 @@ pub fn run(
     let (mut retries, mut tftp, mut http) = (0, 0, 0);
     let (mut image_head, mut image_peers, mut image_bytes, mut swarm_nodes, mut piece_failures) =
         (0, 0, 0, 0, 0);
+    let (mut piece_waits, mut piece_failure_examples) = (0, Vec::new());
     for (i, r, k) in results {
         retries += k.retries;
         tftp += k.tftp;
@@ -619,6 +628,12 @@ pub fn run(
         image_bytes = image_bytes.max(k.image_size);
         swarm_nodes += usize::from(k.swarm);
         piece_failures += k.piece_failures;
+        piece_waits += k.piece_waits;
+        for e in k.piece_failure_examples {
+            if piece_failure_examples.len() < 10 {
+                piece_failure_examples.push(e);
+            }
+        }
         match r {
             // percentiles() takes µs and gives ms: fed ms, it gives seconds.
             Ok(secs) => times.push((secs * 1000.0).round().min(u32::MAX as f64) as u32),
@@ -651,6 +666,8 @@ pub fn run(
         image_bytes,
         swarm_nodes,
         piece_failures,
+        piece_waits,
+        piece_failure_examples,
         failures,
     })
 }
@@ -704,6 +721,15 @@ pub fn print(o: &Outcome) {
         o.nodes,
         o.piece_failures
     );
+    if o.piece_waits > 0 {
+        println!(
+            "  piece requests a peer had to wait for (it was behind its own source): {}",
+            o.piece_waits
+        );
+    }
+    for e in &o.piece_failure_examples {
+        println!("  failed piece request: {e}");
+    }
     println!(
         "  the storm's own CPU: {:.1} s over {:.1} s",
         o.sim_cpu_secs, o.elapsed_secs
