@@ -559,14 +559,16 @@ pub(crate) enum Action {
     /// Images only: build an image's root filesystem here and upload it as its content
     ///
     /// Debian (`--debian SUITE`) with mmdebstrap, or debootstrap when mmdebstrap is missing,
-    /// or an OCI container image (`--from-container`): an OCI layout directory or a tarball
+    /// a RHEL-like release (`--rpm RELEASEVER`) with dnf, or an OCI container image
+    /// (`--from-container`): an OCI layout directory or a tarball
     /// of one (`skopeo copy … oci-archive:`, `docker save`). The image is created if absent;
     /// its content is replaced as with `create --from-dir`. Needs root. See
     /// docs/admin/images.md.
     #[command(
         after_help = "Examples:\n  wulf image build bookworm --debian bookworm \
         --packages openssh-server,iproute2 --include-agent\n  \
-        wulf image build alpine --from-container alpine-oci.tar"
+        wulf image build alpine --from-container alpine-oci.tar\n  \
+        wulf image build rocky9 --rpm 9 --packages @core,kernel-modules --include-agent"
     )]
     Build(BuildArgs),
     /// Images only: an interactive shell in the image, saved as a new version when the shell
@@ -662,7 +664,7 @@ pub(crate) struct ExecArgs {
     pub(crate) command: Vec<String>,
 }
 
-/// `image build NAME --debian SUITE | --from-container PATH`.
+/// `image build NAME --debian SUITE | --rpm RELEASEVER | --from-container PATH`.
 #[derive(Args, Debug)]
 pub(crate) struct BuildArgs {
     /// The image (created if it does not exist)
@@ -671,11 +673,27 @@ pub(crate) struct BuildArgs {
     #[arg(
         long,
         value_name = "SUITE",
-        required_unless_present = "from_container",
-        conflicts_with = "from_container"
+        required_unless_present_any = ["from_container", "rpm"],
+        conflicts_with_all = ["from_container", "rpm"]
     )]
     pub(crate) debian: Option<String>,
-    /// Debian: more packages to install, comma-separated (or repeated)
+    /// Build a RHEL-like image of release RELEASEVER (e.g. 9) with dnf --installroot from
+    /// --repo (default: Rocky Linux's BaseOS and AppStream), installing --packages
+    #[arg(long, value_name = "RELEASEVER", conflicts_with = "from_container")]
+    pub(crate) rpm: Option<String>,
+    /// RPM: a repository's base URL (http://, https://, file:/; $releasever and $basearch
+    /// are expanded), repeated for several
+    #[arg(long, value_name = "URL", requires = "rpm")]
+    pub(crate) repo: Vec<String>,
+    /// RPM: a key the packages must be signed with (URL or file:/), repeated for several
+    /// [default with the default repositories: Rocky Linux's key]
+    #[arg(long, value_name = "URL", requires = "rpm")]
+    pub(crate) gpgkey: Vec<String>,
+    /// RPM: install packages that are not signed (a local repository of your own)
+    #[arg(long, requires = "rpm")]
+    pub(crate) no_gpgcheck: bool,
+    /// Debian: more packages to install; RPM: the packages to install (required; groups as
+    /// @core). Comma-separated (or repeated)
     #[arg(long, value_name = "PKG,PKG", value_delimiter = ',')]
     pub(crate) packages: Vec<String>,
     /// Debian: the mirror to install from

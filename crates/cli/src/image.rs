@@ -6,6 +6,7 @@ pub(crate) mod build;
 pub(crate) mod container;
 pub(crate) mod exec;
 pub(crate) mod ls;
+pub(crate) mod rpm;
 pub(crate) mod scratch;
 
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
-//! `wulf image build NAME --debian SUITE [--packages a,b] [--mirror URL] [--include-agent]`
-//! and `--from-container PATH`: make a root filesystem in a scratch directory, with
-//! mmdebstrap (debootstrap when mmdebstrap is missing) or from an OCI image, then pack and
+//! `wulf image build NAME --debian SUITE [--packages a,b] [--mirror URL] [--include-agent]`,
+//! `--rpm RELEASEVER` (image/rpm.rs) and `--from-container PATH`: make a root filesystem in a
+//! scratch directory, with mmdebstrap (debootstrap when mmdebstrap is missing), dnf, or from
+//! an OCI image, then pack and
 //! upload it as the image's content exactly as `wulf image create --from-dir` does.
 
 use std::path::{Path, PathBuf};
@@ -46,10 +47,13 @@ pub(crate) fn check(a: &BuildArgs) -> Result<(), Fail> {
             )));
         }
     }
+    if let Some(r) = &a.rpm {
+        super::rpm::check(a, r)?;
+    }
     if let Some(p) = &a.from_container {
         if !a.packages.is_empty() {
             return Err(usage(
-                "--packages installs Debian packages: it goes with --debian, not --from-container",
+                "--packages installs packages: it goes with --debian or --rpm, not --from-container",
             ));
         }
         if !p.exists() {
@@ -92,6 +96,8 @@ pub(crate) fn run(cli: &Cli, a: &BuildArgs) -> Result<(), Fail> {
     let started = std::time::Instant::now();
     if let Some(suite) = &a.debian {
         bootstrap(suite, &a.packages, &a.mirror, &root, scratch.path())?;
+    } else if let Some(r) = &a.rpm {
+        super::rpm::build(a, r, &root, scratch.path())?;
     } else if let Some(p) = &a.from_container {
         std::fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
         super::container::unpack(p, &root, scratch.path())?;
