@@ -22,6 +22,7 @@ declare -A NEED=(
   [dig]=dnsutils
   [perfdhcp]=kea-admin
   [qemu-system-x86_64]=qemu-system-x86
+  [mkfs.ext4]=e2fsprogs
   [etcd]=etcd-server
   [protoc]=protobuf-compiler
   [openssl]=openssl

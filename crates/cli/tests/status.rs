@@ -585,30 +585,49 @@ fn ctrl_c_stops_the_quick_start_cleanly() {
 }
 
 /// docs/admin/status.md: what changes a node's state is written at the next flush
-/// (`[status] flush_ms`, 1 s), so a head killed with SIGKILL after that keeps it. Four nodes
-/// boot, report and shut down cleanly; 1.5 s later the head is killed (no clean stop, no
-/// final flush) and started again: each node is still down with reason "clean shutdown"
-/// and the uptime it had. (Were the shutdowns not written, the restarted head would show
-/// them up and then down because they stopped sending status.)
+/// (`[status] flush_ms`), so a head SIGKILLed once that interval has passed keeps it, while
+/// routine heartbeats wait `persist_secs` (an hour here, so only the flush can have written
+/// the shutdowns). Four nodes boot, report and shut down cleanly; one flush interval (1 s)
+/// and 0.3 s after the last shutdown report was answered the head is killed (no clean stop,
+/// no final flush) and started again: each node is still down with reason "clean shutdown"
+/// and the uptime it had. The control: the same on a head whose flush interval is a minute,
+/// killed right after the shutdowns (inside the interval), comes back without them. So the
+/// first check can fail, and the status it finds was written by the flush.
 #[test]
 fn status_survives_a_sigkill_after_the_flush_interval() {
-    let mut h = Head::start();
+    let flush = Duration::from_millis(1000);
+    let mut h = Head::start_configured(
+        None,
+        &format!(
+            "[status]\nflush_ms = {}\npersist_secs = 3600\n",
+            flush.as_millis()
+        ),
+        &[],
+    );
     h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=2"]);
     let s = sim(&h, &["--nodes", "4", "--boot-secs", "0.2"]);
     wait_summary(&h, 30, "up 4 n[0-3]");
     std::thread::sleep(Duration::from_millis(1200));
     sigterm(&s);
-    finish(s);
-    wait_summary(&h, 10, "down (clean shutdown) 4 n[0-3]");
+    finish(s); // the shutdown reports are answered
+    let answered = Instant::now();
     let before = h.json(&["node", "status"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let out = h.ok(&["node", "status"]);
+    assert!(
+        out.lines()
+            .any(|l| squash(l) == "down (clean shutdown) 4 n[0-3]"),
+        "{out}"
+    );
+    std::thread::sleep((flush + Duration::from_millis(300)).saturating_sub(answered.elapsed()));
+    let killed_after = answered.elapsed();
     h.kill9();
+    eprintln!("killed {killed_after:?} after the shutdown reports were answered");
     h.spawn();
     let out = h.ok(&["node", "status"]);
     assert!(
         out.lines()
             .any(|l| squash(l) == "down (clean shutdown) 4 n[0-3]"),
-        "after kill -9 and a restart:\n{out}\nhead log:\n{}",
+        "after kill -9 {killed_after:?} after the shutdowns and a restart:\n{out}\nhead log:\n{}",
         h.log()
     );
     let after = h.json(&["node", "status"]);
@@ -619,4 +638,25 @@ fn status_survives_a_sigkill_after_the_flush_interval() {
         assert_eq!(a["last_uptime"], b["last_uptime"], "{name}: {b} then {a}");
         assert_eq!(a["hostname"], b["hostname"], "{name}: {b} then {a}");
     }
+
+    // The control: killed inside the flush interval, the shutdowns are not in the store.
+    let mut c = Head::start_configured(
+        None,
+        "[status]\nflush_ms = 60000\npersist_secs = 3600\n",
+        &[],
+    );
+    c.ok(&["attrib", "-i", "DefaultAttribs", "set", "_status_secs=2"]);
+    let s = sim(&c, &["--nodes", "4", "--boot-secs", "0.2"]);
+    wait_summary(&c, 30, "up 4 n[0-3]");
+    sigterm(&s);
+    finish(s);
+    wait_summary(&c, 10, "down (clean shutdown) 4 n[0-3]");
+    c.kill9();
+    c.spawn();
+    let out = c.ok(&["node", "status"]);
+    assert!(
+        !out.contains("clean shutdown"),
+        "a head killed inside a 60 s flush interval kept the shutdowns (the check above \
+         cannot tell a flush from anything else):\n{out}"
+    );
 }

@@ -51,15 +51,16 @@ impl Blobs {
     }
 
     /// Make a received file durable and put it in place as blob `sha`: fsync it, rename it,
-    /// fsync the directory. Blocking. True when no blob had this content before.
+    /// fsync the directory (the new name lasts a power cut only then: an error there fails
+    /// the upload; the blob, which nothing refers to, goes at maintenance's next collection,
+    /// as it may be another upload's of the same content). Blocking. True when no blob had
+    /// this content before.
     fn keep(&self, file: &std::fs::File, part: &Path, sha: &str) -> std::io::Result<bool> {
         file.sync_all()?;
         let dest = self.dir.join(sha);
         let new = !dest.exists();
         std::fs::rename(part, dest)?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all())?;
         Ok(new)
     }
 
