@@ -871,7 +871,11 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
     let reserve = 2 * conns + 512;
     let want = opts.polls.unwrap_or(sims.len()).min(sims.len());
     let files = commands::raise_fd_limit(want + reserve);
-    let polls = want.min(usize::try_from(files).unwrap_or(usize::MAX).saturating_sub(reserve));
+    let polls = want.min(
+        usize::try_from(files)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(reserve),
+    );
     if polls < want {
         eprintln!(
             "sim: {polls} of the {want} nodes poll for commands: {files} open files allowed (ulimit -n), one per poll and {reserve} for the rest"

@@ -139,11 +139,7 @@ impl Net {
     /// A new connection to `head` for node `index`.
     async fn connect(&self, head: &str, index: usize) -> Result<Conn, String> {
         let t = self.target(head).await?;
-        let _permit = self
-            .connecting
-            .acquire()
-            .await
-            .map_err(|e| e.to_string())?;
+        let _permit = self.connecting.acquire().await.map_err(|e| e.to_string())?;
         let sock = match t.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -218,10 +214,7 @@ impl Net {
         };
         let authority = self.target(head).await?.authority.clone();
         let exchange = async {
-            c.send
-                .ready()
-                .await
-                .map_err(|e| format!("{head}: {e}"))?;
+            c.send.ready().await.map_err(|e| format!("{head}: {e}"))?;
             let req = hyper::Request::get(path)
                 .header(hyper::header::HOST, authority)
                 .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
@@ -275,10 +268,7 @@ mod tests {
             split_url("https://10.0.0.1:8740").unwrap(),
             (true, "10.0.0.1".into(), 8740)
         );
-        assert_eq!(
-            split_url("http://h").unwrap(),
-            (false, "h".into(), 80)
-        );
+        assert_eq!(split_url("http://h").unwrap(), (false, "h".into(), 80));
         assert_eq!(
             split_url("https://[::1]:9").unwrap(),
             (true, "::1".into(), 9)

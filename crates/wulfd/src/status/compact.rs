@@ -246,9 +246,19 @@ mod tests {
         assert_eq!(b.record(), rb);
         let (ha, hb) = (a.hardware.as_ref().unwrap(), b.hardware.as_ref().unwrap());
         assert!(Arc::ptr_eq(&ha.shared, &hb.shared), "one inventory");
-        assert!(Arc::ptr_eq(a.kernel.as_ref().unwrap(), b.kernel.as_ref().unwrap()));
-        assert!(Arc::ptr_eq(a.modules.as_ref().unwrap(), b.modules.as_ref().unwrap()));
-        assert_eq!(pool.sizes(), (2, 1, 1), "kernel and selinux; modules; hardware");
+        assert!(Arc::ptr_eq(
+            a.kernel.as_ref().unwrap(),
+            b.kernel.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            a.modules.as_ref().unwrap(),
+            b.modules.as_ref().unwrap()
+        ));
+        assert_eq!(
+            pool.sizes(),
+            (2, 1, 1),
+            "kernel and selinux; modules; hardware"
+        );
         // Other hardware is kept apart.
         let mut other = hw("02:00:00:00:00:03");
         other.cpus = 32;

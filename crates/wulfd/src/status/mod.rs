@@ -30,8 +30,8 @@ use wulf_model::{derive_state, DownReason, NodeState, StatusTimes};
 use wulf_store::{Op, Store, StoreError, Txn};
 
 use crate::cache::State as CacheState;
-use compact::{Agent, Info, Pool};
 pub use compact::InfoRecord;
+use compact::{Agent, Info, Pool};
 
 pub const STATUS_PREFIX: &str = "/wulf/status/";
 const HB_PREFIX: &str = "/wulf/status/hb/";
