@@ -139,7 +139,7 @@ pub struct AgentCost {
 }
 
 /// Hardware inventory, sent in the first report after boot.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Hardware {
     pub cpu_model: String,
     pub cpus: u32,
@@ -162,7 +162,7 @@ pub struct Hardware {
     pub disks: Vec<Disk>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Nic {
     pub name: String,
     pub mac: String,
@@ -173,7 +173,7 @@ pub struct Nic {
     pub mtu: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Disk {
     pub name: String,
     pub bytes: u64,

@@ -205,6 +205,11 @@ pub(crate) struct SimArgs {
     /// (TLS resumed with a session ticket). Latency counts from when a report was due
     #[arg(long, default_value_t = 32)]
     pub(crate) connections: usize,
+    /// How many nodes poll for commands (the first N by index; default: all). Each keeps a
+    /// long poll open, as wulf-agent does: one open file per polling node here and at the
+    /// head. Fewer are polled when this process's open-file limit does not allow them all
+    #[arg(long, value_name = "N")]
+    pub(crate) polls: Option<usize>,
     /// Stop without clean-shutdown reports (the head sees the nodes stop sending status)
     #[arg(long)]
     pub(crate) crash: bool,

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod commands;
+mod poll;
 pub(crate) mod storm;
 
 use rand::Rng;
@@ -54,6 +55,8 @@ pub struct SimOptions {
     pub boot_secs: f64,
     /// Parallel connections to the head.
     pub connections: usize,
+    /// Nodes that poll for commands, the first ones by index (None: all).
+    pub polls: Option<usize>,
     /// Stop without clean-shutdown reports.
     pub crash: bool,
     /// Print throughput and latency every this many seconds (0: only at the end).
@@ -100,6 +103,9 @@ struct SimNode {
     /// The address it reports: the node's `ip`, else this machine's toward its head.
     ip: Option<String>,
     booted: Instant,
+    /// When its first report is due (spread over `--boot-secs`); its first command poll
+    /// follows it.
+    first_report: Instant,
     interval: u32,
     busy: bool,
     reports: u64,
@@ -131,6 +137,7 @@ impl SimNode {
             mac,
             ip: None,
             booted: Instant::now(),
+            first_report: Instant::now(),
             interval: 10,
             busy: false,
             reports: 0,
@@ -664,18 +671,10 @@ fn worker(heads: Vec<String>, nodes: Vec<Node>, opts: SimOptions, ctx: Arc<comma
     );
     let mut heads = Heads::new(heads);
     let mut taken: BTreeMap<String, u64> = BTreeMap::new();
-    let start = Instant::now();
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = nodes
         .iter()
         .enumerate()
-        .map(|(i, _)| {
-            let d = if opts.boot_secs > 0.0 {
-                rng.gen_range(0.0..opts.boot_secs)
-            } else {
-                0.0
-            };
-            Reverse((start + Duration::from_secs_f64(d), i))
-        })
+        .map(|(i, n)| Reverse((lock(n).first_report, i)))
         .collect();
     while !stop.load(Ordering::Relaxed) {
         let Some(Reverse((at, i))) = due.peek().copied() else {
@@ -849,6 +848,8 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
             all => format!("{} heads ({})", all.len(), all.join(", ")),
         }
     );
+    let rt = commands::runtime()
+        .map_err(|e| anyhow::anyhow!("cannot start the command pollers' runtime: {e}"))?;
     let ctx = Arc::new(commands::Ctx {
         heads: heads.clone(),
         // A new connection for each of these rare requests (reports around reboots, results
@@ -860,33 +861,63 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
                 .max_idle_connections(0),
             &opts.tls,
         ),
-        tls: opts.tls.clone(),
         stats: stats.clone(),
         stop: stop.clone(),
         ignore_soft: opts.ignore_soft.clone(),
+        rt: rt.handle().clone(),
+        net: poll::Net::new(opts.tls.clone()),
     });
-    commands::raise_fd_limit(sims.len());
+    // A long poll holds an open file; the reporting threads and everything else need some.
+    let reserve = 2 * conns + 512;
+    let want = opts.polls.unwrap_or(sims.len()).min(sims.len());
+    let files = commands::raise_fd_limit(want + reserve);
+    let polls = want.min(
+        usize::try_from(files)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(reserve),
+    );
+    if polls < want {
+        eprintln!(
+            "sim: {polls} of the {want} nodes poll for commands: {files} open files allowed (ulimit -n), one per poll and {reserve} for the rest"
+        );
+    }
+    // Each node's first report (and then its first command poll) at a random moment of the
+    // simulated boot time.
+    let start = Instant::now();
+    let mut rng = rand::thread_rng();
     let mut shares: Vec<Vec<Node>> = (0..conns).map(|_| Vec::new()).collect();
-    let mut pollers = 0;
-    for (i, n) in sims {
+    for (i, mut n) in sims {
+        if opts.boot_secs > 0.0 {
+            n.first_report = start + Duration::from_secs_f64(rng.gen_range(0.0..opts.boot_secs));
+        } else {
+            n.first_report = start;
+        }
         let node = Arc::new(Mutex::new(n));
-        match commands::spawn_poller(node.clone(), ctx.clone()) {
-            Ok(()) => pollers += 1,
-            Err(e) => stats.error(format!("cannot start a command poller: {e}")),
+        if i < polls {
+            commands::spawn_poller(node.clone(), ctx.clone(), i);
         }
         shares[i % conns].push(node);
     }
-    if pollers < shares.iter().map(Vec::len).sum::<usize>() {
-        eprintln!("sim: only {pollers} nodes poll for commands (threads ran out)");
-    }
     let started = Instant::now();
-    let handles: Vec<_> = shares
-        .into_iter()
-        .map(|share| {
-            let (heads, opts, ctx) = (heads.clone(), opts.clone(), ctx.clone());
-            std::thread::spawn(move || worker(heads, share, opts, ctx))
-        })
-        .collect();
+    let mut handles = Vec::with_capacity(shares.len());
+    for share in shares {
+        let (heads, opts, ctx) = (heads.clone(), opts.clone(), ctx.clone());
+        let spawned = std::thread::Builder::new()
+            .name("sim-report".into())
+            .spawn(move || worker(heads, share, opts, ctx));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                // The workers already started stop and send their shutdown reports.
+                stop.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                rt.shutdown_background();
+                anyhow::bail!("cannot start a reporting thread: {e}");
+            }
+        }
+    }
     let mut last_print = Instant::now();
     let mut last_count = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -916,6 +947,8 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
     for h in handles {
         let _ = h.join();
     }
+    // Polls still waiting at the head are dropped with their connections.
+    rt.shutdown_background();
     stats.take_window();
     let all = stats.all.lock().map(|a| a.clone()).unwrap_or_default();
     let n = stats.reports.load(Ordering::Relaxed);

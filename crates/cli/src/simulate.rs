@@ -34,6 +34,7 @@ pub(crate) fn run(cli: &Cli, a: &SimArgs) -> Result<(), Fail> {
         duration: a.duration,
         boot_secs: a.boot_secs,
         connections: a.connections,
+        polls: a.polls,
         crash: a.crash,
         stats_every: a.stats,
         create: !a.no_create,

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 use wulf_api::status::{node_token, parse_node_token, StatusReport};
-use wulfd::status::{check_report, Heartbeat, Info, Status, STATUS_PREFIX};
+use wulfd::status::{check_report, Heartbeat, InfoRecord, Status, STATUS_PREFIX};
 
 use crate::json::same;
 
@@ -47,18 +47,18 @@ pub fn status(data: &[u8]) {
     }
     let head = Status::new("head".into(), 600);
     let uid = report.node.clone();
-    let info = Info {
+    let info = InfoRecord {
         ip: report.ip.clone(),
         hostname: report.hostname.clone(),
         kernel: report.kernel.clone(),
         cmdline: report.cmdline.clone(),
-        modules: report.modules.clone().map(std::sync::Arc::new),
+        modules: report.modules.clone(),
         selinux: report.selinux.clone(),
         hardware: report.hardware.clone(),
     };
     head.report(&uid, report.clone());
     let hb: Heartbeat = head.heartbeat(&uid).expect("a report leaves a heartbeat");
-    assert_eq!(hb.head, "head");
+    assert_eq!(&*hb.head, "head");
     assert_eq!(hb.interval_secs, report.interval_secs);
     assert_eq!(hb.busy, report.busy);
     assert!(hb.report_ms.is_some());

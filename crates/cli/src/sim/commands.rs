@@ -1,6 +1,13 @@
 //! Simulated nodes' end of the command channel, as `wulf-agent` has it: each node long-polls
-//! the head it reports to (`GET /api/v1/node/commands?wait=25`, one thread with a small stack
-//! per node), checks every command with the agent's [`Checker`], and posts a result for each.
+//! the head it reports to (`GET /api/v1/node/commands?wait=25`), checks every command with the
+//! agent's [`Checker`], and posts a result for each.
+//!
+//! The polls are async tasks on a small tokio runtime, not a thread per node (see
+//! [`super::poll`]): a node's first poll follows its first report, at most
+//! [`super::poll::CONNECTING`] connections are set up at once, and each node keeps its
+//! connection for the next poll. Commands are carried out on the runtime's blocking threads
+//! (at most [`BLOCKING_THREADS`]); the waits in them (a `sleep`, a reboot's silence) are timers,
+//! so 100,000 nodes need no more threads than 1,000.
 //!
 //! - **exec** runs a built-in command: `hostname`, `uptime`, `true`, `false`, `sleep N`,
 //!   `echo ARGS…`, `cat` (prints its stdin); anything else exits 127 "command not found".
@@ -26,7 +33,7 @@ use wulf_api::command::orphan::{Event, OrphanWatch};
 use wulf_api::command::{unix_now, Command, CommandResult, Order};
 use wulf_api::status::{node_token, ReportState};
 
-use super::{boot, lock, send, Heads, Node, Phase, SimNode, Stats, CONNECT_TIMEOUT};
+use super::{boot, lock, poll, send, Heads, Node, Phase, SimNode, Stats};
 
 /// Seconds a poll asks the head to wait, as the agent does.
 const WAIT_SECS: u64 = 25;
@@ -36,24 +43,41 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(WAIT_SECS + 10);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// `sleep` commands one node runs at once, as the agent's limit.
 const MAX_RUNNING: usize = 64;
-/// Stack of a poller or command thread: they only do small HTTP exchanges.
-const STACK: usize = 256 * 1024;
+/// Threads that carry out commands (short HTTP exchanges: results, reports, boots).
+pub(super) const BLOCKING_THREADS: usize = 128;
+/// Stack of the runtime's threads: they only do small HTTP exchanges.
+const STACK: usize = 1 << 20;
 
-/// What the pollers, command threads and reboots share.
+/// What the pollers, commands and reboots share.
 pub(super) struct Ctx {
     /// The configured heads.
     pub heads: Vec<String>,
     pub http: ureq::Agent,
-    /// TLS to the heads, for the pollers' own agents.
-    pub tls: Option<Arc<wulf_api::tls::ClientConfig>>,
     pub stats: Arc<Stats>,
     pub stop: Arc<AtomicBool>,
     pub ignore_soft: HashSet<String>,
+    /// The pollers' runtime.
+    pub rt: tokio::runtime::Handle,
+    /// The pollers' connections.
+    pub net: poll::Net,
+}
+
+/// The runtime the pollers and commands run on: 2 worker threads, at most
+/// [`BLOCKING_THREADS`] more for commands.
+pub(super) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_stack_size(STACK)
+        .thread_name("sim-poll")
+        .enable_all()
+        .build()
 }
 
 /// Raise the open-file limit to what `nodes` long polls need (one connection each, plus the
-/// workers'), as far as the hard limit allows.
-pub(super) fn raise_fd_limit(nodes: usize) {
+/// workers'): the hard limit too where this process may (root), else as far as it allows.
+/// Returns the soft limit now.
+pub(super) fn raise_fd_limit(nodes: usize) -> u64 {
     let want = (nodes as u64) * 2 + 256;
     let mut l = libc::rlimit {
         rlim_cur: 0,
@@ -61,45 +85,58 @@ pub(super) fn raise_fd_limit(nodes: usize) {
     };
     // SAFETY: getrlimit/setrlimit with a valid, writable rlimit.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 || l.rlim_cur >= want {
-            return;
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return 0;
+        }
+        if l.rlim_cur >= want {
+            return l.rlim_cur;
+        }
+        if l.rlim_max < want {
+            let more = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &more) == 0 {
+                return want;
+            }
         }
         l.rlim_cur = want.min(l.rlim_max);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        }
+        l.rlim_cur
     }
 }
 
-/// Start the node's poller thread.
-pub(super) fn spawn_poller(node: Node, ctx: Arc<Ctx>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("sim-poll".into())
-        .stack_size(STACK)
-        .spawn(move || poller(node, ctx))
-        .map(|_| ())
+/// Start node `index`'s poller.
+pub(super) fn spawn_poller(node: Node, ctx: Arc<Ctx>, index: usize) {
+    ctx.rt.clone().spawn(poller(node, ctx, index));
 }
 
-fn sleep_unless_stopped(ctx: &Ctx, d: Duration) {
+/// Wait `d`, or until the simulator stops (looked at every 0.5 s).
+async fn pause(ctx: &Ctx, d: Duration) {
     let until = Instant::now() + d;
     while !ctx.stop.load(Ordering::Relaxed) {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
-        std::thread::sleep(left.min(Duration::from_millis(500)));
+        tokio::time::sleep(left.min(Duration::from_millis(500))).await;
     }
 }
 
+/// Run `f` on a blocking thread; false if it could not run (the runtime is stopping).
+async fn blocking(f: impl FnOnce() + Send + 'static) -> bool {
+    tokio::task::spawn_blocking(f).await.is_ok()
+}
+
 /// Poll for commands while the node is up and may contact its head, until the simulator
-/// stops.
-fn poller(node: Node, ctx: Arc<Ctx>) {
-    let http = super::agent(
-        ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout(POLL_TIMEOUT)
-            .max_idle_connections(1)
-            .max_idle_connections_per_host(1),
-        &ctx.tls,
-    );
+/// stops. The first poll waits for the node's first report.
+async fn poller(node: Node, ctx: Arc<Ctx>, index: usize) {
+    let first = lock(&node).first_report;
+    pause(&ctx, first.saturating_duration_since(Instant::now())).await;
+    let path = format!("/api/v1/node/commands?wait={WAIT_SECS}");
+    let mut conn = None;
     let mut backoff = Duration::from_secs(1);
     while !ctx.stop.load(Ordering::Relaxed) {
         let (head, token, boots, active) = {
@@ -108,34 +145,49 @@ fn poller(node: Node, ctx: Arc<Ctx>) {
             (n.head.clone(), n.token.clone(), n.boots, active)
         };
         if !active {
-            sleep_unless_stopped(&ctx, Duration::from_millis(500));
+            // A quiet orphan or a node that is down holds no connection.
+            conn = None;
+            pause(&ctx, Duration::from_millis(500)).await;
             continue;
         }
-        let url = format!("{head}/api/v1/node/commands?wait={WAIT_SECS}");
-        let polled = http
-            .get(&url)
-            .set("Authorization", &format!("Bearer {token}"))
-            .call()
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.into_string().map_err(|e| e.to_string()))
-            .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).map_err(|e| e.to_string()));
+        let polled = ctx
+            .net
+            .get(&mut conn, &head, index, &path, &token, POLL_TIMEOUT)
+            .await
+            .and_then(|(status, body)| match status {
+                200 => serde_json::from_slice::<Vec<Value>>(&body).map_err(|e| e.to_string()),
+                _ => Err(format!(
+                    "{head}: HTTP {status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                )),
+            });
         match polled {
             Ok(cmds) => {
                 backoff = Duration::from_secs(1);
-                for c in cmds {
-                    // A node that rebooted meanwhile never got these.
-                    let current = {
-                        let n = lock(&node);
-                        n.boots == boots && n.phase == Phase::Up
-                    };
-                    if current {
-                        handle(&node, &ctx, &http, &head, &token, c);
+                if cmds.is_empty() {
+                    continue;
+                }
+                let (node, ctx) = (node.clone(), ctx.clone());
+                let done = blocking(move || {
+                    for c in cmds {
+                        // A node that rebooted meanwhile never got these.
+                        let current = {
+                            let n = lock(&node);
+                            n.boots == boots && n.phase == Phase::Up
+                        };
+                        if current {
+                            handle(&node, &ctx, &head, &token, c);
+                        }
                     }
+                })
+                .await;
+                if !done {
+                    return;
                 }
             }
             Err(e) => {
                 ctx.stats.error(format!("command poll: {e}"));
-                sleep_unless_stopped(&ctx, backoff);
+                pause(&ctx, backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -186,7 +238,8 @@ fn answer(id: &str, exit: Option<i32>, error: Option<String>) -> CommandResult {
 }
 
 /// Check and carry out one command.
-fn handle(node: &Node, ctx: &Arc<Ctx>, http: &ureq::Agent, head: &str, token: &str, raw: Value) {
+fn handle(node: &Node, ctx: &Arc<Ctx>, head: &str, token: &str, raw: Value) {
+    let http = &ctx.http;
     let cmd: Command = match serde_json::from_value(raw.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -300,68 +353,74 @@ fn start_reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
 }
 
 fn spawn_reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
-    let (node, mine) = (node.clone(), ctx.clone());
-    let spawned = std::thread::Builder::new()
-        .name("sim-reboot".into())
-        .stack_size(STACK)
-        .spawn(move || reboot(&node, &mine, shutdown_report));
-    if let Err(e) = spawned {
-        ctx.stats.error(format!("cannot start a reboot: {e}"));
-    }
+    let (node, ctx) = (node.clone(), ctx.clone());
+    ctx.rt.clone().spawn(reboot(node, ctx, shutdown_report));
 }
 
 /// A reboot: the shutdown report (for a head's reboot), silence for 1 to 3 s, a boot (the
 /// boot script fetched from the node's head, else the others), then up with a new boot id.
 /// The node is [`Phase::Down`] throughout.
-fn reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
-    let mut heads = Heads::new(ctx.heads.clone());
-    let mut rng = rand::thread_rng();
-    let (mac, name, current) = {
-        let mut n = lock(node);
+async fn reboot(node: Node, ctx: Arc<Ctx>, shutdown_report: bool) {
+    let (n2, c2) = (node.clone(), ctx.clone());
+    let Ok((mac, name, current)) = tokio::task::spawn_blocking(move || {
+        let mut n = lock(&n2);
         if shutdown_report {
-            if let Err(e) = report(ctx, &mut heads, &mut n, ReportState::Shutdown) {
-                ctx.stats.error(format!("{}: shutdown report: {e}", n.name));
+            let mut heads = Heads::new(c2.heads.clone());
+            if let Err(e) = report(&c2, &mut heads, &mut n, ReportState::Shutdown) {
+                c2.stats.error(format!("{}: shutdown report: {e}", n.name));
             }
         }
         n.boots += 1;
         (n.mac.clone(), n.name.clone(), n.head.clone())
+    })
+    .await
+    else {
+        return;
     };
     ctx.stats.reboots.fetch_add(1, Ordering::Relaxed);
-    sleep_unless_stopped(ctx, Duration::from_millis(rng.gen_range(1000..3000)));
+    let silence = Duration::from_millis(rand::thread_rng().gen_range(1000..3000));
+    pause(&ctx, silence).await;
     let mut order = vec![current.clone()];
     order.extend(ctx.heads.iter().filter(|h| **h != current).cloned());
+    let order = Arc::new(order);
     let (params, head) = loop {
         if ctx.stop.load(Ordering::Relaxed) {
             return;
         }
-        match boot(&ctx.http, &order, &mac) {
-            Ok(b) => break b,
-            Err(e) => {
+        let (c2, o2, m2) = (ctx.clone(), order.clone(), mac.clone());
+        match tokio::task::spawn_blocking(move || boot(&c2.http, &o2, &m2)).await {
+            Ok(Ok(b)) => break b,
+            Ok(Err(e)) => {
                 ctx.stats.error(format!("{name}: boot: {e}"));
-                sleep_unless_stopped(ctx, Duration::from_secs(3));
+                pause(&ctx, Duration::from_secs(3)).await;
             }
+            Err(_) => return,
         }
     };
-    let mut n = lock(node);
-    let cred = params.get("cred").cloned().unwrap_or_default();
-    let settings = n.orphan.settings();
-    let now = Instant::now();
-    n.token = node_token(&n.uid, &cred);
-    n.checker = wulf_api::command::Checker::new(&n.uid, &cred);
-    n.head = head;
-    n.booted = now;
-    n.boot_id = format!("{:032x}", rand::random::<u128>());
-    n.reports = 0;
-    n.orphan = OrphanWatch::new(settings, now);
-    n.sleeping = 0;
-    n.phase = Phase::Up;
-    if let Err(e) = report(ctx, &mut heads, &mut n, ReportState::Up) {
-        ctx.stats
-            .error(format!("{name}: first report after the reboot: {e}"));
-    }
+    blocking(move || {
+        let mut heads = Heads::new(ctx.heads.clone());
+        let mut n = lock(&node);
+        let cred = params.get("cred").cloned().unwrap_or_default();
+        let settings = n.orphan.settings();
+        let now = Instant::now();
+        n.token = node_token(&n.uid, &cred);
+        n.checker = wulf_api::command::Checker::new(&n.uid, &cred);
+        n.head = head;
+        n.booted = now;
+        n.boot_id = format!("{:032x}", rand::random::<u128>());
+        n.reports = 0;
+        n.orphan = OrphanWatch::new(settings, now);
+        n.sleeping = 0;
+        n.phase = Phase::Up;
+        if let Err(e) = report(&ctx, &mut heads, &mut n, ReportState::Up) {
+            ctx.stats
+                .error(format!("{name}: first report after the reboot: {e}"));
+        }
+    })
+    .await;
 }
 
-/// `sleep N` in a thread of its own, busy while it runs; cut at the command's timeout.
+/// `sleep N` as a timer, busy while it runs; cut at the command's timeout.
 #[allow(clippy::too_many_arguments)]
 fn sleep_command(
     node: &Node,
@@ -384,41 +443,33 @@ fn sleep_command(
         n.sleeping += 1;
         n.busy_since_tick = true;
     }
-    let mine = node.clone();
     let (node, ctx, head, token) = (
         node.clone(),
         ctx.clone(),
         head.to_string(),
         token.to_string(),
     );
-    let spawned = std::thread::Builder::new()
-        .name("sim-sleep".into())
-        .stack_size(STACK)
-        .spawn(move || {
-            let limit = timeout_secs.max(1) as f64;
-            std::thread::sleep(Duration::from_secs_f64(secs.min(limit)));
-            let same_boot = {
-                let mut n = lock(&node);
-                let same = n.boots == boots;
-                if same {
-                    n.sleeping = n.sleeping.saturating_sub(1);
-                }
-                same
-            };
-            if !same_boot {
-                return;
+    ctx.rt.clone().spawn(async move {
+        let limit = timeout_secs.max(1) as f64;
+        tokio::time::sleep(Duration::from_secs_f64(secs.min(limit))).await;
+        let same_boot = {
+            let mut n = lock(&node);
+            let same = n.boots == boots;
+            if same {
+                n.sleeping = n.sleeping.saturating_sub(1);
             }
-            let r = if secs > limit {
-                answer(&id, None, Some(format!("timed out after {timeout_secs} s")))
-            } else {
-                answer(&id, Some(0), None)
-            };
-            post(&ctx.http, &head, &token, &r);
-        });
-    if spawned.is_err() {
-        let mut n = lock(&mine);
-        n.sleeping = n.sleeping.saturating_sub(1);
-    }
+            same
+        };
+        if !same_boot {
+            return;
+        }
+        let r = if secs > limit {
+            answer(&id, None, Some(format!("timed out after {timeout_secs} s")))
+        } else {
+            answer(&id, Some(0), None)
+        };
+        blocking(move || post(&ctx.http, &head, &token, &r)).await;
+    });
 }
 
 /// A built-in command's outcome.

@@ -153,7 +153,7 @@ pub fn unreachable(app: &App, t: &Target) -> String {
         return format!("node is {}", t.describe());
     }
     match app.status.heartbeat(&t.uid).map(|h| h.head) {
-        Some(h) if !h.is_empty() && h != app.head => {
+        Some(h) if !h.is_empty() && *h != *app.head => {
             format!("the agent reports to head {h}, not to this one; send the request to that head")
         }
         _ => "the agent does not poll for commands (wulf-agent older than this head, or \

@@ -16,19 +16,22 @@
 //! never written: it is derived from the receiving head's clock at read time
 //! ([`wulf_model::derive_state`]).
 
+mod compact;
 pub mod routes;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use wulf_api::status::{AgentCost, Hardware, NodeStatus, ReportState, StatusReport};
+use wulf_api::status::{NodeStatus, ReportState, StatusReport};
 use wulf_model::{derive_state, DownReason, NodeState, StatusTimes};
 use wulf_store::{Op, Store, StoreError, Txn};
 
 use crate::cache::State as CacheState;
+pub use compact::InfoRecord;
+use compact::{Agent, Info, Pool};
 
 pub const STATUS_PREFIX: &str = "/wulf/status/";
 const HB_PREFIX: &str = "/wulf/status/hb/";
@@ -49,9 +52,9 @@ const FLUSH_BYTES: usize = 1 << 20;
 /// The frequently changing part of a node's status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
-    /// The head that received the last report or boot.
+    /// The head that received the last report or boot (shared: a few heads, many nodes).
     #[serde(default)]
-    pub head: String,
+    pub head: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booted_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,7 +67,7 @@ pub struct Heartbeat {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub orphan: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boot_id: Option<String>,
+    pub boot_id: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime: Option<f64>,
     #[serde(default)]
@@ -78,28 +81,7 @@ pub struct Heartbeat {
     /// Kept in memory only: it changes with every report and matters only while the node
     /// runs.
     #[serde(skip)]
-    pub agent: Option<AgentCost>,
-}
-
-/// The rarely changing part of a node's status.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Info {
-    /// The address the node reported (its side of the way to the head).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmdline: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// Shared between nodes that loaded the same modules (most of a cluster).
-    pub modules: Option<Arc<Vec<String>>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selinux: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hardware: Option<Hardware>,
+    pub agent: Option<Agent>,
 }
 
 #[derive(Default)]
@@ -130,29 +112,22 @@ impl Entry {
 
 #[derive(Default)]
 struct Inner {
-    nodes: HashMap<String, Entry>,
+    /// By UID; the key is shared with [`Inner::dirty`].
+    nodes: HashMap<Arc<str>, Entry>,
     /// UIDs with something to flush.
-    dirty: Vec<String>,
-    /// Distinct module lists, each kept once.
-    module_lists: HashSet<Arc<Vec<String>>>,
+    dirty: Vec<Arc<str>>,
+    /// What many nodes' status shares, each kept once.
+    pool: Pool,
 }
 
-/// The shared copy of a module list.
-fn intern(pool: &mut HashSet<Arc<Vec<String>>>, list: Vec<String>) -> Arc<Vec<String>> {
-    if let Some(a) = pool.get(&list) {
-        return a.clone();
-    }
-    let a = Arc::new(list);
-    pool.insert(a.clone());
-    a
-}
-
-/// Share `info`'s module list with every node that has the same one.
-fn intern_modules(pool: &mut HashSet<Arc<Vec<String>>>, info: &mut Info) {
-    if let Some(m) = info.modules.take() {
-        let list = Arc::try_unwrap(m).unwrap_or_else(|a| (*a).clone());
-        info.modules = Some(intern(pool, list));
-    }
+/// Node `uid`'s entry (made if new) and its shared key.
+fn entry<'a>(nodes: &'a mut HashMap<Arc<str>, Entry>, uid: &str) -> (Arc<str>, &'a mut Entry) {
+    let key = match nodes.get_key_value(uid) {
+        Some((k, _)) => k.clone(),
+        None => Arc::from(uid),
+    };
+    let e = nodes.entry(key.clone()).or_default();
+    (key, e)
 }
 
 /// How much of a node's status to answer with.
@@ -168,7 +143,7 @@ pub enum Detail {
 
 /// This head's view of node status.
 pub struct Status {
-    head: String,
+    head: Arc<str>,
     /// `_boot_timeout` of nodes that do not set it (`[boot] timeout_secs`).
     boot_timeout: u32,
     /// How stale another head's stored heartbeats may be (its persist interval + a flush).
@@ -212,7 +187,7 @@ pub fn now_ms() -> i64 {
 impl Status {
     pub fn new(head: String, boot_timeout: u32) -> Arc<Status> {
         Arc::new(Status {
-            head,
+            head: Arc::from(head),
             boot_timeout,
             remote_slack_ms: std::sync::atomic::AtomicI64::new(0),
             flush_chunk: std::sync::atomic::AtomicUsize::new(FLUSH_CHUNK),
@@ -243,8 +218,9 @@ impl Status {
         for kv in kvs {
             if let Some(uid) = kv.key.strip_prefix(HB_PREFIX) {
                 match serde_json::from_slice::<Heartbeat>(&kv.value) {
-                    Ok(hb) => {
-                        let e = inner.nodes.entry(uid.to_string()).or_default();
+                    Ok(mut hb) => {
+                        hb.head = inner.pool.str(&hb.head);
+                        let e = entry(&mut inner.nodes, uid).1;
                         e.hb = hb;
                         e.persisted_ms = now_ms();
                         n += 1;
@@ -254,15 +230,10 @@ impl Status {
                     }
                 }
             } else if let Some(uid) = kv.key.strip_prefix(INFO_PREFIX) {
-                match serde_json::from_slice::<Info>(&kv.value) {
-                    Ok(mut info) => {
-                        let Inner {
-                            nodes,
-                            module_lists,
-                            ..
-                        } = &mut *inner;
-                        intern_modules(module_lists, &mut info);
-                        nodes.entry(uid.to_string()).or_default().info = Arc::new(info)
+                match serde_json::from_slice::<InfoRecord>(&kv.value) {
+                    Ok(record) => {
+                        let Inner { nodes, pool, .. } = &mut *inner;
+                        entry(nodes, uid).1.info = Arc::new(pool.info(record))
                     }
                     Err(e) => {
                         tracing::warn!(key = %kv.key, error = %e, "unreadable status record ignored")
@@ -279,11 +250,11 @@ impl Status {
         let now = now_ms();
         {
             let mut inner = self.lock();
-            let e = inner.nodes.entry(uid.to_string()).or_default();
+            let (key, e) = entry(&mut inner.nodes, uid);
             e.hb.booted_ms = Some(now);
-            e.hb.head.clone_from(&self.head);
+            e.hb.head = self.head.clone();
             if e.mark(true, true, false) {
-                inner.dirty.push(uid.to_string());
+                inner.dirty.push(key);
             }
         }
         self.changed();
@@ -303,19 +274,16 @@ impl Status {
         let mut changed = false;
         {
             let mut inner = self.lock();
-            let Inner {
-                nodes,
-                module_lists,
-                ..
-            } = &mut *inner;
+            let Inner { nodes, pool, .. } = &mut *inner;
             if let Some(uid) = key.strip_prefix(HB_PREFIX) {
-                let Ok(hb) = serde_json::from_slice::<Heartbeat>(value) else {
+                let Ok(mut hb) = serde_json::from_slice::<Heartbeat>(value) else {
                     return;
                 };
                 if hb.head == self.head {
                     return;
                 }
-                let e = nodes.entry(uid.to_string()).or_default();
+                hb.head = pool.str(&hb.head);
+                let e = entry(nodes, uid).1;
                 let latest = |h: &Heartbeat| h.report_ms.max(h.booted_ms);
                 if latest(&hb) > latest(&e.hb) {
                     let agent = e.hb.agent.take();
@@ -324,14 +292,13 @@ impl Status {
                     changed = true;
                 }
             } else if let Some(uid) = key.strip_prefix(INFO_PREFIX) {
-                let Ok(mut info) = serde_json::from_slice::<Info>(value) else {
+                let Ok(record) = serde_json::from_slice::<InfoRecord>(value) else {
                     return;
                 };
-                let e = nodes.entry(uid.to_string()).or_default();
+                let e = entry(nodes, uid).1;
                 // Info follows whoever received the node's latest report.
                 if e.hb.head != self.head && !e.info_dirty {
-                    intern_modules(module_lists, &mut info);
-                    e.info = Arc::new(info);
+                    e.info = Arc::new(pool.info(record));
                     changed = true;
                 }
             }
@@ -347,12 +314,8 @@ impl Status {
         let now = now_ms();
         {
             let mut inner = self.lock();
-            let Inner {
-                nodes,
-                dirty,
-                module_lists,
-            } = &mut *inner;
-            let e = nodes.entry(uid.to_string()).or_default();
+            let Inner { nodes, dirty, pool } = &mut *inner;
+            let (key, e) = entry(nodes, uid);
             let hb = &mut e.hb;
             let shutdown = r.state == ReportState::Shutdown;
             let orphan = r.state == ReportState::Orphan;
@@ -366,46 +329,72 @@ impl Status {
                         || hb.busy != r.busy
                 }
             };
-            hb.head.clone_from(&self.head);
+            if hb.head != self.head {
+                hb.head = self.head.clone();
+            }
             hb.report_ms = Some(now);
             hb.interval_secs = r.interval_secs;
             hb.shutdown = shutdown;
             hb.orphan = orphan;
-            if r.boot_id.is_some() {
-                hb.boot_id = r.boot_id;
+            if let Some(id) = r.boot_id {
+                if hb.boot_id.as_deref() != Some(id.as_str()) {
+                    hb.boot_id = Some(id.into_boxed_str());
+                }
             }
             hb.uptime = Some(r.uptime_secs);
             hb.busy = r.busy;
             hb.load = Some(r.load);
             hb.ram_total = Some(r.ram_total);
             hb.ram_free = Some(r.ram_free);
-            if r.agent.is_some() {
-                hb.agent = r.agent;
+            if let Some(a) = r.agent {
+                let version = match hb.agent.take() {
+                    // The same version as before: no lookup.
+                    Some(old) if *old.version == *a.version => old.version,
+                    _ => pool.str(&a.version),
+                };
+                hb.agent = Some(Agent::new(version, &a));
             }
-            let info_changed = (r.ip.is_some() && r.ip != e.info.ip)
-                || (r.hostname.is_some() && r.hostname != e.info.hostname)
-                || (r.kernel.is_some() && r.kernel != e.info.kernel)
-                || (r.cmdline.is_some() && r.cmdline != e.info.cmdline)
-                || (r.modules.is_some() && r.modules.as_ref() != e.info.modules.as_deref())
-                || (r.selinux.is_some() && r.selinux != e.info.selinux)
-                || (r.hardware.is_some() && r.hardware != e.info.hardware);
+            let i = &e.info;
+            let differs = |new: &Option<String>, old: Option<&str>| {
+                new.as_deref().is_some_and(|n| Some(n) != old)
+            };
+            let hardware = r.hardware.map(|h| pool.hardware(h));
+            let info_changed = differs(&r.ip, i.ip.as_deref())
+                || differs(&r.hostname, i.hostname.as_deref())
+                || differs(&r.kernel, i.kernel.as_deref())
+                || differs(&r.cmdline, i.cmdline.as_deref())
+                || (r.modules.is_some() && r.modules.as_ref() != i.modules.as_deref())
+                || differs(&r.selinux, i.selinux.as_deref())
+                || (hardware.is_some() && hardware != i.hardware);
             if info_changed {
                 let old = &e.info;
                 e.info = Arc::new(Info {
-                    ip: r.ip.or_else(|| old.ip.clone()),
-                    hostname: r.hostname.or_else(|| old.hostname.clone()),
-                    kernel: r.kernel.or_else(|| old.kernel.clone()),
-                    cmdline: r.cmdline.or_else(|| old.cmdline.clone()),
+                    ip: r.ip.map(String::into_boxed_str).or_else(|| old.ip.clone()),
+                    hostname: r
+                        .hostname
+                        .map(String::into_boxed_str)
+                        .or_else(|| old.hostname.clone()),
+                    kernel: match r.kernel {
+                        Some(k) => Some(pool.str(&k)),
+                        None => old.kernel.clone(),
+                    },
+                    cmdline: r
+                        .cmdline
+                        .map(String::into_boxed_str)
+                        .or_else(|| old.cmdline.clone()),
                     modules: match r.modules {
-                        Some(m) => Some(intern(module_lists, m)),
+                        Some(m) => Some(pool.modules(m)),
                         None => old.modules.clone(),
                     },
-                    selinux: r.selinux.or_else(|| old.selinux.clone()),
-                    hardware: r.hardware.or_else(|| old.hardware.clone()),
+                    selinux: match r.selinux {
+                        Some(v) => Some(pool.str(&v)),
+                        None => old.selinux.clone(),
+                    },
+                    hardware: hardware.or_else(|| old.hardware.clone()),
                 });
             }
             if e.mark(true, urgent, info_changed) {
-                dirty.push(uid.to_string());
+                dirty.push(key);
             }
         }
         self.changed();
@@ -445,11 +434,24 @@ impl Status {
 
     /// Status of the given nodes (in that order), derived now.
     pub fn view(&self, st: &CacheState, uids: &[String], detail: Detail) -> Vec<NodeStatus> {
-        let now = now_ms();
+        let mut out = Vec::with_capacity(uids.len());
+        self.view_each(st, uids, detail, now_ms(), |s| out.push(s));
+        out
+    }
+
+    /// Status of the given nodes (in that order) as derived at `now`, one at a time to `f`
+    /// (nodes that no longer exist left out).
+    pub fn view_each(
+        &self,
+        st: &CacheState,
+        uids: &[String],
+        detail: Detail,
+        now: i64,
+        mut f: impl FnMut(NodeStatus),
+    ) {
         let slack = self
             .remote_slack_ms
             .load(std::sync::atomic::Ordering::Relaxed);
-        let mut out = Vec::with_capacity(uids.len());
         // In chunks, so reports are not held up behind a view of 100,000 nodes.
         for chunk in uids.chunks(VIEW_CHUNK) {
             let inner = self.lock();
@@ -460,7 +462,7 @@ impl Status {
                 else {
                     continue;
                 };
-                let entry = inner.nodes.get(uid);
+                let entry = inner.nodes.get(uid.as_str());
                 let hb = entry.map(|e| &e.hb);
                 let (t, state, reason) = self.derive(st, node, hb, now, slack);
                 let mut s = NodeStatus {
@@ -479,30 +481,31 @@ impl Status {
                     s.last_uptime = hb.uptime;
                     s.interval_secs = (hb.interval_secs > 0).then_some(hb.interval_secs);
                     if detail >= Detail::Heartbeat {
-                        s.head = (!hb.head.is_empty()).then(|| hb.head.clone());
+                        s.head = (!hb.head.is_empty()).then(|| hb.head.to_string());
                         s.busy = hb.busy;
                         s.load = hb.load;
                         s.ram_total = hb.ram_total;
                         s.ram_free = hb.ram_free;
-                        s.agent.clone_from(&hb.agent);
+                        s.agent = hb.agent.as_ref().map(Agent::cost);
                     }
                 }
+                let text = |v: &Option<Box<str>>| v.as_deref().map(str::to_string);
+                let shared = |v: &Option<Arc<str>>| v.as_deref().map(str::to_string);
                 if let (Some(e), true) = (entry, detail >= Detail::Heartbeat) {
-                    s.ip.clone_from(&e.info.ip);
+                    s.ip = text(&e.info.ip);
                 }
                 if let (Some(e), Detail::Full) = (entry, detail) {
                     let i = &e.info;
-                    s.hostname.clone_from(&i.hostname);
-                    s.kernel.clone_from(&i.kernel);
-                    s.cmdline.clone_from(&i.cmdline);
+                    s.hostname = text(&i.hostname);
+                    s.kernel = shared(&i.kernel);
+                    s.cmdline = text(&i.cmdline);
                     s.modules = i.modules.as_deref().cloned();
-                    s.selinux.clone_from(&i.selinux);
-                    s.hardware.clone_from(&i.hardware);
+                    s.selinux = shared(&i.selinux);
+                    s.hardware = i.hardware.as_ref().map(compact::Hw::hardware);
                 }
-                out.push(s);
+                f(s);
             }
         }
-        out
     }
 
     /// (state, down reason, node name) of the given nodes, derived now — for summaries.
@@ -522,7 +525,7 @@ impl Status {
                 let node = st
                     .get(wulf_model::Kind::Node, uid)
                     .and_then(|e| e.obj.as_node())?;
-                let hb = inner.nodes.get(uid).map(|e| &e.hb);
+                let hb = inner.nodes.get(uid.as_str()).map(|e| &e.hb);
                 let (_, s, r) = self.derive(st, node, hb, now, slack);
                 Some((s, r, node.name.clone()))
             }));
@@ -568,7 +571,7 @@ impl Status {
             }
         }
         for (uid, info) in infos {
-            if let Ok(v) = serde_json::to_vec(&*info) {
+            if let Ok(v) = serde_json::to_vec(&info.record()) {
                 out.push((format!("{INFO_PREFIX}{uid}"), v));
             }
         }
@@ -588,7 +591,8 @@ impl Status {
                 continue;
             };
             if e.mark(!info, !info, info) {
-                inner.dirty.push(uid.to_string());
+                let key = entry(&mut inner.nodes, uid).0;
+                inner.dirty.push(key);
             }
         }
     }
@@ -599,8 +603,8 @@ impl Status {
         let had = {
             let mut inner = self.lock();
             let had = inner.nodes.remove(uid).is_some();
-            inner.dirty.retain(|u| u != uid);
-            inner.module_lists.retain(|l| Arc::strong_count(l) > 1);
+            inner.dirty.retain(|u| &**u != uid);
+            inner.pool.prune();
             had
         };
         if had {
@@ -621,11 +625,11 @@ impl Status {
     /// Forget nodes that no longer exist; returns the store keys to delete.
     fn forget_missing(&self, exists: impl Fn(&str) -> bool) -> Vec<String> {
         let mut inner = self.lock();
-        let gone: Vec<String> = inner.nodes.keys().filter(|u| !exists(u)).cloned().collect();
+        let gone: Vec<Arc<str>> = inner.nodes.keys().filter(|u| !exists(u)).cloned().collect();
         for uid in &gone {
             inner.nodes.remove(uid);
         }
-        inner.module_lists.retain(|l| Arc::strong_count(l) > 1);
+        inner.pool.prune();
         inner.dirty.retain(|u| exists(u));
         gone.iter()
             .flat_map(|u| [format!("{HB_PREFIX}{u}"), format!("{INFO_PREFIX}{u}")])
@@ -701,7 +705,7 @@ impl Status {
 
 fn times_with(hb: &Heartbeat, me: &str, slack_ms: i64) -> StatusTimes {
     let mut t = times(hb);
-    if !hb.head.is_empty() && hb.head != me {
+    if !hb.head.is_empty() && *hb.head != *me {
         t.slack_ms = slack_ms;
     }
     t
@@ -999,10 +1003,10 @@ mod tests {
                 a.modules.as_ref().unwrap(),
                 b.modules.as_ref().unwrap()
             ));
-            assert_eq!(inner.module_lists.len(), 1);
+            assert_eq!(inner.pool.sizes().1, 1);
         }
         s.forget_missing(|_| false);
-        assert!(s.lock().module_lists.is_empty(), "unused lists are dropped");
+        assert_eq!(s.lock().pool.sizes(), (0, 0, 0), "unused lists are dropped");
     }
 
     #[tokio::test]

@@ -39,15 +39,57 @@ async fn node_status(
             )))
         }
     };
-    let view = {
+    let uids = {
         let st = app.cache.read();
-        let uids = by_index(&st, selection(&st, Kind::Node, &q, true)?);
-        app.status.view(&st, &uids, detail)
+        by_index(&st, selection(&st, Kind::Node, &q, true)?)
     };
-    let bytes = serde_json::to_vec(&view)
-        .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(json_response(bytes, StatusCode::OK))
+    let now = crate::status::now_ms();
+    if uids.len() <= STREAM_CHUNK {
+        let view = app.status.view(&app.cache.read(), &uids, detail);
+        let bytes = serde_json::to_vec(&view)
+            .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        return Ok(json_response(bytes, StatusCode::OK));
+    }
+    // Many nodes: the JSON array is written and sent a chunk of nodes at a time (the same
+    // bytes as one `serde_json::to_vec` of the whole list), so 100,000 nodes' status is never
+    // all in memory at once.
+    let mut wrote = false;
+    let chunks = (0..uids.len().div_ceil(STREAM_CHUNK)).map(move |c| {
+        let from = c * STREAM_CHUNK;
+        let part = &uids[from..(from + STREAM_CHUNK).min(uids.len())];
+        let mut out = Vec::with_capacity(part.len() * 512);
+        if c == 0 {
+            out.push(b'[');
+        }
+        let mut failed = None;
+        app.status
+            .view_each(&app.cache.read(), part, detail, now, |s| {
+                if std::mem::replace(&mut wrote, true) {
+                    out.push(b',');
+                }
+                if let Err(e) = serde_json::to_writer(&mut out, &s) {
+                    failed.get_or_insert(e);
+                }
+            });
+        if let Some(e) = failed {
+            return Err(std::io::Error::other(e));
+        }
+        if from + part.len() == uids.len() {
+            out.push(b']');
+        }
+        Ok(axum::body::Bytes::from(out))
+    });
+    Response::builder()
+        .header(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
+
+/// Nodes per piece of a streamed status listing.
+const STREAM_CHUNK: usize = 1024;
 
 /// `GET /api/v1/node/status/summary?ids=SEL[&since=N]`.
 async fn node_status_summary(
