@@ -107,26 +107,38 @@ fn storm(h: &Head, ns: &str, n: usize, args: &[&str]) -> (Option<i32>, Value, St
     (out.status.code(), v, stderr)
 }
 
-/// curl (from `ns`) of `url`: the HTTP status and the body.
-fn curl(ns: &str, url: &str) -> (u16, String) {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-s",
-            "-m",
-            "20",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ])
-        .output()
-        .expect("curl runs (./test.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+/// A head whose stored image is damaged after it was uploaded (`_image_peers` when
+/// `peers`), and a storm of 2 nodes that must both fail: the image's sha256, the failures'
+/// reasons, the storm's stderr, the head's log.
+fn damaged_storm(lab: &Lab, ns: &str, peers: bool) -> (String, Vec<String>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let h = head_with(lab, dir.path(), if peers { 5 << 20 } else { 3 << 20 });
+    if peers {
+        h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_image_peers=yes"]);
+    }
+    let sha = h.json(&["image", "ls", "img"])[0]["content"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = h.data().join("blobs/sha256").join(&sha);
+    let len = std::fs::metadata(&blob).unwrap().len() as usize;
+    std::fs::write(&blob, random(len)).unwrap();
+    let (code, v, err) = storm(&h, ns, 2, &["--boot-config", "storm"]);
+    assert_eq!(code, Some(1), "{v:#}\n{err}");
+    assert_eq!(
+        (v["up"].as_u64(), v["failed"].as_u64()),
+        (Some(0), Some(2)),
+        "{v:#}"
+    );
+    let why = v["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["reason"].as_str().unwrap().to_string())
+        .collect();
+    let st = states(&h);
+    assert!(st.iter().all(|(_, s)| s != "up"), "{st:?}");
+    (sha, why, err, h.log())
 }
 
 fn states(h: &Head) -> Vec<(String, String)> {
@@ -209,32 +221,14 @@ fn twenty_nodes_boot_at_once_and_a_bad_image_fails() {
     {
         // A boot config whose image file changed on the head after it was stored: the node
         // downloads it, finds the checksum wrong and does not come up.
-        let dir2 = tempfile::tempdir().unwrap();
-        let h = head(&lab, dir2.path());
-        let sha = h.json(&["image", "ls", "img"])[0]["content"]["sha256"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let blob = h.data().join("blobs/sha256").join(&sha);
-        let len = std::fs::metadata(&blob).unwrap().len() as usize;
-        std::fs::write(&blob, random(len)).unwrap();
-        let (code, v, err) = storm(&h, &ns, 2, &["--boot-config", "storm"]);
-        assert_eq!(code, Some(1), "{v:#}\n{err}");
-        assert_eq!(
-            (v["up"].as_u64(), v["failed"].as_u64()),
-            (Some(0), Some(2)),
-            "{v:#}"
-        );
-        for f in v["failures"].as_array().unwrap() {
-            let why = f["reason"].as_str().unwrap();
+        let (sha, why, err, _) = damaged_storm(&lab, &ns, false);
+        for w in &why {
             assert!(
-                why.starts_with(&format!("image checksum mismatch: expected {sha}, got ")),
-                "{why}"
+                w.starts_with(&format!("image checksum mismatch: expected {sha}, got ")),
+                "{w}"
             );
         }
         assert!(err.contains("2 of 2 nodes failed to boot"), "{err}");
-        let st = states(&h);
-        assert!(st.iter().all(|(_, s)| s != "up"), "{st:?}");
     }
     {
         // _image_peers: 20 nodes get a 13 MiB image (4 pieces) through the swarm; the head
@@ -248,12 +242,12 @@ fn twenty_nodes_boot_at_once_and_a_bad_image_fails() {
             .to_string();
         // The tracker, asked by curl: no token, a bad port, not an image.
         let base = "http://10.93.0.1:8740/boot/swarm";
-        let (code, body) = curl(&ns, &format!("{base}/{sha}"));
+        let (code, body) = netns::curl(&ns, &[], &format!("{base}/{sha}"));
         assert_eq!(code, 403, "{body}");
         assert!(body.contains("enroll:UID:TOKEN"), "{body}");
-        let (code, body) = curl(&ns, &format!("{base}/{sha}?port=0"));
+        let (code, body) = netns::curl(&ns, &[], &format!("{base}/{sha}?port=0"));
         assert_eq!(code, 400, "{body}");
-        let (code, _) = curl(&ns, &format!("{base}/{}", "0".repeat(64)));
+        let (code, _) = netns::curl(&ns, &[], &format!("{base}/{}", "0".repeat(64)));
         assert_eq!(code, 404);
         let (code, v, err) = storm(&h, &ns, 20, &["--boot-config", "storm", "--spread", "1"]);
         assert_eq!(code, Some(0), "{v:#}\n{err}");
@@ -291,31 +285,14 @@ fn twenty_nodes_boot_at_once_and_a_bad_image_fails() {
     {
         // A damaged stored image through the swarm: the head finds it out computing the
         // pieces and refuses the plan; the nodes do not come up.
-        let dir4 = tempfile::tempdir().unwrap();
-        let h = head_with(&lab, dir4.path(), 5 << 20);
-        h.ok(&["attrib", "-i", "DefaultAttribs", "set", "_image_peers=yes"]);
-        let sha = h.json(&["image", "ls", "img"])[0]["content"]["sha256"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let blob = h.data().join("blobs/sha256").join(&sha);
-        let len = std::fs::metadata(&blob).unwrap().len() as usize;
-        std::fs::write(&blob, random(len)).unwrap();
-        let (code, v, err) = storm(&h, &ns, 2, &["--boot-config", "storm"]);
-        assert_eq!(code, Some(1), "{v:#}\n{err}");
-        assert_eq!(
-            (v["up"].as_u64(), v["failed"].as_u64()),
-            (Some(0), Some(2)),
-            "{v:#}"
-        );
-        for f in v["failures"].as_array().unwrap() {
-            let why = f["reason"].as_str().unwrap();
+        let (sha, why, _, log) = damaged_storm(&lab, &ns, true);
+        for w in &why {
             assert!(
-                why.contains(&format!("the stored image {sha} is damaged")),
-                "{why}"
+                w.contains(&format!("the stored image {sha} is damaged")),
+                "{w}"
             );
         }
-        assert!(h.log().contains("is damaged"), "{}", h.log());
+        assert!(log.contains("is damaged"), "{log}");
     }
     eprintln!("boot storm test took {:.1} s", t.elapsed().as_secs_f64());
 }

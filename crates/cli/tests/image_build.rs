@@ -15,48 +15,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use head::{write, wulf_bin, Head};
+use head::{need_program, run_ok, write, wulf_bin, Head};
 use serde_json::Value;
-
-fn need(prog: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()));
-    assert!(
-        found,
-        "{prog} is not installed: ./test.sh installs it (test.d/images.sh)"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The paths in image `name`'s content.
-fn listing(h: &Head, name: &str) -> Vec<String> {
-    let dl = h.dir.path().join(format!("{name}.tar.gz"));
-    h.ok(&[
-        "image",
-        "-i",
-        name,
-        "download",
-        "content",
-        "-o",
-        dl.to_str().unwrap(),
-    ]);
-    let list = run(Command::new("tar").arg("-tzf").arg(&dl));
-    std::fs::remove_file(&dl).unwrap();
-    list.lines()
-        .map(|l| l.trim_end_matches('/').trim_start_matches("./").to_string())
-        .collect()
-}
 
 fn content_sha(h: &Head, name: &str) -> String {
     let img = h.json(&["image", "ls", name]);
@@ -64,7 +24,7 @@ fn content_sha(h: &Head, name: &str) -> String {
 }
 
 fn umoci(args: &[&str]) {
-    run(Command::new("umoci").args(args));
+    run_ok(Command::new("umoci").args(args));
 }
 
 /// An OCI layout made by umoci: layer 1 (umoci repack) holds a/keep, a/gone, d/x, d/y;
@@ -95,12 +55,14 @@ fn oci_layout(dir: &Path) -> std::path::PathBuf {
     write(&layer2.join("d"), ".wh..wh..opq", b"");
     write(&layer2.join("d"), "z", b"layer 2\n");
     let tar2 = dir.join("layer2.tar");
-    run(Command::new("tar")
-        .arg("-cf")
-        .arg(&tar2)
-        .arg("-C")
-        .arg(&layer2)
-        .args(["a", "d"]));
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tar2)
+            .arg("-C")
+            .arg(&layer2)
+            .args(["a", "d"]),
+    );
     umoci(&[
         "raw",
         "add-layer",
@@ -114,7 +76,7 @@ fn oci_layout(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn build_import_exec_and_list_images() {
     for p in ["mmdebstrap", "umoci", "unshare", "tar"] {
-        need(p);
+        need_program(p, "test.d/images.sh");
     }
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -173,7 +135,7 @@ fn build_import_exec_and_list_images() {
     ]);
     assert_eq!(out.trim(), "Created image deb");
     let build_secs = t.elapsed().as_secs();
-    let files = listing(&h, "deb");
+    let files = h.image_listing("deb");
     for f in [
         "etc/debian_version",
         "usr/sbin/wulf-agent",
@@ -195,7 +157,7 @@ fn build_import_exec_and_list_images() {
         layout.to_str().unwrap(),
     ]);
     assert_eq!(out.trim(), "Created image oci");
-    let files = listing(&h, "oci");
+    let files = h.image_listing("oci");
     for f in ["a/keep", "d/z", "etc/os-release"] {
         assert!(
             files.iter().any(|p| p == f),
@@ -210,12 +172,14 @@ fn build_import_exec_and_list_images() {
     }
     assert!(!files.iter().any(|p| p.contains(".wh.")), "{files:?}");
     let tarball = d.join("oci.tar");
-    run(Command::new("tar")
-        .arg("-cf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&layout)
-        .arg("."));
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&layout)
+            .arg("."),
+    );
     h.ok(&[
         "image",
         "build",
@@ -223,7 +187,7 @@ fn build_import_exec_and_list_images() {
         "--from-container",
         tarball.to_str().unwrap(),
     ]);
-    assert_eq!(listing(&h, "oci2"), files);
+    assert_eq!(h.image_listing("oci2"), files);
     // A layout whose blob was damaged is refused and changes nothing.
     let blobs = layout.join("blobs/sha256");
     let biggest = std::fs::read_dir(&blobs)
@@ -270,7 +234,7 @@ fn build_import_exec_and_list_images() {
     let v2 = img[0]["content"]["sha256"].as_str().unwrap().to_string();
     assert_ne!(v1, v2);
     assert_eq!(img[0]["parent_sha256"], Value::String(v1.clone()));
-    assert!(listing(&h, "deb").iter().any(|p| p == "root/made"));
+    assert!(h.image_listing("deb").iter().any(|p| p == "root/made"));
     // The parent's file is kept in the store while the image names it.
     assert!(h.data().join("blobs/sha256").join(&v1).is_file());
 
@@ -339,11 +303,13 @@ fn build_import_exec_and_list_images() {
 
 /// The paths under `dir`, relative, sorted.
 fn tree(dir: &Path) -> Vec<String> {
-    let list = run(Command::new("find")
-        .arg(".")
-        .arg("-type")
-        .arg("f")
-        .current_dir(dir));
+    let list = run_ok(
+        Command::new("find")
+            .arg(".")
+            .arg("-type")
+            .arg("f")
+            .current_dir(dir),
+    );
     let mut v: Vec<String> = list
         .lines()
         .map(|l| l.trim_start_matches("./").to_string())
@@ -365,7 +331,7 @@ fn unpack_image(h: &Head, name: &str, dir: &Path) {
         dl.to_str().unwrap(),
     ]);
     std::fs::create_dir_all(dir).unwrap();
-    run(Command::new("tar").arg("-xzf").arg(&dl).arg("-C").arg(dir));
+    run_ok(Command::new("tar").arg("-xzf").arg(&dl).arg("-C").arg(dir));
     std::fs::remove_file(&dl).unwrap();
 }
 
@@ -375,7 +341,7 @@ fn unpack_image(h: &Head, name: &str, dir: &Path) {
 #[test]
 fn boot_config_from_an_image() {
     for p in ["mmdebstrap", "unshare", "tar", "cpio", "busybox"] {
-        need(p);
+        need_program(p, "test.d/images.sh");
     }
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -551,10 +517,12 @@ fn boot_config_from_an_image() {
     ]);
     let ird = d.join("kb-initramfs.d");
     std::fs::create_dir_all(&ird).unwrap();
-    run(Command::new("sh")
-        .arg("-c")
-        .arg(format!("gzip -dc {} | cpio -idm --quiet", i.display()))
-        .current_dir(&ird));
+    run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("gzip -dc {} | cpio -idm --quiet", i.display()))
+            .current_dir(&ird),
+    );
     assert_eq!(
         std::fs::read_to_string(ird.join("etc/wulf/kernel-version"))
             .unwrap()

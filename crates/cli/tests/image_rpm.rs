@@ -20,28 +20,7 @@ mod head;
 use std::path::Path;
 use std::process::Command;
 
-use head::Head;
-
-fn need(prog: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()));
-    assert!(
-        found,
-        "{prog} is not installed: ./test.sh installs it (test.d/images.sh)"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use head::{need_program, run_ok, Head};
 
 /// Build package `name` (busybox as /bin/busybox, /bin/sh, an init saying `text`) into
 /// `top`/RPMS.
@@ -61,15 +40,17 @@ fn build_rpm(top: &Path, name: &str, text: &str) {
         ),
     )
     .unwrap();
-    run(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--define")
-        .arg(format!("_topdir {}", top.display()))
-        .arg("--define")
-        .arg("__strip /bin/true")
-        .arg("--define")
-        .arg("debug_package %{nil}")
-        .arg(&spec));
+    run_ok(
+        Command::new("rpmbuild")
+            .arg("-bb")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .arg("--define")
+            .arg("__strip /bin/true")
+            .arg("--define")
+            .arg("debug_package %{nil}")
+            .arg(&spec),
+    );
 }
 
 fn rpms(top: &Path) -> Vec<std::path::PathBuf> {
@@ -82,27 +63,10 @@ fn rpms(top: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
-fn listing(h: &Head, name: &str) -> Vec<String> {
-    let dl = h.dir.path().join(format!("{name}.tar.gz"));
-    h.ok(&[
-        "image",
-        "-i",
-        name,
-        "download",
-        "content",
-        "-o",
-        dl.to_str().unwrap(),
-    ]);
-    let list = run(Command::new("tar").arg("-tzf").arg(&dl));
-    list.lines()
-        .map(|l| l.trim_end_matches('/').trim_start_matches("./").to_string())
-        .collect()
-}
-
 #[test]
 fn rpm_images_from_a_repository_with_signatures_checked() {
     for p in ["dnf", "createrepo_c", "rpmbuild", "rpmsign", "gpg", "tar"] {
-        need(p);
+        need_program(p, "test.d/images.sh");
     }
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -116,10 +80,12 @@ fn rpm_images_from_a_repository_with_signatures_checked() {
     let gnupg = d.join("gnupg");
     std::fs::create_dir_all(&gnupg).unwrap();
     let gpg = |args: &[&str]| {
-        run(Command::new("gpg")
-            .env("GNUPGHOME", &gnupg)
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-            .args(args))
+        run_ok(
+            Command::new("gpg")
+                .env("GNUPGHOME", &gnupg)
+                .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+                .args(args),
+        )
     };
     gpg(&[
         "--quick-gen-key",
@@ -136,7 +102,7 @@ fn rpm_images_from_a_repository_with_signatures_checked() {
     build_rpm(&signed, "wulf-rpm-root", "rpm image: signed");
     build_rpm(&unsigned, "wulf-rpm-root", "rpm image: unsigned");
     for f in rpms(&signed) {
-        run(Command::new("rpmsign")
+        run_ok(Command::new("rpmsign")
             .env("GNUPGHOME", &gnupg)
             .arg("--define")
             .arg("_gpg_name test@wulf")
@@ -148,7 +114,7 @@ fn rpm_images_from_a_repository_with_signatures_checked() {
             .arg(&f));
     }
     for repo in [&signed, &unsigned] {
-        run(Command::new("createrepo_c").arg(repo.join("RPMS")));
+        run_ok(Command::new("createrepo_c").arg(repo.join("RPMS")));
     }
     let url = |p: &Path| format!("file://{}", p.join("RPMS").display());
     let key_url = format!("file://{}", key.display());
@@ -227,7 +193,7 @@ fn rpm_images_from_a_repository_with_signatures_checked() {
         &key_url,
     ]);
     eprintln!("{out}");
-    let list = listing(&h, "rpmimg");
+    let list = h.image_listing("rpmimg");
     for want in ["bin/busybox", "bin/sh", "sbin/init"] {
         assert!(
             list.iter().any(|l| l == want),
@@ -291,5 +257,5 @@ fn rpm_images_from_a_repository_with_signatures_checked() {
         &url(&unsigned),
         "--no-gpgcheck",
     ]);
-    assert!(listing(&h, "rpmbad").iter().any(|l| l == "sbin/init"));
+    assert!(h.image_listing("rpmbad").iter().any(|l| l == "sbin/init"));
 }

@@ -20,7 +20,7 @@ mod netns;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use head::Head;
@@ -99,29 +99,6 @@ fn peer_root(dir: &Path) {
         &dir.join("sbin/init"),
         "#!/bin/sh\nexport PATH=/bin\necho 'peer image: up'\nwhile :; do busybox sleep 60; done\n",
     );
-}
-
-/// curl of `url` from `ns` with extra args: the HTTP status and the body.
-fn curl(ns: &str, url: &str, extra: &[&str]) -> (u16, String) {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-s",
-            "-m",
-            "20",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("curl runs (./test.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// The `image: …` line wulf-init printed after the download with peers.
@@ -239,16 +216,16 @@ fn nodes_get_their_image_from_each_other() {
 
     // n0 serves pieces only with the head's ticket for the asker's address.
     let piece = format!("http://10.97.0.10:7451/piece/{sha}/0");
-    let (code, body) = curl(&lab.srv, &piece, &[]);
+    let (code, body) = netns::curl(&lab.srv, &[], &piece);
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("ticket from the head"), "{body}");
     let forged = "Authorization: Bearer swarm:9999999999:00112233";
-    let (code, _) = curl(&lab.srv, &piece, &["-H", forged]);
+    let (code, _) = netns::curl(&lab.srv, &["-H", forged], &piece);
     assert_eq!(code, 403);
-    let (code, _) = curl(
+    let (code, _) = netns::curl(
         &lab.srv,
-        &format!("http://10.97.0.10:7451/piece/{sha}/99"),
         &[],
+        &format!("http://10.97.0.10:7451/piece/{sha}/99"),
     );
     assert_eq!(code, 404);
 

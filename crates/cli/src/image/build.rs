@@ -196,12 +196,17 @@ fn bootstrap(
         }
         return Ok(());
     }
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    Err(failed(tool, status, &log_path))
+}
+
+/// `TOOL failed (STATUS); its last lines:` and the last lines of its log.
+pub(crate) fn failed(tool: &str, status: std::process::ExitStatus, log: &Path) -> Fail {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(LAST_LINES)..].join("\n  ");
-    Err(Fail::Request(anyhow!(
+    Fail::Request(anyhow!(
         "{tool} failed ({status}); its last lines:\n  {tail}"
-    )))
+    ))
 }
 
 /// Copy the agent into `root` as /usr/sbin/wulf-agent (mode 0755, owned by root).

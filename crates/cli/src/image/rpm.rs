@@ -17,8 +17,6 @@ const ROCKY_REPOS: [&str; 2] = [
     "https://dl.rockylinux.org/pub/rocky/$releasever/AppStream/$basearch/os/",
 ];
 const ROCKY_KEY: &str = "https://dl.rockylinux.org/pub/rocky/RPM-GPG-KEY-Rocky-$releasever";
-/// How many lines of a failed dnf's output the error shows.
-const LAST_LINES: usize = 15;
 
 fn url_ok(u: &str) -> bool {
     ["http://", "https://", "file:/"]
@@ -155,12 +153,7 @@ pub(crate) fn build(a: &BuildArgs, releasever: &str, root: &Path, work: &Path) -
         }
         return Ok(());
     }
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(LAST_LINES)..].join("\n  ");
-    Err(Fail::Request(anyhow!(
-        "dnf failed ({status}); its last lines:\n  {tail}"
-    )))
+    Err(super::build::failed("dnf", status, &log_path))
 }
 
 #[cfg(test)]

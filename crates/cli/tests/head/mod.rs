@@ -557,3 +557,47 @@ pub fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     std::fs::write(&p, data).unwrap();
     p
 }
+
+/// `prog` must be on PATH (./test.sh installs it, as `how` says).
+pub fn need_program(prog: &str, how: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()));
+    assert!(
+        found,
+        "{prog} is not installed: ./test.sh installs it ({how})"
+    );
+}
+
+/// Run `cmd`, which must succeed; its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Head {
+    /// The paths in image `name`'s content (downloaded and listed with tar).
+    pub fn image_listing(&self, name: &str) -> Vec<String> {
+        let dl = self.dir.path().join(format!("{name}.tar.gz"));
+        self.ok(&[
+            "image",
+            "-i",
+            name,
+            "download",
+            "content",
+            "-o",
+            dl.to_str().unwrap(),
+        ]);
+        let list = run_ok(Command::new("tar").arg("-tzf").arg(&dl));
+        std::fs::remove_file(&dl).unwrap();
+        list.lines()
+            .map(|l| l.trim_end_matches('/').trim_start_matches("./").to_string())
+            .collect()
+    }
+}

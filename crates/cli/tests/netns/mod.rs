@@ -209,3 +209,26 @@ pub fn udhcpc(ns: &str, tries: u32, extra: &[&str]) -> Option<HashMap<String, St
     );
     env
 }
+
+/// curl (from namespace `ns`, with `extra` arguments) of `url`: the HTTP status and the body.
+pub fn curl(ns: &str, extra: &[&str], url: &str) -> (u16, String) {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-s",
+            "-m",
+            "20",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl runs (./test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}

@@ -1,6 +1,7 @@
 //! `GET /boot/swarm/SHA256?port=PORT[&failed=IP:PORT]`: a booting node's plan for image
 //! SHA256 (its pieces and where to get them), for the node the image download would be for.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -8,7 +9,6 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use wulf_api::swarm::{Plan, PIECE_SIZE};
 
 use crate::app::App;
@@ -18,16 +18,11 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/boot/swarm/{sha256}", get(plan))
 }
 
-#[derive(Deserialize)]
-struct PlanQuery {
-    port: Option<String>,
-    failed: Option<String>,
-}
-
 async fn plan(
     State(app): State<Arc<App>>,
     Path(sha256): Path<String>,
-    Query(q): Query<PlanQuery>,
+    // A map, not a struct: a repeated parameter is no extractor error (the last one counts).
+    Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Result<Json<Plan>, ApiErr> {
     let bad = |m: String| ApiErr::new(StatusCode::BAD_REQUEST, m);
@@ -38,7 +33,7 @@ async fn plan(
             format!("{sha256} is not an image's content"),
         ));
     }
-    let port = match q.port.as_deref() {
+    let port = match q.get("port").map(String::as_str) {
         None => wulf_api::swarm::PORT,
         Some(p) => p
             .parse::<u16>()
@@ -46,7 +41,7 @@ async fn plan(
             .filter(|p| *p != 0)
             .ok_or_else(|| bad(format!("port '{p}' is not a port number (1-65535)")))?,
     };
-    let failed = match q.failed.as_deref() {
+    let failed = match q.get("failed").map(String::as_str) {
         None | Some("") => None,
         Some(f) => Some(
             f.parse::<SocketAddr>()
