@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use wulf_api::swarm::fetch::{Fetcher, Tally};
-use wulf_api::swarm::serve::{self, Seed};
-use wulf_api::swarm::store::{FileStore, Have};
+use anyhow::{Context, Result};
+use wulf_api::swarm::fetch::{Done, Error as SwarmError, Fetcher, Tally};
+use wulf_api::swarm::store::{FileStore, Store};
 
 /// How long the whole download may take.
 const FETCH_LIMIT: Duration = Duration::from_secs(1800);
@@ -94,65 +93,55 @@ pub fn run(a: &FetchArgs) -> Result<()> {
 
 fn fetch_and_serve(a: &FetchArgs) -> Result<()> {
     let started = Instant::now();
-    let (base, url_sha) = Fetcher::from_image_url(&a.url)?;
-    let sha256 = a.sha256.to_ascii_lowercase();
-    if url_sha != sha256 {
-        bail!("the image URL names {url_sha}, --sha256 {sha256}");
-    }
-    let f = Fetcher {
-        base,
-        sha256,
-        authorization: format!("Bearer {}", a.token),
-        port: a.port,
-        bind: None,
-        deadline: started + FETCH_LIMIT,
-    };
+    let f = Fetcher::new(
+        &a.url,
+        &a.sha256,
+        format!("Bearer {}", a.token),
+        a.port,
+        None,
+        started + FETCH_LIMIT,
+    )?;
     // Both address families where the kernel has IPv6 (a v6 socket takes v4 too), else v4.
     // Listening before the head hears of this node: the nodes it sends here may come at once.
     let listener = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, a.port)))
-        .or_else(|_| TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], a.port))));
-    let plan = f.plan(None)?;
-    let file = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    file.set_len(plan.size).with_context(|| {
-        format!(
-            "no room for the image ({} bytes) in {}",
-            plan.size,
-            a.out.display()
-        )
+        .or_else(|_| TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], a.port))))
+        .map_err(|e| {
+            tracing::warn!(
+                "cannot listen on port {} ({e}): this node will not serve its image to others",
+                a.port
+            )
+        })
+        .ok();
+    let out = &a.out;
+    let Done { plan, seed, tally } = f.run(listener, |plan| {
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(out)
+            .map_err(|e| SwarmError(format!("cannot create {}: {e}", out.display())))?;
+        file.set_len(plan.size).map_err(|e| {
+            SwarmError(format!(
+                "no room for the image ({} bytes) in {}: {e}",
+                plan.size,
+                out.display()
+            ))
+        })?;
+        match &plan.peer {
+            None => tracing::info!(
+                "fetching image {} ({} pieces) from the head",
+                plan.sha256,
+                plan.count()
+            ),
+            Some(p) => tracing::info!(
+                "fetching image {} ({} pieces) from peer {p}",
+                plan.sha256,
+                plan.count()
+            ),
+        }
+        Ok(Arc::new(FileStore(file)) as Arc<dyn Store>)
     })?;
-    let store = Arc::new(FileStore(file));
-    let have = Arc::new(Have::new(plan.count()));
-    let seed = Arc::new(Seed::new(&plan, have.clone(), store.clone()).map_err(anyhow::Error::msg)?);
-    match listener {
-        Ok(l) => serve::spawn(l, seed.clone()).context("cannot start serving pieces")?,
-        Err(e) => tracing::warn!(
-            "cannot listen on port {} ({e}): this node will not serve its image to others",
-            a.port
-        ),
-    }
-    match &plan.peer {
-        None => tracing::info!(
-            "fetching image {} ({} pieces) from the head",
-            plan.sha256,
-            plan.count()
-        ),
-        Some(p) => tracing::info!(
-            "fetching image {} ({} pieces) from peer {p}",
-            plan.sha256,
-            plan.count()
-        ),
-    }
-    let mut tally = Tally::default();
-    if let Err(e) = f.fetch(plan.clone(), &have, store.as_ref(), &mut tally) {
-        have.give_up();
-        bail!("{e}");
-    }
     let line = summary(plan.size, &tally, started.elapsed().as_secs_f64());
     tracing::info!("{line}");
     write_status(&a.status, &line);

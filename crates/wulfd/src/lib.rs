@@ -444,7 +444,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         fetches: Default::default(),
         commands: Default::default(),
         enroll: Default::default(),
-        swarm: Default::default(),
+        swarm: crate::swarm::Swarms::new(crate::swarm::Shape {
+            direct: cfg.boot.peers_from_head,
+            fanout: cfg.boot.peers_per_node,
+        }),
     });
     // Other heads write status too only when the store is shared.
     let follower_status = if !store.shared() {

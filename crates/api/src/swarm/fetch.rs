@@ -4,11 +4,13 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::serve::{self, Seed};
 use super::store::{Have, Store};
 use super::{http, Plan};
 
@@ -58,24 +60,85 @@ pub struct Tally {
 /// One node's download of one image.
 pub struct Fetcher {
     /// The head's boot URL base: `http://HOST:PORT`.
-    pub base: String,
-    pub sha256: String,
+    base: String,
+    /// Its address and `Host:` (resolved once).
+    head: SocketAddr,
+    host: String,
+    sha256: String,
     /// The `Authorization` header value the head wants for the image (`Bearer enroll:…`).
-    pub authorization: String,
+    authorization: String,
     /// Where this node serves the pieces it holds.
-    pub port: u16,
+    port: u16,
     /// The source address of every request (simulated nodes); `None`: the system's choice.
-    pub bind: Option<IpAddr>,
-    pub deadline: Instant,
+    bind: Option<IpAddr>,
+    deadline: Instant,
+}
+
+/// A finished download: the plan, what the node serves, where the bytes came from.
+pub struct Done {
+    pub plan: Plan,
+    pub seed: Arc<Seed>,
+    pub tally: Tally,
 }
 
 impl Fetcher {
-    /// `base` and the image's SHA-256 from the image's URL (`BASE/boot/file/SHA256`).
-    pub fn from_image_url(url: &str) -> Result<(String, String), Error> {
-        let (base, sha) = url
+    /// The download of image `url` (the head's `BASE/boot/file/SHA256`, which must name
+    /// `sha256`) with `authorization`, serving on `port`, from `bind` when given.
+    pub fn new(
+        url: &str,
+        sha256: &str,
+        authorization: String,
+        port: u16,
+        bind: Option<IpAddr>,
+        deadline: Instant,
+    ) -> Result<Fetcher, Error> {
+        let (base, url_sha) = url
             .rsplit_once("/boot/file/")
             .ok_or_else(|| err(format!("'{url}' is not a head's /boot/file/SHA256 URL")))?;
-        Ok((base.to_string(), sha.to_ascii_lowercase()))
+        let sha256 = sha256.to_ascii_lowercase();
+        if url_sha.to_ascii_lowercase() != sha256 {
+            return Err(err(format!(
+                "the image URL names {url_sha}, the image's SHA-256 is {sha256}"
+            )));
+        }
+        let (head, host) = http::resolve(base).map_err(err)?;
+        Ok(Fetcher {
+            base: base.to_string(),
+            head,
+            host,
+            sha256,
+            authorization,
+            port,
+            bind,
+            deadline,
+        })
+    }
+
+    /// The whole download: the head's plan, a store for it from `store_for`, the pieces
+    /// served on `listener` (when there is one) from the first on, then fetched. When it
+    /// fails, the nodes this one serves are told no more pieces will come.
+    pub fn run(
+        &self,
+        listener: Option<TcpListener>,
+        store_for: impl FnOnce(&Plan) -> Result<Arc<dyn Store>, Error>,
+    ) -> Result<Done, Error> {
+        let plan = self.plan(None)?;
+        let store = store_for(&plan)?;
+        let have = Arc::new(Have::new(plan.count()));
+        let seed = Arc::new(Seed::new(&plan, have.clone(), store.clone()).map_err(err)?);
+        if let Some(l) = listener {
+            serve::spawn(l, seed.clone())
+                .map_err(|e| err(format!("cannot start serving pieces: {e}")))?;
+        }
+        let mut tally = Tally::default();
+        if let Err(e) = self.fetch(plan.clone(), &have, store.as_ref(), &mut tally) {
+            have.give_up();
+            return Err(err(format!(
+                "{e} ({} bytes from the head, {} from peers)",
+                tally.from_head, tally.from_peers
+            )));
+        }
+        Ok(Done { plan, seed, tally })
     }
 
     fn left(&self) -> Result<Duration, Error> {
@@ -88,15 +151,14 @@ impl Fetcher {
 
     /// The head's plan; `failed`: the peer this node could not get pieces from.
     pub fn plan(&self, failed: Option<&str>) -> Result<Plan, Error> {
-        let (addr, host) = http::resolve(&self.base).map_err(err)?;
         let mut path = format!("{}{}?port={}", super::PLAN_PATH, self.sha256, self.port);
         if let Some(f) = failed {
             path += &format!("&failed={f}");
         }
         let timeout = self.left()?.min(HEAD_TIMEOUT);
         let a = http::get(
-            addr,
-            &host,
+            self.head,
+            &self.host,
             &path,
             &[("Authorization", &self.authorization)],
             self.bind,
@@ -127,7 +189,7 @@ impl Fetcher {
 
     /// Fetch every piece `have` lacks as `plan` (and the plans after a failure) say, into
     /// `store`.
-    pub fn fetch(
+    fn fetch(
         &self,
         mut plan: Plan,
         have: &Have,
@@ -190,14 +252,13 @@ impl Fetcher {
         store: &dyn Store,
         tally: &mut Tally,
     ) -> Result<(), Error> {
-        let (addr, host) = http::resolve(&self.base).map_err(err)?;
         let (start, _) = plan.span(*next);
         let range = format!("bytes={start}-");
         let path = format!("/boot/file/{}", self.sha256);
         let timeout = self.left()?.min(HEAD_TIMEOUT);
         let mut a = http::get(
-            addr,
-            &host,
+            self.head,
+            &self.host,
             &path,
             &[("Authorization", &self.authorization), ("Range", &range)],
             self.bind,

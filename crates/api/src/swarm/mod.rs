@@ -118,14 +118,6 @@ pub fn ticket_ok(key: &[u8], sha256: &str, ip: IpAddr, ticket: &str, now: u64) -
     ticket_mac(key, sha256, ip, expiry).is_some_and(|m| m.verify_slice(&proof).is_ok())
 }
 
-/// The Unix time now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

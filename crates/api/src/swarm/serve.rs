@@ -18,7 +18,6 @@ const MAX_SERVING: usize = 32;
 
 /// What a node serves: the pieces of one image it holds or is fetching.
 pub struct Seed {
-    pub sha256: String,
     key: Vec<u8>,
     plan: Plan,
     pub have: Arc<Have>,
@@ -33,7 +32,6 @@ impl Seed {
     pub fn new(plan: &Plan, have: Arc<Have>, store: Arc<dyn Store>) -> Result<Seed, String> {
         let key = hex::decode(&plan.key).map_err(|_| "the plan's share key is not hex")?;
         Ok(Seed {
-            sha256: plan.sha256.clone(),
             key,
             plan: plan.clone(),
             have,
@@ -74,7 +72,7 @@ impl Seed {
         let Some((sha, index)) = rest.split_once('/') else {
             return http::answer_text(conn, 404, "Not Found", "only /piece/SHA256/INDEX is here");
         };
-        if sha != self.sha256 {
+        if sha != self.plan.sha256 {
             return http::answer_text(conn, 404, "Not Found", "this node serves another image");
         }
         let Some(i) = index
@@ -88,7 +86,9 @@ impl Seed {
             .authorization
             .as_deref()
             .and_then(|a| a.strip_prefix("Bearer swarm:"));
-        if !ticket.is_some_and(|t| super::ticket_ok(&self.key, sha, peer, t, super::unix_now())) {
+        if !ticket
+            .is_some_and(|t| super::ticket_ok(&self.key, sha, peer, t, crate::command::unix_now()))
+        {
             tracing::warn!(target: "audit", %peer, "refused piece {i} of image {sha} to {peer}: no valid ticket from the head for that address");
             return http::answer_text(
                 conn,

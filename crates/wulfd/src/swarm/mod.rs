@@ -165,21 +165,31 @@ type PieceCell = Arc<tokio::sync::OnceCell<Result<Arc<Pieces>, String>>>;
 /// Every image's swarm on this head, and the images' pieces.
 #[derive(Default)]
 pub struct Swarms {
+    shape: Shape,
     swarms: Mutex<HashMap<String, Swarm>>,
     pieces: Mutex<HashMap<String, PieceCell>>,
 }
 
+/// Where a node that joined gets the image from, and the swarm's size after it joined.
+pub struct Joined {
+    /// `None`: from the head.
+    pub from: Option<SocketAddr>,
+    pub members: usize,
+    /// Members that get the image from the head.
+    pub direct: usize,
+}
+
 impl Swarms {
-    /// Add the node at `addr` (`IP:PORT` it serves on) to image `sha256`'s swarm; where it
-    /// gets the image from (`None`: the head). `failed`: the member it could not get pieces
-    /// from, which is forgotten.
-    pub fn join(
-        &self,
-        sha256: &str,
-        addr: SocketAddr,
-        failed: Option<SocketAddr>,
-        shape: Shape,
-    ) -> Option<SocketAddr> {
+    pub fn new(shape: Shape) -> Swarms {
+        Swarms {
+            shape,
+            ..Default::default()
+        }
+    }
+
+    /// Add the node at `addr` (`IP:PORT` it serves on) to image `sha256`'s swarm.
+    /// `failed`: the member it could not get pieces from, which is forgotten.
+    pub fn join(&self, sha256: &str, addr: SocketAddr, failed: Option<SocketAddr>) -> Joined {
         let now = Instant::now();
         let mut all = self.swarms.lock().unwrap_or_else(|p| p.into_inner());
         let s = all.entry(sha256.to_string()).or_default();
@@ -189,18 +199,12 @@ impl Swarms {
                 s.remove(f.ip());
             }
         }
-        s.join(addr, now, shape)
-    }
-
-    /// Members of image `sha256`'s swarm and how many get it from the head.
-    pub fn size(&self, sha256: &str) -> (usize, usize) {
-        let all = self.swarms.lock().unwrap_or_else(|p| p.into_inner());
-        all.get(sha256).map_or((0, 0), |s| {
-            (
-                s.members.len(),
-                s.members.values().filter(|m| m.from == From::Head).count(),
-            )
-        })
+        let from = s.join(addr, now, self.shape);
+        Joined {
+            from,
+            members: s.members.len(),
+            direct: s.members.values().filter(|m| m.from == From::Head).count(),
+        }
     }
 
     /// The pieces of the stored file `path` (image `sha256`), computed once; an error when

@@ -70,16 +70,11 @@ async fn plan(
         tracing::error!("{e}");
         ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e)
     })?;
-    let from = app.swarm.join(
-        &sha256,
-        SocketAddr::new(peer, port),
-        failed,
-        super::Shape {
-            direct: app.cfg.boot.peers_from_head,
-            fanout: app.cfg.boot.peers_per_node,
-        },
-    );
-    let (members, direct) = app.swarm.size(&sha256);
+    let super::Joined {
+        from,
+        members,
+        direct,
+    } = app.swarm.join(&sha256, SocketAddr::new(peer, port), failed);
     let source = from.map_or_else(|| "the head".to_string(), |a| a.to_string());
     match failed {
         Some(f) => tracing::info!(
@@ -90,7 +85,7 @@ async fn plan(
         ),
     }
     let key = super::share_key(&app.node_secret, &sha256);
-    let expiry = wulf_api::swarm::unix_now() + super::MEMBER_SECS;
+    let expiry = wulf_api::command::unix_now() + super::MEMBER_SECS;
     Ok(Json(Plan {
         ticket: wulf_api::swarm::ticket(&key, &sha256, peer, expiry),
         key: hex::encode(&key),

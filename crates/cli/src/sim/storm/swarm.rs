@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wulf_api::swarm::fetch::{Fetcher, Tally};
-use wulf_api::swarm::serve::{self, Seed};
-use wulf_api::swarm::store::{Have, SharedStore};
+use wulf_api::swarm::store::{SharedStore, Store};
 use wulf_api::swarm::Plan;
 
 /// The pieces the storm's nodes hold, one store per image.
@@ -43,31 +42,18 @@ pub fn fetch(
     // Listening before the head hears of the node: the nodes it sends here may come at once.
     let listener = TcpListener::bind(SocketAddr::from((ip, port)))
         .map_err(|e| anyhow::anyhow!("cannot listen on {ip}:{port} for peers: {e}"))?;
-    let (base, url_sha) = Fetcher::from_image_url(url)?;
-    if url_sha != sha {
-        anyhow::bail!("the image URL names {url_sha}, wulf.image_sha256 {sha}");
-    }
-    let f = Fetcher {
-        base,
-        sha256: sha.to_string(),
-        authorization: authorization.to_string(),
+    let f = Fetcher::new(
+        url,
+        sha,
+        authorization.to_string(),
         port,
-        bind: Some(ip.into()),
+        Some(ip.into()),
         deadline,
-    };
-    let plan = f.plan(None).map_err(|e| anyhow::anyhow!("swarm: {e}"))?;
-    let store = pieces.store(&plan);
-    let have = Arc::new(Have::new(plan.count()));
-    let seed = Seed::new(&plan, have.clone(), store.clone()).map_err(anyhow::Error::msg)?;
-    serve::spawn(listener, Arc::new(seed))?;
-    let mut tally = Tally::default();
-    if let Err(e) = f.fetch(plan, &have, store.as_ref(), &mut tally) {
-        have.give_up();
-        anyhow::bail!(
-            "swarm: {e} ({} bytes from the head, {} from peers)",
-            tally.from_head,
-            tally.from_peers
-        );
-    }
-    Ok(tally)
+    )?;
+    let done = f
+        .run(Some(listener), |plan| {
+            Ok(pieces.store(plan) as Arc<dyn Store>)
+        })
+        .map_err(|e| anyhow::anyhow!("swarm: {e}"))?;
+    Ok(done.tally)
 }
