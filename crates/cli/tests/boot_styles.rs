@@ -256,18 +256,7 @@ fn roram_overlay_and_the_disk_cache() {
     }
     // The default initramfs (no storage driver) for n0's first boot, and one with virtio_blk.
     let build = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "initramfs",
-            "build",
-            "--kernel-version",
-            &kver,
-            "--root",
-            kroot.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let o = h.ok(&args);
+        let o = h.build_initramfs(&kroot, &kver, out, extra);
         eprintln!("{o}");
         o
     };
@@ -532,20 +521,12 @@ fn disked_install_and_boot_from_disk() {
         "cmdline=console=ttyS0 wulf.retry=2",
     ]);
     let initrd = dir.join("initrd-disked.img");
-    let o = h.ok(&[
-        "initramfs",
-        "build",
-        "--kernel-version",
+    let o = h.build_initramfs(
+        &kroot,
         &kver,
-        "--root",
-        kroot.to_str().unwrap(),
-        "--drivers",
-        "virtio_blk",
-        "-o",
-        initrd.to_str().unwrap(),
-        "--boot",
-        "disked",
-    ]);
+        &initrd,
+        &["--drivers", "virtio_blk", "--boot", "disked"],
+    );
     assert!(o.contains("extlinux (for disked nodes)"), "{o}");
     let bad = h.wulf(&["node", "-i", "d0", "set", "_disk_root=/dev/vda;reboot"]);
     assert!(!bad.status.success(), "{bad:?}");

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use head::run_ok as run;
 use head::Head;
 use netns::Lab;
 use serde_json::Value;
@@ -29,17 +30,6 @@ use serde_json::Value;
 fn console(path: &Path) -> String {
     let raw = std::fs::read(path).unwrap_or_default();
     String::from_utf8_lossy(&raw).replace('\r', "")
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// Debian's current kernel package, unpacked: (its root, the kernel release).
@@ -338,18 +328,7 @@ fn nodes_boot_from_wulfd_into_their_image_and_report() {
         ]);
     }
     let initrd = dir.join("initrd.img");
-    let built = h.ok(&[
-        "initramfs",
-        "build",
-        "--kernel-version",
-        &kver,
-        "--root",
-        kroot.to_str().unwrap(),
-        "-o",
-        initrd.to_str().unwrap(),
-        "--boot",
-        "e2e",
-    ]);
+    let built = h.build_initramfs(&kroot, &kver, &initrd, &["--boot", "e2e"]);
     eprintln!("{built}");
     assert!(
         built.contains("e1000") && built.contains("Uploaded"),

@@ -223,18 +223,7 @@ fn cluster(net: &str, config: &str, mac0: &str, mac1: &str) -> Cluster {
         "cmdline=console=ttyS0",
     ]);
     let initrd = dir.join("initrd.img");
-    let built = h.ok(&[
-        "initramfs",
-        "build",
-        "--kernel-version",
-        &kver,
-        "--root",
-        kroot.to_str().unwrap(),
-        "-o",
-        initrd.to_str().unwrap(),
-        "--boot",
-        "fw",
-    ]);
+    let built = h.build_initramfs(&kroot, &kver, &initrd, &["--boot", "fw"]);
     assert!(
         built.contains("virtio_net") && built.contains("e1000") && built.contains("Uploaded"),
         "{built}"

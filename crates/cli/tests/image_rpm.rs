@@ -121,61 +121,32 @@ fn rpm_images_from_a_repository_with_signatures_checked() {
 
     // Refused before anything runs: no packages, a bad release, a bad URL, no key.
     let rev = h.revision();
-    let e = h.fails(2, &["image", "build", "r", "--rpm", "9"]);
-    assert!(e.contains("--rpm installs exactly --packages"), "{e}");
-    let e = h.fails(
-        2,
-        &["image", "build", "r", "--rpm", "9 x", "--packages", "bash"],
-    );
-    assert!(e.contains("is not a release version"), "{e}");
-    let e = h.fails(
-        2,
-        &[
-            "image",
-            "build",
-            "r",
-            "--rpm",
-            "9",
-            "--packages",
-            "bash",
-            "--repo",
-            "ftp://x",
-        ],
-    );
-    assert!(
-        e.contains("'ftp://x' is not an http://, https:// or file:/ URL"),
-        "{e}"
-    );
-    let e = h.fails(
-        2,
-        &[
-            "image",
-            "build",
-            "r",
-            "--rpm",
-            "9",
-            "--packages",
-            "bash",
-            "--repo",
-            &url(&signed),
-        ],
-    );
-    assert!(e.contains("--gpgkey"), "{e}");
-    let e = h.fails(
-        2,
-        &[
-            "image",
-            "build",
-            "r",
-            "--rpm",
-            "9",
-            "--debian",
-            "bookworm",
-            "--packages",
-            "bash",
-        ],
-    );
-    assert!(e.contains("cannot be used with"), "{e}");
+    let signed_url = url(&signed);
+    let refused: [(&[&str], &str); 5] = [
+        (&["--rpm", "9"], "--rpm installs exactly --packages"),
+        (
+            &["--rpm", "9 x", "--packages", "bash"],
+            "is not a release version",
+        ),
+        (
+            &["--rpm", "9", "--packages", "bash", "--repo", "ftp://x"],
+            "'ftp://x' is not an http://, https:// or file:/ URL",
+        ),
+        (
+            &["--rpm", "9", "--packages", "bash", "--repo", &signed_url],
+            "--gpgkey",
+        ),
+        (
+            &["--rpm", "9", "--debian", "bookworm", "--packages", "bash"],
+            "cannot be used with",
+        ),
+    ];
+    for (args, want) in refused {
+        let mut all = vec!["image", "build", "r"];
+        all.extend_from_slice(args);
+        let e = h.fails(2, &all);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
     assert_eq!(h.revision(), rev, "a refused build changed something");
 
     // The signed package with its key: installed, signature checked.

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use head::run_ok as run;
 use head::{write, Head};
 use netns::Lab;
 
@@ -30,17 +31,6 @@ rootpw --iscrypted {{attr.rootpw}}\n\
 %post\ncurl {{head}}/boot/ca.pem > /etc/wulf-ca.pem\n%end\n";
 
 const ISO_TEXT: &str = "hello from the rocky9 ISO";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// An ISO with Rock Ridge and Joliet names: a mixed-case file in a directory, and
 /// (with `stage2`) images/install.img.

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use head::run_ok as run;
 use head::Head;
 use serde_json::{json, Value};
 
@@ -34,17 +35,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(240);
 const SEED: u64 = 8740;
 /// The tag of the operations nodes call with their own credential.
 const NODE_TAG: &str = "nodes";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// The `st` program, installed when missing.
 fn schemathesis() -> PathBuf {

@@ -153,18 +153,7 @@ fn nodes_get_their_image_from_each_other() {
         "cmdline=console=ttyS0 wulf.retry=2",
     ]);
     let initrd = dir.join("initrd.img");
-    h.ok(&[
-        "initramfs",
-        "build",
-        "--kernel-version",
-        &kver,
-        "--root",
-        kroot.to_str().unwrap(),
-        "-o",
-        initrd.to_str().unwrap(),
-        "--boot",
-        "peer",
-    ]);
+    h.build_initramfs(&kroot, &kver, &initrd, &["--boot", "peer"]);
     // A bad value is refused and changes nothing.
     assert!(!h
         .wulf(&[

@@ -110,18 +110,7 @@ fn ipmi_sim_powers_a_real_vm_that_pxe_boots_from_wulfd() {
         "cmdline=console=ttyS0 wulf.poweroff_cmd=/bin/true",
     ]);
     let initrd = dir.join("initrd.img");
-    h.ok(&[
-        "initramfs",
-        "build",
-        "--kernel-version",
-        &kver,
-        "--root",
-        kroot.to_str().unwrap(),
-        "-o",
-        initrd.to_str().unwrap(),
-        "--boot",
-        "pw",
-    ]);
+    h.build_initramfs(&kroot, &kver, &initrd, &["--boot", "pw"]);
     h.ok(&[
         "node",
         "-i",

@@ -582,6 +582,23 @@ pub fn run_ok(cmd: &mut Command) -> String {
 }
 
 impl Head {
+    /// `wulf initramfs build` from the kernel tree `kroot` (modules of `kver`) into `out`,
+    /// with `extra` flags (`--boot NAME` uploads it to that boot config): its output.
+    pub fn build_initramfs(&self, kroot: &Path, kver: &str, out: &Path, extra: &[&str]) -> String {
+        let mut args = vec![
+            "initramfs",
+            "build",
+            "--kernel-version",
+            kver,
+            "--root",
+            kroot.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
     /// The paths in image `name`'s content (downloaded and listed with tar).
     pub fn image_listing(&self, name: &str) -> Vec<String> {
         let dl = self.dir.path().join(format!("{name}.tar.gz"));

@@ -14,23 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::head::run_ok as run;
 use crate::head::{free_port, wulf_bin, wulfd_bin};
 
 /// Where the data disk is mounted in the VM, and wulfd's data directory on it.
 const DATA_DIR: &str = "/data/wulf";
 /// wulfd's API port inside the VM.
 const GUEST_PORT: u16 = 8740;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// The VM's /pl-init (busybox sh): drivers, the data disk, the network, then wulfd in the
 /// foreground. Each step says on the console that it is done (`vm-head: …`), and once the

@@ -10,20 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::in_ns;
+use crate::head::run_ok as run;
 
 /// Where ./test.sh puts the virtualenv.
 pub const VENV: &str = "/opt/wulf-test/sushy";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// The `sushy-emulator` program, installed when missing.
 pub fn emulator() -> PathBuf {

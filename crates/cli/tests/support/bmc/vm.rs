@@ -4,19 +4,9 @@
 //! e2e_boot.rs), with QEMU's external BMC device wired to an `ipmi_sim` (its VM codec port),
 //! so the simulator's `power off` and `reset` reach the VM.
 
+use crate::head::run_ok as run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// Debian's current kernel package, unpacked (shared with e2e_boot.rs's cache): (its root,
 /// the kernel release).
