@@ -81,6 +81,28 @@ pub(crate) fn create(
     Ok(())
 }
 
+/// Image `name` as the head lists it with `fields` (and its name), if there is one.
+pub(crate) fn named(
+    c: &wulf_api::Client,
+    name: &str,
+    fields: &str,
+) -> Result<Option<Value>, Fail> {
+    let all: Vec<Value> = c.get(&format!("/image?fields=name,{fields}"))?;
+    Ok(all
+        .into_iter()
+        .find(|o| o.get("name").and_then(Value::as_str) == Some(name)))
+}
+
+/// Refused when `img` (listed with `frozen`) is frozen: its content may not change.
+pub(crate) fn refuse_frozen(img: &Value, name: &str) -> Result<(), Fail> {
+    if img.get("frozen").and_then(Value::as_bool) == Some(true) {
+        return Err(Fail::Request(anyhow::anyhow!(
+            "image '{name}' is frozen; set frozen=false first"
+        )));
+    }
+    Ok(())
+}
+
 /// Find image `name` (updating its other `fields`) or create it: the verb to report and its
 /// UID.
 pub(crate) fn upsert(
@@ -88,12 +110,8 @@ pub(crate) fn upsert(
     name: &str,
     fields: serde_json::Map<String, Value>,
 ) -> Result<(&'static str, String), Fail> {
-    let existing: Vec<Value> = c.get("/image?fields=uid,name")?;
-    let found = existing
-        .iter()
-        .find(|o| o.get("name").and_then(Value::as_str) == Some(name))
-        .and_then(|o| o.get("uid").and_then(Value::as_str))
-        .map(str::to_string);
+    let found = named(c, name, "uid")?
+        .and_then(|o| o.get("uid").and_then(Value::as_str).map(str::to_string));
     Ok(match found {
         Some(uid) => {
             let mut rest = fields.clone();

@@ -172,11 +172,7 @@ pub(crate) fn create(
 
 /// Image `name`'s UID and content sha256.
 fn find_image(c: &wulf_api::Client, name: &str) -> Result<(String, String), Fail> {
-    let all: Vec<Value> = c.get("/image?fields=uid,name,content")?;
-    let Some(img) = all
-        .iter()
-        .find(|o| o.get("name").and_then(Value::as_str) == Some(name))
-    else {
+    let Some(img) = crate::image::named(c, name, "uid,content")? else {
         return Err(usage(format!(
             "--from-image: no image '{name}' (wulf image ls lists them; wulf image build makes one)"
         )));

@@ -85,7 +85,10 @@ pub(crate) fn run(cli: &Cli, a: &BuildArgs) -> Result<(), Fail> {
     need_root("wulf image build")?;
     // The head and the agent before the long part, so a typo costs nothing.
     let c = crate::conn::client(cli)?;
-    refuse_frozen(&c, &a.name)?;
+    // A frozen image is refused before it is built (the upload would be).
+    if let Some(img) = crate::image::named(&c, &a.name, "frozen")? {
+        crate::image::refuse_frozen(&img, &a.name)?;
+    }
     let agent = if a.include_agent {
         Some(crate::initramfs::find_agent(a.agent.as_deref()).map_err(Fail::Request)?)
     } else {
@@ -115,21 +118,6 @@ pub(crate) fn run(cli: &Cli, a: &BuildArgs) -> Result<(), Fail> {
     let (verb, uid) = crate::image::upsert(&c, &a.name, fields)?;
     let obj = crate::files::upload(&c, Kind::Image, &uid, "content", packed.path())?;
     crate::objects::report(cli, verb, Kind::Image, &[obj]);
-    Ok(())
-}
-
-/// A frozen image is refused before it is built (the upload would be).
-fn refuse_frozen(c: &wulf_api::Client, name: &str) -> Result<(), Fail> {
-    let found: Vec<Value> = c.get("/image?fields=name,frozen")?;
-    let frozen = found.iter().any(|o| {
-        o.get("name").and_then(Value::as_str) == Some(name)
-            && o.get("frozen").and_then(Value::as_bool) == Some(true)
-    });
-    if frozen {
-        return Err(Fail::Request(anyhow!(
-            "image '{name}' is frozen; set frozen=false first"
-        )));
-    }
     Ok(())
 }
 

@@ -77,20 +77,12 @@ pub(crate) fn shell(cli: &Cli, name: &str) -> Result<(), Fail> {
 
 /// The image to change: its UID and content (sha256, size).
 fn find(c: &wulf_api::Client, name: &str) -> Result<(String, String, u64), Fail> {
-    let all: Vec<Value> = c.get("/image?fields=uid,name,content,frozen")?;
-    let Some(img) = all
-        .iter()
-        .find(|o| o.get("name").and_then(Value::as_str) == Some(name))
-    else {
+    let Some(img) = crate::image::named(c, name, "uid,content,frozen")? else {
         return Err(usage(format!(
             "no image '{name}' (wulf image ls lists them; wulf image build makes one)"
         )));
     };
-    if img.get("frozen").and_then(Value::as_bool) == Some(true) {
-        return Err(Fail::Request(anyhow!(
-            "image '{name}' is frozen; set frozen=false first"
-        )));
-    }
+    crate::image::refuse_frozen(&img, name)?;
     let uid = img
         .get("uid")
         .and_then(Value::as_str)
