@@ -82,11 +82,7 @@ pub(crate) fn create(
 }
 
 /// Image `name` as the head lists it with `fields` (and its name), if there is one.
-pub(crate) fn named(
-    c: &wulf_api::Client,
-    name: &str,
-    fields: &str,
-) -> Result<Option<Value>, Fail> {
+pub(crate) fn named(c: &wulf_api::Client, name: &str, fields: &str) -> Result<Option<Value>, Fail> {
     let all: Vec<Value> = c.get(&format!("/image?fields=name,{fields}"))?;
     Ok(all
         .into_iter()

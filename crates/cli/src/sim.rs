@@ -870,7 +870,7 @@ pub fn run(c: &Client, opts: SimOptions, stop: Arc<AtomicBool>) -> anyhow::Resul
     // A long poll holds an open file; the reporting threads and everything else need some.
     let reserve = 2 * conns + 512;
     let want = opts.polls.unwrap_or(sims.len()).min(sims.len());
-    let files = commands::raise_fd_limit(want + reserve);
+    let files = commands::raise_fd_limit((want + reserve) as u64);
     let polls = want.min(
         usize::try_from(files)
             .unwrap_or(usize::MAX)

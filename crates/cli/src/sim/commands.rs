@@ -74,11 +74,9 @@ pub(super) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Raise the open-file limit to what `nodes` long polls need (one connection each, plus the
-/// workers'): the hard limit too where this process may (root), else as far as it allows.
-/// Returns the soft limit now.
-pub(super) fn raise_fd_limit(nodes: usize) -> u64 {
-    let want = (nodes as u64) * 2 + 256;
+/// Raise the open-file limit to `want` files: the hard limit too where this process may
+/// (root), else as far as it allows. Returns the soft limit now.
+pub(super) fn raise_fd_limit(want: u64) -> u64 {
     let mut l = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -113,28 +111,16 @@ pub(super) fn spawn_poller(node: Node, ctx: Arc<Ctx>, index: usize) {
     ctx.rt.clone().spawn(poller(node, ctx, index));
 }
 
-/// Wait `d`, or until the simulator stops (looked at every 0.5 s).
-async fn pause(ctx: &Ctx, d: Duration) {
-    let until = Instant::now() + d;
-    while !ctx.stop.load(Ordering::Relaxed) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        tokio::time::sleep(left.min(Duration::from_millis(500))).await;
-    }
-}
-
-/// Run `f` on a blocking thread; false if it could not run (the runtime is stopping).
-async fn blocking(f: impl FnOnce() + Send + 'static) -> bool {
-    tokio::task::spawn_blocking(f).await.is_ok()
+/// Run `f` on a blocking thread; `None` if it could not run (the runtime is stopping).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
 }
 
 /// Poll for commands while the node is up and may contact its head, until the simulator
 /// stops. The first poll waits for the node's first report.
 async fn poller(node: Node, ctx: Arc<Ctx>, index: usize) {
     let first = lock(&node).first_report;
-    pause(&ctx, first.saturating_duration_since(Instant::now())).await;
+    tokio::time::sleep(first.saturating_duration_since(Instant::now())).await;
     let path = format!("/api/v1/node/commands?wait={WAIT_SECS}");
     let mut conn = None;
     let mut backoff = Duration::from_secs(1);
@@ -147,7 +133,7 @@ async fn poller(node: Node, ctx: Arc<Ctx>, index: usize) {
         if !active {
             // A quiet orphan or a node that is down holds no connection.
             conn = None;
-            pause(&ctx, Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
         let polled = ctx
@@ -180,14 +166,15 @@ async fn poller(node: Node, ctx: Arc<Ctx>, index: usize) {
                         }
                     }
                 })
-                .await;
+                .await
+                .is_some();
                 if !done {
                     return;
                 }
             }
             Err(e) => {
                 ctx.stats.error(format!("command poll: {e}"));
-                pause(&ctx, backoff).await;
+                tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -362,7 +349,7 @@ fn spawn_reboot(node: &Node, ctx: &Arc<Ctx>, shutdown_report: bool) {
 /// The node is [`Phase::Down`] throughout.
 async fn reboot(node: Node, ctx: Arc<Ctx>, shutdown_report: bool) {
     let (n2, c2) = (node.clone(), ctx.clone());
-    let Ok((mac, name, current)) = tokio::task::spawn_blocking(move || {
+    let Some((mac, name, current)) = blocking(move || {
         let mut n = lock(&n2);
         if shutdown_report {
             let mut heads = Heads::new(c2.heads.clone());
@@ -379,7 +366,7 @@ async fn reboot(node: Node, ctx: Arc<Ctx>, shutdown_report: bool) {
     };
     ctx.stats.reboots.fetch_add(1, Ordering::Relaxed);
     let silence = Duration::from_millis(rand::thread_rng().gen_range(1000..3000));
-    pause(&ctx, silence).await;
+    tokio::time::sleep(silence).await;
     let mut order = vec![current.clone()];
     order.extend(ctx.heads.iter().filter(|h| **h != current).cloned());
     let order = Arc::new(order);
@@ -388,13 +375,13 @@ async fn reboot(node: Node, ctx: Arc<Ctx>, shutdown_report: bool) {
             return;
         }
         let (c2, o2, m2) = (ctx.clone(), order.clone(), mac.clone());
-        match tokio::task::spawn_blocking(move || boot(&c2.http, &o2, &m2)).await {
-            Ok(Ok(b)) => break b,
-            Ok(Err(e)) => {
+        match blocking(move || boot(&c2.http, &o2, &m2)).await {
+            Some(Ok(b)) => break b,
+            Some(Err(e)) => {
                 ctx.stats.error(format!("{name}: boot: {e}"));
-                pause(&ctx, Duration::from_secs(3)).await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
             }
-            Err(_) => return,
+            None => return,
         }
     };
     blocking(move || {

@@ -45,6 +45,7 @@ struct Target {
 /// One node's connection to the head it polls.
 pub struct Conn {
     head: String,
+    target: Arc<Target>,
     send: SendRequest<Empty<Bytes>>,
 }
 
@@ -187,6 +188,7 @@ impl Net {
             .map_err(|_| format!("{head}: the TLS or HTTP handshake timed out"))??;
         Ok(Conn {
             head: head.to_string(),
+            target: t,
             send,
         })
     }
@@ -212,7 +214,7 @@ impl Net {
             Some(c) => c,
             None => conn.insert(self.connect(head, index).await?),
         };
-        let authority = self.target(head).await?.authority.clone();
+        let authority = c.target.authority.clone();
         let exchange = async {
             c.send.ready().await.map_err(|e| format!("{head}: {e}"))?;
             let req = hyper::Request::get(path)

@@ -489,7 +489,8 @@ pub fn run(
         anyhow::bail!("--node-timeout must be more than 0 seconds");
     }
     let nodes = ensure_nodes(c, opts.nodes, opts.boot_config.as_deref())?;
-    super::commands::raise_fd_limit(opts.nodes);
+    // Each node's sockets and its listener for peers, and some for the rest.
+    super::commands::raise_fd_limit(opts.nodes as u64 * 2 + 256);
     let ctx = Arc::new(Ctx {
         dhcp: dhcp::Client::bind(&opts.iface)?,
         added: Mutex::new(Vec::new()),

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use wulf_api::status::{AgentCost, Hardware};
 
 /// The rarely changing part of a node's status as the store holds it
-/// (`/wulf/status/info/<uid>`).
+/// (`/wulf/status/info/<uid>`). Its fields mirror `wulf_api::status::StatusReport`'s on
+/// purpose: it is the store's format, which must not take the report's required fields, and a
+/// `#[serde(flatten)]` shared struct would make every report's decoding buffer the whole report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InfoRecord {
     /// The address the node reported (its side of the way to the head).

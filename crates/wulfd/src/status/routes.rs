@@ -39,13 +39,15 @@ async fn node_status(
             )))
         }
     };
-    let uids = {
+    // A short list in one piece (with its length), read under the selection's own guard.
+    let (uids, short) = {
         let st = app.cache.read();
-        by_index(&st, selection(&st, Kind::Node, &q, true)?)
+        let uids = by_index(&st, selection(&st, Kind::Node, &q, true)?);
+        let short = (uids.len() <= STREAM_CHUNK).then(|| app.status.view(&st, &uids, detail));
+        (uids, short)
     };
     let now = crate::status::now_ms();
-    if uids.len() <= STREAM_CHUNK {
-        let view = app.status.view(&app.cache.read(), &uids, detail);
+    if let Some(view) = short {
         let bytes = serde_json::to_vec(&view)
             .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         return Ok(json_response(bytes, StatusCode::OK));
