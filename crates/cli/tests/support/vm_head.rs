@@ -242,50 +242,54 @@ impl VmHead {
 
         // The token the init prints, then the CA over plain HTTP, then `wulf info`.
         let limit = Duration::from_secs(180);
-        let token = loop {
-            let c = self.console();
-            if let Some(t) = c
-                .lines()
-                .find_map(|l| l.strip_prefix("vm-head: token "))
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-            {
-                break t.to_string();
-            }
-            self.check_alive(&c);
-            assert!(
-                t.elapsed() < limit,
-                "the VM's wulfd wrote no admin token within {limit:?}; console:\n{c}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        };
+        let mut token = None;
+        crate::head::wait_every(
+            "the VM's wulfd wrote no admin token",
+            limit.saturating_sub(t.elapsed()),
+            Duration::from_millis(250),
+            || {
+                let c = self.console();
+                token = c
+                    .lines()
+                    .find_map(|l| l.strip_prefix("vm-head: token "))
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                if token.is_none() {
+                    self.check_alive(&c);
+                }
+                token.is_some()
+            },
+            || format!("console:\n{}", self.console()),
+        );
+        let token = token.unwrap_or_default();
         std::fs::write(self.cli_dir.join("admin.token"), format!("{token}\n")).unwrap();
         std::fs::write(
             self.cli_dir.join("wulfd.url"),
             format!("https://127.0.0.1:{}\n", self.port),
         )
         .unwrap();
-        loop {
-            let o = Command::new("curl")
-                .args(["-sSf", "-m", "10"])
-                .arg(format!("http://127.0.0.1:{}/boot/ca.pem", self.port))
-                .output()
-                .unwrap();
-            if o.status.success() && !o.stdout.is_empty() {
-                std::fs::write(self.cli_dir.join("tls/ca.pem"), &o.stdout).unwrap();
-                if self.wulf(&["info"]).status.success() {
-                    break;
+        crate::head::wait_every(
+            &format!("the VM's wulfd does not answer on 127.0.0.1:{}", self.port),
+            limit.saturating_sub(t.elapsed()),
+            Duration::from_millis(500),
+            || {
+                let o = Command::new("curl")
+                    .args(["-sSf", "-m", "10"])
+                    .arg(format!("http://127.0.0.1:{}/boot/ca.pem", self.port))
+                    .output()
+                    .unwrap();
+                if o.status.success() && !o.stdout.is_empty() {
+                    std::fs::write(self.cli_dir.join("tls/ca.pem"), &o.stdout).unwrap();
+                    if self.wulf(&["info"]).status.success() {
+                        return true;
+                    }
                 }
-            }
-            let c = self.console();
-            self.check_alive(&c);
-            assert!(
-                t.elapsed() < limit,
-                "the VM's wulfd does not answer on 127.0.0.1:{} within {limit:?}; console:\n{c}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+                self.check_alive(&self.console());
+                false
+            },
+            || format!("console:\n{}", self.console()),
+        );
         t.elapsed()
     }
 
