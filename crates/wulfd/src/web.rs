@@ -157,17 +157,25 @@ pub fn parse_kind(s: &str) -> Result<Kind, ApiErr> {
 }
 
 pub async fn read_json(app: &App, body: Body) -> Result<Value, ApiErr> {
+    let too_large = || {
+        ApiErr::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is larger than {} MiB (max_body_mib in the config file)",
+                app.max_body >> 20
+            ),
+        )
+    };
+    // A Content-Length over the limit is refused before the body is read: a client that
+    // waits for "100 Continue" then gets the 413 instead and sends nothing, where reading
+    // part of the body and closing would reset the connection under the client's upload
+    // and could lose the answer.
+    if axum::body::HttpBody::size_hint(&body).lower() > app.max_body as u64 {
+        return Err(too_large());
+    }
     let bytes = axum::body::to_bytes(body, app.max_body)
         .await
-        .map_err(|_| {
-            ApiErr::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body is larger than {} MiB (max_body_mib in the config file)",
-                    app.max_body >> 20
-                ),
-            )
-        })?;
+        .map_err(|_| too_large())?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiErr::bad(format!("malformed JSON in request body: {e}")))
 }
