@@ -43,6 +43,10 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(600);
 /// A node whose credential does not match what this head knows makes it read the store
 /// again at most this often.
 const RECHECK: Duration = Duration::from_secs(1);
+
+/// How often issuing a token also drops the expired ones: a sweep walks every ticket, so one
+/// per issue would cost a boot of N nodes N² steps.
+const SWEEP: Duration = Duration::from_secs(10);
 /// Store keys of the nodes' current nonces: `/wulf/node-cred/{uid}`.
 pub const NONCE_PREFIX: &str = "/wulf/node-cred/";
 
@@ -84,6 +88,13 @@ impl Ticket {
     }
 }
 
+/// Every node's live ticket, and when expired ones were last dropped.
+#[derive(Default)]
+struct Tickets {
+    by_uid: HashMap<String, Ticket>,
+    swept: Option<Instant>,
+}
+
 /// What this head knows of a node's nonce.
 #[derive(Clone, Default)]
 struct Nonce {
@@ -110,7 +121,7 @@ pub enum TokenError {
 /// Enrollment tokens handed out by this head, and the nodes' nonces as this head knows them.
 #[derive(Default)]
 pub struct Enrollment {
-    tickets: Mutex<HashMap<String, Ticket>>,
+    tickets: Mutex<Tickets>,
     nonces: Mutex<HashMap<String, Nonce>>,
 }
 
@@ -124,8 +135,11 @@ impl Enrollment {
         let token = hex::encode(rand::random::<[u8; 32]>());
         let now = Instant::now();
         let mut t = lock(&self.tickets);
-        t.retain(|_, k| !k.expired(now));
-        t.insert(
+        if t.swept.is_none_or(|at| now.duration_since(at) >= SWEEP) {
+            t.by_uid.retain(|_, k| !k.expired(now));
+            t.swept = Some(now);
+        }
+        t.by_uid.insert(
             uid.to_string(),
             Ticket {
                 token: token.clone(),
@@ -147,7 +161,7 @@ impl Enrollment {
         consume: bool,
     ) -> Result<(), TokenError> {
         let mut t = lock(&self.tickets);
-        let k = t.get_mut(uid).ok_or(TokenError::Unknown)?;
+        let k = t.by_uid.get_mut(uid).ok_or(TokenError::Unknown)?;
         if !bool::from(k.token.as_bytes().ct_eq(token.as_bytes())) {
             return Err(TokenError::Wrong);
         }
@@ -170,7 +184,7 @@ impl Enrollment {
 
     /// Give a consumed token back (its enrollment could not be stored).
     fn unconsume(&self, uid: &str, token: &str) {
-        if let Some(k) = lock(&self.tickets).get_mut(uid) {
+        if let Some(k) = lock(&self.tickets).by_uid.get_mut(uid) {
             if k.token == token {
                 k.used = false;
             }
@@ -459,15 +473,21 @@ mod tests {
     fn tokens_expire() {
         let e = Enrollment::default();
         let t = e.issue("n0", None);
-        lock(&e.tickets).get_mut("n0").unwrap().issued =
+        lock(&e.tickets).by_uid.get_mut("n0").unwrap().issued =
             Instant::now() - TOKEN_TTL - Duration::from_secs(1);
         assert_eq!(
             e.check_token("n0", &t, None, true),
             Err(TokenError::Expired)
         );
-        // Expired tokens are dropped when the next one is issued.
+        // Expired tokens are dropped by a token issued a sweep interval after the last sweep,
+        // and kept by one issued sooner.
         e.issue("n1", None);
-        assert!(!lock(&e.tickets).contains_key("n0"));
+        assert!(lock(&e.tickets).by_uid.contains_key("n0"));
+        let earlier = lock(&e.tickets).swept.map(|at| at - SWEEP);
+        lock(&e.tickets).swept = earlier;
+        e.issue("n2", None);
+        assert!(!lock(&e.tickets).by_uid.contains_key("n0"));
+        assert!(lock(&e.tickets).by_uid.contains_key("n1"));
     }
 
     #[test]
