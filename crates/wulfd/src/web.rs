@@ -156,26 +156,34 @@ pub fn parse_kind(s: &str) -> Result<Kind, ApiErr> {
     })
 }
 
-pub async fn read_json(app: &App, body: Body) -> Result<Value, ApiErr> {
-    let too_large = || {
-        ApiErr::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "request body is larger than {} MiB (max_body_mib in the config file)",
-                app.max_body >> 20
-            ),
-        )
-    };
-    // A Content-Length over the limit is refused before the body is read: a client that
-    // waits for "100 Continue" then gets the 413 instead and sends nothing, where reading
-    // part of the body and closing would reset the connection under the client's upload
-    // and could lose the answer.
-    if axum::body::HttpBody::size_hint(&body).lower() > app.max_body as u64 {
-        return Err(too_large());
+/// A request body of at most `limit` bytes, or a 413 saying `too_large()`.
+///
+/// A Content-Length over the limit is refused before the body is read: a client that waits
+/// for "100 Continue" then gets the 413 instead and sends nothing, where reading part of the
+/// body and closing would reset the connection under the client's upload and could lose the
+/// answer.
+pub async fn read_limited(
+    body: Body,
+    limit: usize,
+    too_large: impl Fn() -> String,
+) -> Result<axum::body::Bytes, ApiErr> {
+    let refuse = || ApiErr::new(StatusCode::PAYLOAD_TOO_LARGE, too_large());
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(refuse());
     }
-    let bytes = axum::body::to_bytes(body, app.max_body)
+    axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|_| refuse())
+}
+
+pub async fn read_json(app: &App, body: Body) -> Result<Value, ApiErr> {
+    let bytes = read_limited(body, app.max_body, || {
+        format!(
+            "request body is larger than {} MiB (max_body_mib in the config file)",
+            app.max_body >> 20
+        )
+    })
+    .await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiErr::bad(format!("malformed JSON in request body: {e}")))
 }

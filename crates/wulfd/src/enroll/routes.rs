@@ -28,14 +28,10 @@ fn refused(msg: impl Into<String>) -> ApiErr {
 async fn enroll(State(app): AppState, req: Request) -> Result<Json<EnrollReply>, ApiErr> {
     let peer = peer_ip(req.extensions());
     let src = source(peer);
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| {
-            ApiErr::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("an enrollment request is at most {MAX_BODY} bytes"),
-            )
-        })?;
+    let bytes = crate::web::read_limited(req.into_body(), MAX_BODY, || {
+        format!("an enrollment request is at most {MAX_BODY} bytes")
+    })
+    .await?;
     let r: EnrollRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiErr::bad(format!(
             "malformed enrollment request (want {{\"node\": UID, \"token\": TOKEN}}): {e}"

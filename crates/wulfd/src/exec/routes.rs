@@ -79,14 +79,10 @@ async fn result(
     body: Body,
 ) -> Result<StatusCode, ApiErr> {
     let uid = crate::auth::node_uid(&app, &headers, "a command result").await?;
-    let bytes = axum::body::to_bytes(body, 4 * wulf_api::command::MAX_OUTPUT)
-        .await
-        .map_err(|_| {
-            ApiErr::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "a command result is at most 4 MiB",
-            )
-        })?;
+    let bytes = crate::web::read_limited(body, 4 * wulf_api::command::MAX_OUTPUT, || {
+        "a command result is at most 4 MiB".into()
+    })
+    .await?;
     let r: CommandResult = serde_json::from_slice(&bytes)
         .map_err(|e| ApiErr::bad(format!("malformed command result: {e}")))?;
     if app.commands.complete(&uid, r) {

@@ -155,12 +155,9 @@ async fn node_status_report(
 ) -> Result<axum::Json<wulf_api::status::ReportReply>, ApiErr> {
     let uid = crate::auth::node_uid(&app, &headers, "a status report").await?;
     let uid = uid.as_str();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|_| {
-        ApiErr::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "a status report is at most 1 MiB",
-        )
-    })?;
+    let bytes =
+        crate::web::read_limited(body, 1 << 20, || "a status report is at most 1 MiB".into())
+            .await?;
     let report: wulf_api::status::StatusReport = serde_json::from_slice(&bytes)
         .map_err(|e| ApiErr::bad(format!("malformed status report: {e}")))?;
     crate::status::check_report(&report)
