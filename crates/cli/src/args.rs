@@ -181,7 +181,7 @@ pub(crate) struct HeadCmd {
 pub(crate) enum HeadAction {
     /// List heads: name, up or down, API URLs, version, when it started
     Ls,
-    /// Remove down heads (a head that is up refuses: stop it first)
+    /// Remove down heads, all or none (a head that is up refuses: stop it first)
     Delete,
 }
 

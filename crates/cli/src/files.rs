@@ -1,9 +1,9 @@
 //! File fields (boot: kernel, initramfs; image: content): `upload`, `download`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use wulf_api::{client::encode, Client};
+use wulf_api::{client::encode, Client, Deleted, UpdateRequest};
 use wulf_model::{field_type, FieldType, Kind};
 
 use crate::args::{Cli, ObjectCmd};
@@ -111,6 +111,63 @@ pub(crate) fn upload_with(
     objs.into_iter()
         .next()
         .ok_or_else(|| Fail::Request(anyhow::anyhow!("the head returned no object")))
+}
+
+/// Upload `files` to the object `uid` (named `name`) that was just created. If one is
+/// refused, the object is deleted again, so that a create with files is all or nothing (a
+/// refused upload keeps no file on the head, and with this no object either).
+pub(crate) fn upload_to_new(
+    c: &Client,
+    kind: Kind,
+    uid: &str,
+    name: &str,
+    files: &[(String, PathBuf)],
+) -> Result<Option<Value>, Fail> {
+    let mut last = None;
+    for (field, path) in files {
+        match upload(c, kind, uid, field, path) {
+            Ok(obj) => last = Some(obj),
+            Err(Fail::Request(e)) => {
+                let undone = c.delete::<Deleted>(&format!("/{kind}?ids={}", encode(uid)));
+                return Err(Fail::Request(match undone {
+                    Ok(_) => e.context(format!(
+                        "{field} of the new {} '{name}' was refused; it was deleted again",
+                        kind.title()
+                    )),
+                    Err(d) => e.context(format!(
+                        "{field} of the new {} '{name}' was refused, and deleting it again \
+                         failed ({d}): delete it with `wulf {kind} -i {name} delete`",
+                        kind.title()
+                    )),
+                }));
+            }
+            Err(usage) => return Err(usage),
+        }
+    }
+    Ok(last)
+}
+
+/// Check that the head would take `req` for the objects `query` selects, writing nothing (a
+/// dry run of the same change through `POST /cluster/import`), so that an update with fields
+/// and files is refused before any file is sent, and no file is stored for fields that are
+/// refused.
+pub(crate) fn check_update(
+    c: &Client,
+    kind: Kind,
+    query: &str,
+    req: &UpdateRequest,
+) -> Result<(), Fail> {
+    let objs: Vec<Value> = c.get(&format!("/{kind}{query}&fields=uid"))?;
+    let uids: Vec<&str> = objs
+        .iter()
+        .filter_map(|o| o.get("uid").and_then(Value::as_str))
+        .collect();
+    let body = serde_json::json!({
+        "steps": [{"update": kind.to_string(), "uids": uids, "request": req}],
+        "dry_run": true,
+    });
+    let _: Value = c.send("POST", "/cluster/import", &body)?;
+    Ok(())
 }
 
 pub(crate) fn download(

@@ -127,13 +127,10 @@ pub(crate) fn create(
     };
     let mut objs: Vec<Value> = c.send("POST", &format!("/{kind}?{}", &brief(cli)[1..]), &body)?;
     if let [obj] = objs.as_mut_slice() {
-        let uid = obj
-            .get("uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        for (field, path) in &files {
-            *obj = upload(&c, kind, &uid, field, path)?;
+        let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (uid, name) = (s("uid"), s("name"));
+        if let Some(uploaded) = crate::files::upload_to_new(&c, kind, &uid, &name, &files)? {
+            *obj = uploaded;
         }
     }
     report(cli, "Created", kind, &objs);
@@ -175,21 +172,30 @@ pub(crate) fn update(cli: &Cli, kind: Kind, cmd: &ObjectCmd, pairs: &[String]) -
     let q = cmd.target_query(kind, "update")?;
     let c = client(cli)?;
     let mut objs = Vec::new();
-    if !fields.is_empty() || !set_attributes.is_empty() {
-        let req = UpdateRequest {
-            fields,
-            set_attributes,
-            ..Default::default()
-        };
-        objs = c.send("PATCH", &format!("/{kind}{q}{}", brief(cli)), &req)?;
+    let ids = match files.is_empty() {
+        true => None,
+        false => Some(
+            cmd.ids_query(&[])
+                .ok_or_else(|| usage("uploading a file needs --ids naming one object"))?,
+        ),
+    };
+    let req = (!fields.is_empty() || !set_attributes.is_empty()).then(|| UpdateRequest {
+        fields,
+        set_attributes,
+        ..Default::default()
+    });
+    // Fields and files: the fields are checked first and set last, so that a refused field
+    // sends no file and a refused file sets no field.
+    if let (Some(req), Some(_)) = (&req, &ids) {
+        crate::files::check_update(&c, kind, &q, req)?;
     }
-    if !files.is_empty() {
-        let ids = cmd
-            .ids_query(&[])
-            .ok_or_else(|| usage("uploading a file needs --ids naming one object"))?;
+    if let Some(ids) = &ids {
         for (field, path) in &files {
-            objs = vec![upload(&c, kind, &ids, field, path)?];
+            objs = vec![upload(&c, kind, ids, field, path)?];
         }
+    }
+    if let Some(req) = &req {
+        objs = c.send("PATCH", &format!("/{kind}{q}{}", brief(cli)), req)?;
     }
     report(cli, "Updated", kind, &objs);
     Ok(())

@@ -386,6 +386,283 @@ fn bad_input_changes_nothing() {
     assert_eq!(h.snapshot(), before);
 }
 
+/// Failed uploads, by the CLI and straight to the API: each refused with a clear error, and
+/// no file left in DATA/blobs (neither stored nor half-received), no object changed.
+#[test]
+fn failed_uploads_leave_no_blob() {
+    let h = Head::start();
+    let dir = h.dir.path();
+    let content = write(dir, "root.tar.gz", b"the image as it was");
+    let kernel = write(dir, "vmlinuz", b"a kernel");
+    let fresh = write(dir, "fresh.bin", b"content no blob has yet");
+    let bad_ks = write(dir, "bad.ks", b"network --hostname={{hostname}}\n");
+    let unclosed_ks = write(dir, "unclosed.ks", b"network --hostname={{name\n");
+    let not_text = write(dir, "binary.ks", &[0xff, 0xfe, 0x00, 0x80]);
+    h.ok(&[
+        "image",
+        "create",
+        "name=img",
+        &format!("content=@{}", content.display()),
+    ]);
+    h.ok(&[
+        "boot",
+        "create",
+        "name=b1",
+        "image=img",
+        &format!("kernel=@{}", kernel.display()),
+    ]);
+    h.ok(&["image", "create", "name=frozen", "frozen=true"]);
+    let blobs = h.blob_listing();
+    assert_eq!(blobs.len(), 2, "{blobs:?}");
+    let (before, rev) = (h.snapshot(), h.revision());
+    let check = |what: &str| {
+        assert_eq!(
+            h.blob_listing(),
+            blobs,
+            "{what}: the blob directory changed"
+        );
+        assert_eq!(h.revision(), rev, "{what}: the database changed");
+        assert_eq!(h.snapshot(), before, "{what}: an object changed");
+    };
+
+    let fresh_at = |field: &str| format!("{field}=@{}", fresh.display());
+    let ks_at = |p: &std::path::Path| format!("kickstart=@{}", p.display());
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec![
+                "image".into(),
+                "-i".into(),
+                "nosuch".into(),
+                "upload".into(),
+                "content".into(),
+                fresh.display().to_string(),
+            ],
+            1,
+            "no image matches nosuch",
+        ),
+        (
+            vec![
+                "image".into(),
+                "-i".into(),
+                "frozen".into(),
+                "upload".into(),
+                "content".into(),
+                fresh.display().to_string(),
+            ],
+            1,
+            "frozen",
+        ),
+        (
+            vec![
+                "boot".into(),
+                "-i".into(),
+                "b1".into(),
+                "upload".into(),
+                "kickstart".into(),
+                bad_ks.display().to_string(),
+            ],
+            1,
+            "unknown placeholder '{{hostname}}'",
+        ),
+        (
+            vec![
+                "boot".into(),
+                "-i".into(),
+                "b1".into(),
+                "upload".into(),
+                "kickstart".into(),
+                not_text.display().to_string(),
+            ],
+            1,
+            "not UTF-8",
+        ),
+        (
+            vec![
+                "boot".into(),
+                "-i".into(),
+                "b1".into(),
+                "update".into(),
+                "cmdline=quiet".into(),
+                ks_at(&unclosed_ks),
+            ],
+            1,
+            "without a closing",
+        ),
+        (
+            vec![
+                "image".into(),
+                "create".into(),
+                "name=bad name".into(),
+                fresh_at("content"),
+            ],
+            1,
+            "name",
+        ),
+        (
+            vec![
+                "image".into(),
+                "create".into(),
+                "name=img".into(),
+                fresh_at("content"),
+            ],
+            1,
+            "name 'img' is already used",
+        ),
+        (
+            vec![
+                "boot".into(),
+                "create".into(),
+                "name=b2".into(),
+                "image=nosuch".into(),
+                fresh_at("kernel"),
+            ],
+            1,
+            "no image named 'nosuch'",
+        ),
+        (
+            vec![
+                "boot".into(),
+                "-i".into(),
+                "b1".into(),
+                "update".into(),
+                "image=nosuch".into(),
+                fresh_at("kernel"),
+            ],
+            1,
+            "no image named 'nosuch'",
+        ),
+        (
+            vec![
+                "image".into(),
+                "create".into(),
+                "name=img2".into(),
+                "content=@/nonexistent".into(),
+            ],
+            2,
+            "/nonexistent",
+        ),
+    ];
+    for (args, code, msg) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = h.fails(*code, &args);
+        assert!(
+            err.contains(msg),
+            "wulf {args:?}: expected '{msg}' in:\n{err}"
+        );
+        check(&format!("wulf {args:?}"));
+    }
+
+    // Straight to the API: a parent_sha256 that is no sha256 and one that is not the current
+    // content, no such object, a kind or field without files, a kickstart that is not text,
+    // an empty import file.
+    let auth = h.auth();
+    let api = |path: &str| format!("{}/api/v1/{path}", h.url());
+    let body = format!("@{}", fresh.display());
+    let put = |path: &str| {
+        let (code, out) = h.curl(&["-X", "PUT", "-H", &auth, "--data-binary", &body, &api(path)]);
+        (code, String::from_utf8_lossy(&out).into_owned())
+    };
+    let wrong_parent = "0".repeat(64);
+    for (path, code, msg) in [
+        (
+            "image/img/files/content?parent_sha256=xyz".to_string(),
+            400,
+            "parent_sha256 'xyz' is not a sha256",
+        ),
+        (
+            format!("image/img/files/content?parent_sha256={wrong_parent}"),
+            409,
+            "changed while this version was made",
+        ),
+        ("image/nosuch/files/content".into(), 404, "nosuch"),
+        (
+            "node/n0/files/kernel".into(),
+            404,
+            "has no file field 'kernel'",
+        ),
+        (
+            "image/img/files/kernel".into(),
+            404,
+            "has no file field 'kernel'",
+        ),
+        ("bogus/img/files/content".into(), 404, "bogus"),
+        ("boot/b1/files/kickstart".into(), 400, "not UTF-8"),
+    ] {
+        let (got, out) = if path.ends_with("kickstart") {
+            let bin = format!("@{}", not_text.display());
+            let (c, o) = h.curl(&["-X", "PUT", "-H", &auth, "--data-binary", &bin, &api(&path)]);
+            (c, String::from_utf8_lossy(&o).into_owned())
+        } else {
+            put(&path)
+        };
+        assert_eq!(got, code, "PUT {path}: {out}");
+        assert!(out.contains(msg), "PUT {path}: expected '{msg}' in {out}");
+        check(&format!("PUT {path}"));
+    }
+    let (code, out) = h.curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        &auth,
+        "--data-binary",
+        "",
+        &api("cluster/import/files"),
+    ]);
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&out));
+    assert!(String::from_utf8_lossy(&out).contains("no file in the request body"));
+    check("an empty import file");
+
+    // A body cut off part way: curl sends 4 MiB at 1 MiB/s and gives up after 1.5 s. The head
+    // removes what it had received.
+    let big = write(dir, "big.bin", &vec![7u8; 4 << 20]);
+    let big_body = format!("@{}", big.display());
+    let (code, _) = h.curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        &auth,
+        "-H",
+        "Expect:",
+        "--limit-rate",
+        "1M",
+        "--max-time",
+        "1.5",
+        "--data-binary",
+        &big_body,
+        &api("image/img/files/content"),
+    ]);
+    assert_eq!(code, 0, "the upload was cut off before an answer");
+    head::wait_for(
+        "the cut-off upload's part file is removed",
+        std::time::Duration::from_secs(10),
+        || h.blob_listing() == blobs,
+        || format!("{:?}", h.blob_listing()),
+    );
+    check("a cut-off upload");
+
+    // A create whose file is refused after the object was made: the object is deleted again
+    // (so the objects revision moves), and neither it nor the file is kept.
+    let err = h.fails(1, &["boot", "create", "name=b3", &ks_at(&bad_ks)]);
+    assert!(
+        err.contains("kickstart of the new boot config 'b3' was refused; it was deleted again")
+            && err.contains("unknown placeholder"),
+        "{err}"
+    );
+    assert_eq!(h.blob_listing(), blobs, "a refused create kept a file");
+    assert_eq!(h.snapshot(), before, "a refused create kept its object");
+
+    // And a good upload still works.
+    h.ok(&[
+        "image",
+        "-i",
+        "img",
+        "upload",
+        "content",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_ne!(h.blob_listing(), blobs);
+}
+
 #[test]
 fn authentication() {
     let h = Head::start();

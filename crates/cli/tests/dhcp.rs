@@ -269,6 +269,102 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
     );
     h.fails(2, &["net", "unknown"]);
 
+    // Bad ways of turning the unknown MAC into a node: each refused with a clear error, and
+    // the unknown list, the nodes and the objects revision stay as they were.
+    let before = (
+        h.json(&["node", "unknown"]),
+        h.json(&["node", "ls"]),
+        h.revision(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let macs_bad = dir.path().join("bad-macs");
+    std::fs::write(&macs_bad, format!("{mac}\n52:54:00:77:01:zz\n")).unwrap();
+    let macs_taken = dir.path().join("taken-macs");
+    std::fs::write(&macs_taken, format!("{mac}\n52:54:00:77:01:09\n")).unwrap();
+    let (bad, taken) = (
+        macs_bad.display().to_string(),
+        macs_taken.display().to_string(),
+    );
+    let mac_is = format!("mac={mac}");
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (
+            vec!["node", "create", "mac=52:54:00:77:01:zz"],
+            1,
+            "is not a MAC".into(),
+        ),
+        (
+            vec!["node", "create", &mac_is, "ip=10.77.0.999"],
+            1,
+            "ip".into(),
+        ),
+        (
+            vec!["node", "create", &mac_is, "index=900"],
+            1,
+            "index 900 is already used".into(),
+        ),
+        (
+            vec!["node", "create", &mac_is, "name=bad name"],
+            1,
+            "name".into(),
+        ),
+        (
+            vec!["node", "create", "--macs", &bad],
+            2,
+            format!("{bad}:2"),
+        ),
+        (
+            vec!["node", "create", "--macs", &taken],
+            1,
+            "already used".into(),
+        ),
+        (
+            vec!["node", "-i", "n900", "replace", "mac=52:54:00:77:01:zz"],
+            2,
+            "is not a MAC".into(),
+        ),
+        (
+            vec!["node", "-i", "nosuch", "replace", &mac_is],
+            2,
+            "no node matches nosuch".into(),
+        ),
+        (vec!["node", "unknown", "extra"], 2, "extra".into()),
+        (
+            vec!["cluster", "update", "accept_new_nodes=maybe"],
+            1,
+            "accept_new_nodes".into(),
+        ),
+    ];
+    for (args, code, msg) in &cases {
+        let err = h.fails(*code, args);
+        assert!(
+            err.contains(msg.as_str()),
+            "wulf {args:?}: expected '{msg}' in:\n{err}"
+        );
+        let now = (
+            h.json(&["node", "unknown"]),
+            h.json(&["node", "ls"]),
+            h.revision(),
+        );
+        assert_eq!(
+            now, before,
+            "wulf {args:?} changed the unknown list or the nodes"
+        );
+    }
+    let url = format!("{}/api/v1/node/unknown", h.url());
+    for method in ["POST", "DELETE", "PATCH"] {
+        let (code, _) = h.curl(&["-X", method, "-H", &h.auth(), &url]);
+        assert_eq!(code, 403, "{method} /api/v1/node/unknown");
+    }
+    let now = (
+        h.json(&["node", "unknown"]),
+        h.json(&["node", "ls"]),
+        h.revision(),
+    );
+    assert_eq!(
+        now, before,
+        "a refused request changed the unknown list or the nodes"
+    );
+
     // Accepting new nodes: both racing clients (and a burst of relayed retries of the same MAC
     // from perfdhcp) end up with the same single new node.
     h.ok(&["cluster", "update", "accept_new_nodes=insert"]);
@@ -279,7 +375,7 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
             Command::new("timeout")
                 .args(["-s", "KILL", "30", "ip", "netns", "exec", &relay])
                 .args(["perfdhcp", "-4", "-r", "50", "-n", "50", "-R", "1"])
-                .args(["-b", &format!("mac={mac}"), "10.77.0.1"])
+                .args(["-b", &mac_is, "10.77.0.1"])
                 .output()
                 .unwrap()
         });
@@ -420,13 +516,31 @@ fn malformed_packets_are_dropped_and_counted() {
     let mut h200 = with(&[99, 130, 83, 99, 53, 1, 1, 255]);
     h200[2] = 200;
     bad.push(h200);
+    // The same from a MAC no node has: not listed as unknown (it never made a request).
+    for b in [bad[4].clone(), bad[6].clone()] {
+        let mut b = b;
+        b[28..34].copy_from_slice(&[0x02, 0, 0, 0x77, 3, 0x99]);
+        bad.push(b);
+    }
     let mut sends = String::new();
     for (i, b) in bad.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}"));
         std::fs::write(&p, b).unwrap();
         sends += &format!("cat {} > /dev/udp/10.77.0.1/67; ", p.display());
     }
-    let (nodes, unknown) = (h.json(&["node", "ls"]), h.json(&["node", "unknown"]));
+    // The state the garbage must leave as it was: the objects (and their revision), the
+    // unknown MACs, the nodes' status.
+    let state = || {
+        (
+            h.revision(),
+            h.json(&["node", "ls"]),
+            h.json(&["node", "unknown"]),
+            h.json(&["node", "status"]),
+        )
+    };
+    let before = state();
+    assert_eq!(before.2, serde_json::json!([]));
+    assert_eq!(before.3[0]["state"], "new", "{}", before.3);
     for _ in 0..20 {
         let st = Command::new("ip")
             .args(["netns", "exec", &noisy, "bash", "-c", &sends])
@@ -434,23 +548,33 @@ fn malformed_packets_are_dropped_and_counted() {
             .unwrap();
         assert!(st.success());
     }
+    // Each of the 8 that are not empty (cat sends nothing for the empty one), 20 times, is
+    // counted and logged.
+    let dropped = || h.log().matches("dropped a malformed packet").count();
+    head::wait_for(
+        "the garbage is handled",
+        Duration::from_secs(10),
+        || dropped() >= 160,
+        || {
+            format!(
+                "{} malformed drops logged:\n{}",
+                dropped(),
+                tail(&h.log(), 60)
+            )
+        },
+    );
+    assert!(!h.log().contains("panicked"), "{}", h.log());
+    // It changed nothing: the same nodes, no unknown MAC recorded, the same status.
+    assert_eq!(
+        state(),
+        before,
+        "malformed DHCP packets changed the head's state"
+    );
     let lease = udhcpc(&client, 8, &[])
         .unwrap_or_else(|| panic!("no lease after garbage; log:\n{}", tail(&h.log(), 60)));
     assert_eq!(lease["ip"], "10.77.0.100");
-    let log = h.log();
-    let dropped = log.matches("dropped a malformed packet").count();
-    // The empty datagram is malformed too; all 7 × 20 are counted and logged.
-    assert!(
-        dropped >= 120,
-        "{dropped} malformed drops logged:\n{}",
-        tail(&log, 60)
-    );
-    assert!(!log.contains("panicked"), "{log}");
-    // The garbage (handled by now: counted above) changed nothing: the same nodes, no unknown
-    // MAC recorded.
-    assert_eq!(h.json(&["node", "ls"]), nodes);
-    assert_eq!(unknown, serde_json::json!([]));
-    assert_eq!(h.json(&["node", "unknown"]), unknown);
+    assert_eq!(h.json(&["node", "unknown"]), before.2);
+    assert_eq!(h.revision(), before.0);
     // And it stops cleanly.
     let mut h = h;
     h.stop();

@@ -246,6 +246,27 @@ fn cluster_dns_with_dig() {
 
     // Malformed packets (UDP and TCP) are each sent (a TCP connection that is refused fails
     // the send), and change nothing: the same objects, and the same answers over both.
+    // Nor anything else: not the objects revision, the hosts, the nodes' status, and none of
+    // it is passed to the upstream.
+    let forwarded = || {
+        let (code, body) = h.curl(&["-H", &h.auth(), &format!("{}/metrics", h.url())]);
+        assert_eq!(code, 200);
+        let text = String::from_utf8_lossy(&body);
+        text.lines()
+            .find(|l| l.starts_with("wulf_dns_forwarded_total "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no wulf_dns_forwarded_total in:\n{text}"))
+    };
+    let state = || {
+        (
+            h.revision(),
+            h.json(&["node", "ls"]),
+            h.json(&["host", "ls"]),
+            h.json(&["node", "status"]),
+            forwarded(),
+        )
+    };
+    let before = state();
     let objects = h.json(&["node", "ls"]);
     for packet in [
         "printf '\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\xff\\xff' >/dev/udp/10.79.0.1/53",
@@ -266,6 +287,11 @@ fn cluster_dns_with_dig() {
         ["10.79.0.10"]
     );
     assert_eq!(h.json(&["node", "ls"]), objects);
+    assert_eq!(
+        state(),
+        before,
+        "malformed DNS packets changed the head's state"
+    );
 
     // Forwarding: the dead upstream times out, the next one answers.
     let t = Instant::now();

@@ -93,3 +93,108 @@ fn cluster_db_on_the_embedded_store() {
     // The head keeps working after its history is compacted away.
     h.ok(&["node", "create", "--count", "1"]);
 }
+
+/// Bad `head` requests (no such head, a head that is up, a list with one of those in it, no
+/// names, wrong methods) are refused with a clear error and change nothing: the same head
+/// list, the same objects revision, and the same records and liveness keys in etcd.
+#[test]
+fn bad_head_requests_change_nothing() {
+    let etcd = head::Etcd::start();
+    let config = |name: &str| {
+        format!("head_name = \"{name}\"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n")
+    };
+    let store = etcd.store();
+    let mut alpha = Head::start_configured(None, &config("alpha"), &["--store", &store]);
+    alpha.stop();
+    let h = Head::start_configured(None, &config("beta"), &["--store", &store]);
+    assert_eq!(
+        h.head_states(),
+        [
+            ("alpha".into(), "down".into()),
+            ("beta".into(), "up".into())
+        ]
+    );
+    let keys = || {
+        let mut k = etcd.range(wulfd::heads::HEADS_PREFIX);
+        k.extend(etcd.range(wulfd::heads::ALIVE_PREFIX));
+        k
+    };
+    let (list, rev, stored) = (h.json(&["head", "ls"]), h.revision(), keys());
+    assert_eq!(stored.len(), 3, "two records and beta's liveness key");
+    let unchanged = |what: &str| {
+        assert_eq!(
+            h.json(&["head", "ls"]),
+            list,
+            "{what}: the head list changed"
+        );
+        assert_eq!(h.revision(), rev, "{what}: the objects changed");
+        assert_eq!(keys(), stored, "{what}: the head records changed");
+    };
+
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["head", "-i", "nosuch", "delete"],
+            1,
+            "no head named 'nosuch'",
+        ),
+        (&["head", "-i", "beta", "delete"], 1, "head 'beta' is up"),
+        // One good name beside a bad one: nothing is removed, not even the good one.
+        (
+            &["head", "-i", "alpha,nosuch", "delete"],
+            1,
+            "no head named 'nosuch'",
+        ),
+        (
+            &["head", "-i", "alpha", "-i", "beta", "delete"],
+            1,
+            "head 'beta' is up",
+        ),
+        (&["head", "delete"], 2, "say which heads"),
+        (&["head", "-i", ",", "delete"], 2, "say which heads"),
+        (&["head", "-i", "alpha", "frobnicate"], 2, "frobnicate"),
+    ];
+    for (args, code, msg) in cases {
+        let err = h.fails(*code, args);
+        assert!(
+            err.contains(msg),
+            "wulf {args:?}: expected '{msg}' in:\n{err}"
+        );
+        unchanged(&format!("wulf {args:?}"));
+    }
+    let url = format!("{}/api/v1/head", h.url());
+    let auth = h.auth();
+    for (method, query, code, msg) in [
+        ("DELETE", "", 400, "say which heads"),
+        ("DELETE", "?ids=,,", 400, "say which heads"),
+        (
+            "DELETE",
+            "?ids=alpha,../alive/beta",
+            404,
+            "no head named '../alive/beta'",
+        ),
+        ("DELETE", "?ids=beta,alpha", 409, "head 'beta' is up"),
+        // Methods the route does not have: refused by the access table before any handler.
+        ("POST", "", 403, "this route has no access rule"),
+        ("PATCH", "?ids=alpha", 403, "this route has no access rule"),
+    ] {
+        let (got, body) = h.curl(&["-X", method, "-H", &auth, &format!("{url}{query}")]);
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(got, code, "{method} {query}: {body}");
+        assert!(
+            body.contains(msg),
+            "{method} {query}: expected '{msg}' in {body}"
+        );
+        unchanged(&format!("{method} /api/v1/head{query}"));
+    }
+    // Without a token: refused before anything is looked at.
+    let (got, _) = h.curl(&["-X", "DELETE", &format!("{url}?ids=alpha")]);
+    assert_eq!(got, 401);
+    unchanged("DELETE without a token");
+
+    // The good request still works: alpha goes, beta stays.
+    assert_eq!(
+        h.ok(&["head", "-i", "alpha", "delete"]).trim(),
+        "Deleted head alpha"
+    );
+    assert_eq!(h.head_states(), [("beta".into(), "up".into())]);
+}

@@ -698,3 +698,245 @@ fn a_long_listing_is_streamed_as_the_same_bytes() {
         &text[..400.min(text.len())]
     );
 }
+
+/// Bad status reports and queries of every kind (no or a malformed token, another node's
+/// identity, a node that was deleted, malformed JSON, wrong types, missing fields, a bad IP,
+/// numbers out of range, a body over 1 MiB; bad detail levels, selectors and `since`) get a
+/// clear 4xx and change no status: the same listing, the same summary (its change counter
+/// too), the same objects revision and the same status keys in etcd once a flush has passed.
+#[test]
+fn bad_reports_change_no_status() {
+    let etcd = head::Etcd::start();
+    let h = Head::start_configured(
+        None,
+        "[status]\nflush_ms = 50\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n",
+        &["--store", &etcd.store()],
+    );
+    for i in 1..=3 {
+        h.ok(&[
+            "node",
+            "create",
+            &format!("mac=02:57:00:00:01:0{i}"),
+            "type=simulated",
+        ]);
+    }
+    let list = h.json(&["node", "ls"]);
+    let uid = |i: usize| list[i]["uid"].as_str().unwrap().to_string();
+    let (n0, n1, n2) = (uid(0), uid(1), uid(2));
+    let cred = h.boot_params("02:57:00:00:01:01")["cred"].clone();
+    let gone = h.boot_params("02:57:00:00:01:03")["cred"].clone();
+    h.ok(&["node", "-i", "n2", "delete"]);
+    let url = format!("{}/api/v1/node/status", h.url());
+    let post = |token: Option<&str>, body: &str| -> (u16, String) {
+        let header = token.map(|t| format!("Authorization: Bearer {t}"));
+        let mut args = vec![
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ];
+        if let Some(hd) = &header {
+            args.extend(["-H", hd.as_str()]);
+        }
+        args.push(&url);
+        let (code, b) = h.curl(&args);
+        (code, String::from_utf8_lossy(&b).into_owned())
+    };
+    let mine = format!("node:{n0}:{cred}");
+    let good = json!({"node": n0, "uptime_secs": 5.0, "interval_secs": 600, "hostname": "real-n0", "ip": "10.0.0.5", "load": [0.5, 0.25, 0.125]});
+    let (code, body) = post(Some(&mine), &good.to_string());
+    assert_eq!(code, 200, "{body}");
+
+    // The state: the listing (without its one clock-relative field), the summary, the objects
+    // revision and the stored status. Wait for the good report's flush first.
+    let listing = || {
+        let mut v = h.json(&["node", "status"]);
+        for n in v.as_array_mut().unwrap() {
+            n.as_object_mut().unwrap().remove("last_modified_secs");
+        }
+        v
+    };
+    let summary = || {
+        let (code, b) = h.curl(&["-H", &h.auth(), &format!("{url}/summary")]);
+        assert_eq!(code, 200);
+        String::from_utf8(b).unwrap()
+    };
+    let stored = || etcd.range("/wulf/status/");
+    head::wait_for(
+        "n0's report is flushed",
+        Duration::from_secs(10),
+        || {
+            stored()
+                .iter()
+                .any(|(k, v, _)| k.ends_with(&n0) && String::from_utf8_lossy(v).contains("real-n0"))
+        },
+        || format!("{:?}", stored()),
+    );
+    // ...and for the store to settle (n2's status going with it): two reads a flush apart.
+    let mut settled = stored();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = stored();
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
+    let before = (listing(), summary(), h.revision(), settled);
+    assert_eq!(before.0.as_array().unwrap().len(), 2, "{}", before.0);
+    assert_eq!(by_name(&before.0, "n0")["state"], "up");
+    assert_eq!(by_name(&before.0, "n1")["state"], "new");
+    let unchanged = |what: &str| {
+        assert_eq!(listing(), before.0, "{what}: the status listing changed");
+        assert_eq!(summary(), before.1, "{what}: the summary changed");
+        assert_eq!(h.revision(), before.2, "{what}: the objects changed");
+    };
+
+    let with = |k: &str, v: Value| {
+        let mut r = good.clone();
+        r[k] = v;
+        r.to_string()
+    };
+    let without = |k: &str| {
+        let mut r = good.clone();
+        r.as_object_mut().unwrap().remove(k);
+        r.to_string()
+    };
+    let big = head::write(
+        h.dir.path(),
+        "big-report.json",
+        format!(
+            "{{\"node\": \"{n0}\", \"hostname\": \"{}\"}}",
+            "x".repeat(1 << 21)
+        )
+        .as_bytes(),
+    );
+    let big = format!("@{}", big.display());
+    let other = format!("node:{n1}:{cred}");
+    let deleted = format!("node:{n2}:{gone}");
+    let forged = format!("node:{n0}:{}", "0".repeat(64));
+    let admin = h.token();
+    let cases: Vec<(Option<&str>, String, u16, &str)> = vec![
+        (None, good.to_string(), 401, "authentication required"),
+        (
+            Some("node:garbage"),
+            good.to_string(),
+            401,
+            "needs the node's token",
+        ),
+        (
+            Some(&admin),
+            good.to_string(),
+            401,
+            "needs the node's token",
+        ),
+        (Some(&forged), good.to_string(), 401, "not valid"),
+        (Some(&other), good.to_string(), 401, "not valid"),
+        (Some(&mine), with("node", json!(n1)), 403, "belongs to node"),
+        // A deleted node's credential went with it.
+        (Some(&deleted), with("node", json!(n2)), 401, "not valid"),
+        (
+            Some(&mine),
+            "{\"node\": ".into(),
+            400,
+            "malformed status report",
+        ),
+        (Some(&mine), "[]".into(), 400, "malformed status report"),
+        (
+            Some(&mine),
+            with("uptime_secs", json!("five")),
+            400,
+            "expected f64",
+        ),
+        (Some(&mine), without("interval_secs"), 400, "interval_secs"),
+        (
+            Some(&mine),
+            with("interval_secs", json!(-1)),
+            400,
+            "malformed status report",
+        ),
+        (
+            Some(&mine),
+            with("interval_secs", json!(1u64 << 40)),
+            400,
+            "malformed status report",
+        ),
+        (
+            Some(&mine),
+            with("ip", json!("10.0.0.999")),
+            400,
+            "is not an IP address",
+        ),
+        (
+            Some(&mine),
+            with("load", json!([1.0, 2.0])),
+            400,
+            "malformed status report",
+        ),
+        (
+            Some(&mine),
+            with("state", json!("exploded")),
+            400,
+            "malformed status report",
+        ),
+        (
+            Some(&mine),
+            good.to_string().replace("5.0", "1e999"),
+            400,
+            "malformed status report",
+        ),
+        (Some(&mine), big, 413, "at most 1 MiB"),
+    ];
+    for (token, body, code, msg) in &cases {
+        let (got, out) = post(*token, body);
+        let shown = &body[..body.len().min(200)];
+        assert_eq!(got, *code, "{token:?} {shown}: {out}");
+        assert!(
+            out.contains(msg),
+            "{token:?} {shown}: expected '{msg}' in {out}"
+        );
+        unchanged(&format!("the report {shown} with {token:?}"));
+    }
+    for (query, code, msg) in [
+        ("?detail=9", 400, "detail must be"),
+        ("?ids=n%5B5-3%5D", 400, "5-3"),
+        ("?ids=nosuch", 404, "nosuch"),
+        ("/summary?since=soon", 400, "since must be a number"),
+        ("/summary?ids=nosuch", 404, "nosuch"),
+    ] {
+        let (got, out) = h.curl(&["-H", &h.auth(), &format!("{url}{query}")]);
+        let out = String::from_utf8_lossy(&out);
+        assert_eq!(got, code, "GET {query}: {out}");
+        assert!(out.contains(msg), "GET {query}: expected '{msg}' in {out}");
+        unchanged(&format!("GET {query}"));
+    }
+    for (args, code, msg) in [
+        (&["node", "-i", "nosuch", "status"][..], 1, "nosuch"),
+        (&["node", "-i", "n[5-3]", "status"], 1, "5-3"),
+        (&["node", "-i", "n2", "status"], 1, "n2"),
+        (&["node", "status", "--refresh-for", "soon"], 2, "soon"),
+    ] {
+        let err = h.fails(code, args);
+        assert!(
+            err.contains(msg),
+            "wulf {args:?}: expected '{msg}' in:\n{err}"
+        );
+        unchanged(&format!("wulf {args:?}"));
+    }
+    // Anything a refused report had written would be in the store after a flush.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        stored(),
+        before.3,
+        "a refused report changed the stored status"
+    );
+    // The right report still counts.
+    let (code, body) = post(Some(&mine), &with("hostname", json!("renamed")));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        by_name(&h.json(&["node", "status"]), "n0")["hostname"],
+        "renamed"
+    );
+}

@@ -557,6 +557,25 @@ fn missing_file_and_bad_requests() {
         v
     };
     let before = snapshot(root.path());
+    // The head's state: the objects revision and its TFTP counters (requests by kind,
+    // transfers by how they ended, bytes sent), read from /metrics.
+    let tftp_metrics = || -> std::collections::BTreeMap<String, f64> {
+        let (code, body) = h.curl(&["-H", &h.auth(), &format!("{}/metrics", h.url())]);
+        assert_eq!(code, 200);
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with("wulf_tftp_"))
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    };
+    let (rev, counters) = (h.revision(), tftp_metrics());
+    assert!(
+        counters.contains_key("wulf_tftp_requests_total{kind=\"bad\"}"),
+        "{counters:?}"
+    );
     in_netns(&c, || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -589,6 +608,20 @@ fn missing_file_and_bad_requests() {
         snapshot(root.path()),
         before,
         "malformed requests changed the TFTP root"
+    );
+    // No transfer was started or ended, nothing sent: only the refusals were counted.
+    assert_eq!(h.revision(), rev, "malformed requests changed the objects");
+    let mut expected = counters.clone();
+    *expected
+        .get_mut("wulf_tftp_requests_total{kind=\"bad\"}")
+        .unwrap() += 3.0;
+    *expected
+        .get_mut("wulf_tftp_requests_total{kind=\"write\"}")
+        .unwrap() += 2.0;
+    assert_eq!(
+        tftp_metrics(),
+        expected,
+        "malformed requests started a transfer"
     );
     std::fs::write(root.path().join("late"), b"still serving").unwrap();
     let f = in_netns(&c, || fetch("10.78.3.1:69".parse().unwrap(), "late", &[])).unwrap();

@@ -187,29 +187,46 @@ pub async fn list(store: &dyn Store) -> Result<Vec<HeadView>, StoreError> {
 
 /// Remove a down head's record.
 pub async fn remove(store: &dyn Store, name: &str) -> Result<(), HeadError> {
-    let key = format!("{HEADS_PREFIX}{name}");
-    let alive = format!("{ALIVE_PREFIX}{name}");
-    let txn = Txn {
-        compares: vec![
-            wulf_store::Compare {
-                key: alive,
-                expect: Expect::Absent,
-            },
-            wulf_store::Compare {
-                key: key.clone(),
-                expect: Expect::Present,
-            },
-        ],
-        ops: vec![Op::Delete { key: key.clone() }],
-    };
+    remove_all(store, &[name]).await
+}
+
+/// Remove the records of down heads, all or none: one transaction, so a list with an unknown
+/// head or one that is up in it removes nothing. The error names the first such head.
+pub async fn remove_all(store: &dyn Store, names: &[&str]) -> Result<(), HeadError> {
+    let mut unique: Vec<&str> = Vec::with_capacity(names.len());
+    for n in names {
+        if !unique.contains(n) {
+            unique.push(n);
+        }
+    }
+    let mut txn = Txn::default();
+    for name in &unique {
+        let key = format!("{HEADS_PREFIX}{name}");
+        txn.compares.push(wulf_store::Compare {
+            key: format!("{ALIVE_PREFIX}{name}"),
+            expect: Expect::Absent,
+        });
+        txn.compares.push(wulf_store::Compare {
+            key: key.clone(),
+            expect: Expect::Present,
+        });
+        txn.ops.push(Op::Delete { key });
+    }
     if store.txn(txn).await?.succeeded {
         return Ok(());
     }
-    if store.get(&key).await?.is_none() {
-        Err(HeadError::NotFound(name.to_string()))
-    } else {
-        Err(HeadError::StillUp(name.to_string()))
+    for name in unique {
+        if store.get(&format!("{HEADS_PREFIX}{name}")).await?.is_none() {
+            return Err(HeadError::NotFound(name.to_string()));
+        }
+        if store.get(&format!("{ALIVE_PREFIX}{name}")).await?.is_some() {
+            return Err(HeadError::StillUp(name.to_string()));
+        }
     }
+    // Each was there and down when checked again: it changed meanwhile.
+    Err(HeadError::Store(StoreError::Conflict {
+        key: HEADS_PREFIX.to_string(),
+    }))
 }
 
 /// The URLs other machines reach this head's API at (https://): `[boot] url` if set, else
@@ -268,26 +285,27 @@ async fn head_remove(
     if names.is_empty() {
         return Err(crate::web::ApiErr::bad("say which heads: ids=NAME[,NAME…]"));
     }
-    let mut deleted = Vec::new();
+    match crate::heads::remove_all(app.store.as_ref(), &names).await {
+        Ok(()) => {}
+        Err(HeadError::NotFound(n)) => {
+            return Err(crate::web::ApiErr::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("no head named '{n}'"),
+            ))
+        }
+        Err(e @ (HeadError::StillUp(_) | HeadError::AlreadyRunning(_))) => {
+            return Err(crate::web::ApiErr::new(
+                axum::http::StatusCode::CONFLICT,
+                e.to_string(),
+            ))
+        }
+        Err(HeadError::Store(e)) => return Err(e.into()),
+    }
+    let mut deleted: Vec<String> = Vec::with_capacity(names.len());
     for name in names {
-        match crate::heads::remove(app.store.as_ref(), name).await {
-            Ok(()) => {
-                tracing::info!(target: "audit", account = %who.name, source = %who.source, head = %name, "removed a down head");
-                deleted.push(name.to_string());
-            }
-            Err(HeadError::NotFound(n)) => {
-                return Err(crate::web::ApiErr::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    format!("no head named '{n}'"),
-                ))
-            }
-            Err(e @ (HeadError::StillUp(_) | HeadError::AlreadyRunning(_))) => {
-                return Err(crate::web::ApiErr::new(
-                    axum::http::StatusCode::CONFLICT,
-                    e.to_string(),
-                ))
-            }
-            Err(HeadError::Store(e)) => return Err(e.into()),
+        if !deleted.iter().any(|d| d == name) {
+            tracing::info!(target: "audit", account = %who.name, source = %who.source, head = %name, "removed a down head");
+            deleted.push(name.to_string());
         }
     }
     Ok(axum::Json(wulf_api::Deleted { deleted }))
@@ -339,5 +357,40 @@ mod tests {
         let t = std::time::Instant::now();
         register_or_wait(store.as_ref(), &rec("h1")).await.unwrap();
         assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn removing_several_heads_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+        for n in ["down1", "down2", "up"] {
+            let lease = register(store.as_ref(), &rec(n)).await.unwrap();
+            if n != "up" {
+                store.lease_revoke(lease).await.unwrap();
+            }
+        }
+        assert!(matches!(
+            remove_all(store.as_ref(), &["down1", "nosuch"]).await,
+            Err(HeadError::NotFound(n)) if n == "nosuch"
+        ));
+        assert!(matches!(
+            remove_all(store.as_ref(), &["down1", "up", "down2"]).await,
+            Err(HeadError::StillUp(n)) if n == "up"
+        ));
+        assert_eq!(
+            list(store.as_ref()).await.unwrap().len(),
+            3,
+            "nothing removed"
+        );
+        remove_all(store.as_ref(), &["down2", "down1", "down2"])
+            .await
+            .unwrap();
+        let left: Vec<String> = list(store.as_ref())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.record.name)
+            .collect();
+        assert_eq!(left, ["up"]);
     }
 }

@@ -106,6 +106,39 @@ impl Etcd {
     pub fn store(&self) -> String {
         format!("etcd://127.0.0.1:{}", self.port)
     }
+
+    /// Every key under `prefix` with its value and the revision it was last written at, read
+    /// with curl through etcd's JSON gateway: what a refused request must leave as it was.
+    pub fn range(&self, prefix: &str) -> Vec<(String, Vec<u8>, i64)> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().expect("a prefix") += 1;
+        let body = serde_json::json!({"key": b64.encode(prefix), "range_end": b64.encode(&end)});
+        let out = Command::new("curl")
+            .args(["-sSf", "-m", "10", "-X", "POST", "--data-binary"])
+            .arg(body.to_string())
+            .arg(format!("http://127.0.0.1:{}/v3/kv/range", self.port))
+            .output()
+            .expect("curl must be installed (./test.sh installs it)");
+        assert!(out.status.success(), "etcd range {prefix}: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let field = |kv: &Value, k: &str| b64.decode(kv[k].as_str().unwrap_or("")).unwrap();
+        v["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| {
+                        (
+                            String::from_utf8(field(kv, "key")).unwrap(),
+                            field(kv, "value"),
+                            kv["mod_revision"].as_str().unwrap().parse().unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Etcd {
@@ -498,6 +531,22 @@ impl Head {
 
     pub fn auth(&self) -> String {
         format!("Authorization: Bearer {}", self.token())
+    }
+
+    /// Every file under DATA/blobs (the stored files and uploads in progress) with its size,
+    /// sorted: what a failed upload must leave as it was.
+    pub fn blob_listing(&self) -> Vec<(String, u64)> {
+        let root = self.data().join("blobs");
+        let mut out = Vec::new();
+        for sub in ["sha256", "tmp"] {
+            for e in std::fs::read_dir(root.join(sub)).unwrap() {
+                let e = e.unwrap();
+                let name = format!("{sub}/{}", e.file_name().to_string_lossy());
+                out.push((name, e.metadata().unwrap().len()));
+            }
+        }
+        out.sort();
+        out
     }
 }
 
