@@ -55,7 +55,7 @@
 #
 # Environment:
 #   NODES=10000          simulated nodes for the intake
-#   HEADS=3              wulfd heads on etcd (>= 1)
+#   HEADS=3              wulfd heads on etcd (1 to 26: head-a to head-z)
 #   CREATE_SIZES="1000 10000"   bulk create sizes
 #   BULK_RUNS=3          create + delete rounds per size (the table shows the median)
 #   DURATION=95          sim --duration, seconds of reporting after the boots (>= 40; the
@@ -75,7 +75,8 @@
 #                        the binaries are missing or were built without it)
 # Uses only 127.0.0.1. Runs as root non-interactively (package installs, clear_refs). Stops
 # every process it started and removes its temp dir on exit. About 4 minutes on 2 cores
-# with the defaults; about 15 with NODES=100000.
+# with the defaults; about 9 with NODES=100000. Every CLI call is bounded (2 min), as are
+# hyperfine (10 min), the boots (BOOT_MAX) and every wait for a head, etcd or the sim.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -105,6 +106,7 @@ ETCD_MAX_REQUEST_BYTES=${ETCD_MAX_REQUEST_BYTES:-16777216}
 ETCD_QUOTA_BYTES=${ETCD_QUOTA_BYTES:-8589934592}
 read -r -a STORE_LIST <<<"${STORES:-embedded etcd}"
 STATS_SECS=5
+CLI_MAX=120
 STEADY_FROM=20
 STEADY_TO=$((DURATION - 15))
 OFFERED=$((NODES / 10))
@@ -194,9 +196,11 @@ CLK_TCK=$(getconf CLK_TCK)
 cpu_pct() { awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / (t1 - t0) }'; }
 # status summary, whitespace-normalised
 norm() { sed 's/[[:space:]]\+/ /g; s/^ //; s/ $//' | sed '/^$/d'; }
+# the CLI, bounded in time (one call of it never takes a minute here)
+cli() { timeout "$CLI_MAX" "$WULF" "$@"; }
 count_nodes() { # URL -> number of nodes `wulf node ls` lists
   local out
-  out=$("$WULF" --url "$1" node ls 2>&1) || { log "wulf node ls at $1: $out"; echo -1; return 0; }
+  out=$(cli --url "$1" node ls 2>&1) || { log "wulf node ls at $1: $out"; echo -1; return 0; }
   tail -n +2 <<<"$out" | grep -c . || true
 }
 
@@ -355,7 +359,7 @@ bulk() { # STORE
       heads_alive
       sample_interference "create $c on $st"
       t0=$(now_ns)
-      if ! out=$("$WULF" --url "$admin" node create --count "$c" 2>&1); then
+      if ! out=$(cli --url "$admin" node create --count "$c" 2>&1); then
         [[ "$out" == *"too large for one database transaction"* ]] || die "wulf node create --count $c on $st: $out"
         # the store refused it whole: record that, check nothing was written, next size
         log "$st: create --count $c REFUSED after $(ms_since "$t0") ms: $out"
@@ -381,7 +385,7 @@ bulk() { # STORE
       log "$st: create --count $c: $ms ms (run $r)${last:+; listed by the last head after $last ms (including one listing)}"
       if ((r == 1)); then
         for i in "${!HEAD_URLS[@]}"; do
-          run_child hyperfine -N -w 1 -r "$RUNS" --style basic --export-csv "$TMP/hf.csv" \
+          run_child timeout 600 hyperfine -N -w 1 -r "$RUNS" --style basic --export-csv "$TMP/hf.csv" \
             -n ls "$WULF --url ${HEAD_URLS[i]} node ls" \
             -n json "$WULF --url ${HEAD_URLS[i]} node ls --json" >"$TMP/hf.txt" 2>&1 ||
             { cat "$TMP/hf.txt" >&2; die "hyperfine failed"; }
@@ -391,7 +395,7 @@ bulk() { # STORE
         done
       fi
       t0=$(now_ns)
-      out=$("$WULF" --url "$admin" node --all delete 2>&1) || die "wulf node --all delete of $c nodes on $st: $out"
+      out=$(cli --url "$admin" node --all delete 2>&1) || die "wulf node --all delete of $c nodes on $st: $out"
       ms=$(ms_since "$t0")
       deletes+="$ms "
       for i in "${!HEAD_URLS[@]}"; do
@@ -493,7 +497,7 @@ intake() { # STORE
   ok=yes
   for i in "${!HEAD_URLS[@]}"; do
     t0=$(now_ns)
-    got=$("$WULF" --url "${HEAD_URLS[i]}" node status 2>&1 | norm) || true
+    got=$(cli --url "${HEAD_URLS[i]}" node status 2>&1 | norm) || true
     I_UPMS[$st,$i]=$(ms_since "$t0")
     if [[ "$got" == "$want" ]]; then
       I_UP[$st,$i]="\`$want\`"
@@ -536,7 +540,7 @@ intake() { # STORE
   want="down (clean shutdown) $NODES n[0-$((NODES - 1))]"
   for i in "${!HEAD_URLS[@]}"; do
     for ((k = 0; k < 100; k++)); do
-      got=$("$WULF" --url "${HEAD_URLS[i]}" node status 2>&1 | norm) || true
+      got=$(cli --url "${HEAD_URLS[i]}" node status 2>&1 | norm) || true
       [[ "$got" == "$want" ]] && break
       sleep 0.2
     done
@@ -569,7 +573,7 @@ intake() { # STORE
         sp50 += p50; if (p99 > wp99) wp99 = p99; if (mx > wmx) wmx = mx
       }
       END { printf "%d %.0f %.0f %.2f %.2f %.1f\n", n, (n ? sum / n : 0), minr, (n ? sp50 / n : 0), wp99, wmx }' "$simlog")
-  log "$st: steady ${I_NWIN[$st]} windows, mean ${I_RATE[$st]} reports/s (lowest ${I_MIN[$st]}), p50 ${I_WP50[$st]} ms, worst p99 ${I_WP99[$st]} ms, worst max ${I_WMAX[$st]} ms; whole run: $final"
+  log "$st: steady ${I_NWIN[$st]} windows, mean ${I_RATE[$st]} reports/s (lowest ${I_MIN[$st]}), p50 ${I_WP50[$st]} ms, worst p99 ${I_WP99[$st]} ms, worst max ${I_WMAX[$st]} ms; whole run: ${final#* }"
   cp "$simlog" "/tmp/wulf-bench-etcd-last-sim-$st.log" 2>/dev/null || true
   rm -f "$fifo"
 }
@@ -592,7 +596,7 @@ for st in "${STORE_LIST[@]}"; do
   WULF_CA="${HEAD_DIRS[0]}/tls/ca.pem"
   export WULF_TOKEN WULF_CA
   for i in "${!HEAD_URLS[@]}"; do
-    store=$("$WULF" --url "${HEAD_URLS[i]}" --json info | tr -d ' \n' | sed -n 's/.*"store":"\([^"]*\)".*/\1/p')
+    store=$(cli --url "${HEAD_URLS[i]}" --json info | tr -d ' \n' | sed -n 's/.*"store":"\([^"]*\)".*/\1/p')
     [[ "$store" == "$st" ]] || die "${HEAD_NAMES[i]} reports store '$store', expected $st"
   done
   bulk "$st"
