@@ -10,7 +10,8 @@
 # asked of it). Printed: instructions collected, ACKs received, instructions per completed
 # 4-way exchange, and the functions with the most inclusive instructions.
 #
-# Environment: NMACS=10000 RATE=300 PERIOD=10 OUT=/tmp/wulf-dhcp-callgrind (kept: the
+# Environment: NMACS=10000 RATE=300 PERIOD=10 WULFD=target/release/wulfd (another build to
+# compare) OUT=/tmp/wulf-dhcp-callgrind (kept: the
 # callgrind.out file and the annotated listing).
 set -euo pipefail
 
@@ -26,7 +27,7 @@ source "$SCRIPT_DIR/lib.sh"
 [[ $(id -u) == 0 ]] || die "run as root (network namespaces, port 67)"
 install_missing perfdhcp=kea-admin valgrind=valgrind callgrind_annotate=valgrind jq=jq
 
-WULFD="$ROOT/target/release/wulfd"
+WULFD=${WULFD:-$ROOT/target/release/wulfd}
 WULF="$ROOT/target/release/wulf"
 [[ -x "$WULFD" && -x "$WULF" ]] || die "build first: cargo build --release"
 
@@ -109,7 +110,7 @@ sent=$(awk '/Statistics for: DISCOVER-OFFER/ { s = 1 } s && /^sent packets:/ { p
 # The dump taken right after the run (part 1) holds the counts since collection began.
 prof="$OUT/callgrind.out.1"
 [[ -s "$prof" ]] || die "no callgrind dump written"
-ir=$(callgrind_annotate "$prof" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }')
+ir=$(callgrind_annotate "$prof" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n { gsub(/,/, "", $1); print $1; n = 1 }')
 callgrind_annotate --inclusive=yes "$prof" 2>/dev/null | head -80 >"$OUT/annotate.txt" || true
 callgrind_annotate "$prof" 2>/dev/null | head -60 >"$OUT/annotate-self.txt" || true
 echo "wulfd $("$WULF" --version 2>/dev/null): $RATE/s offered for $PERIOD s, DISCOVERs sent $sent, OFFERs $offers, ACKs $acks"
