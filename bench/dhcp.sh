@@ -36,6 +36,9 @@
 #   MAX_RUNS=11  runs per server at most
 #   NMACS=10000  reserved MACs
 #   PIN=1        taskset pinning as above (0: let the scheduler place everything)
+#   PD_MODE=     perfdhcp -g single|multi; default single when the perfdhcp processes have
+#                one CPU (pinned: a receiver thread only adds hand-offs there), else
+#                perfdhcp's own choice (multi on 2+ cores)
 #   WRITE_RESULTS=0   do not touch bench/RESULTS.md
 #   SKIP_BUILD=1      accepted for symmetry: binaries are built only if missing
 # Runs as root non-interactively. Output: tables on stdout, section
@@ -48,7 +51,7 @@ RESULTS_FILE="$SCRIPT_DIR/RESULTS.md"
 HEADING="## DHCP: perfdhcp vs Kea and dnsmasq (bench/dhcp.sh)"
 
 CMD=""
-for v in SERVERS PERFDHCP PERIOD START MAX_RUNS NMACS PIN SKIP_BUILD WRITE_RESULTS; do
+for v in SERVERS PERFDHCP PERIOD START MAX_RUNS NMACS PIN PD_MODE SKIP_BUILD WRITE_RESULTS; do
   if [[ -n "${!v:-}" ]]; then CMD+="$v=$(printf %q "${!v}") "; fi
 done
 CMD+="bash bench/dhcp.sh"
@@ -101,6 +104,7 @@ else
   GEN_NCPU=$NCPU
   PIN_NOTE="no pinning: the scheduler places the server and the $NPERF perfdhcp processes on the $NCPU cores"
 fi
+if [[ -z "${PD_MODE:-}" ]] && ((GEN_NCPU == 1)); then PD_MODE=single; fi
 on_cpus() { # cpus cmd... : run cmd on those CPUs (no taskset when cpus is empty)
   local c=$1
   shift
@@ -194,7 +198,7 @@ perfdhcp_one() {
   local k=$1 rate=$2 period=$3 out=$4
   (
     timeout $((period + 20)) ip netns exec "$CLI" taskset -c "${GEN_CPUS:-0-$((NCPU - 1))}" \
-      perfdhcp -4 -l "${RELAYS[$k]}" -r "$rate" -R "$MACS_PER" -M "$TMP/macs.$k" \
+      perfdhcp -4 ${PD_MODE:+-g "$PD_MODE"} -l "${RELAYS[$k]}" -r "$rate" -R "$MACS_PER" -M "$TMP/macs.$k" \
       -p "$period" -d 1 -W 500000 10.90.0.1 >"$out" 2>&1 || true
     times >"$out.times" # the builtin, in this subshell: its children's CPU on line 2
   )
@@ -490,7 +494,7 @@ SEC="$TMP/section.md"
   echo "Method:"
   echo
   echo "- Topology: namespace SRV with veth 10.90.0.1/16 and namespace CLI with the peer holding ${RELAYS[*]} (created and removed by the script; SRV's loopback is up only for wulfd's API). One server at a time listens on port 67 in SRV."
-  echo "- Load: $NPERF perfdhcp processes at once, each \`perfdhcp -4 -l RELAY -r RATE/$NPERF -R $MACS_PER -M MACS_K -p $PERIOD -d 1 -W 500000 10.90.0.1\`: its own relay address (giaddr) and its own $MACS_PER of the $NMACS MACs (02:90:00:00:xx:xx, line i of the list to process i mod $NPERF; a MAC picked at random per exchange; a request unanswered after 1 s is a drop). Their counts are summed. Completed = ACKs received / period; drops % = (sent − received) / sent per exchange type."
+  echo "- Load: $NPERF perfdhcp processes at once, each \`perfdhcp -4 ${PD_MODE:+-g $PD_MODE }-l RELAY -r RATE/$NPERF -R $MACS_PER -M MACS_K -p $PERIOD -d 1 -W 500000 10.90.0.1\`: its own relay address (giaddr) and its own $MACS_PER of the $NMACS MACs (02:90:00:00:xx:xx, line i of the list to process i mod $NPERF; a MAC picked at random per exchange; a request unanswered after 1 s is a drop). Their counts are summed. Completed = ACKs received / period; drops % = (sent − received) / sent per exchange type."
   echo "- Search: the offered rate starts at $START/s and doubles until a run has ≥ 1 % drops (or hits the load generator limit), then the interval between the highest passing and the lowest failing rate is bisected (to multiples of 50) until it is ≤ 250/s or ≤ 3 % of the passing rate; at most $MAX_RUNS runs per server. A 2-second, 20/s smoke run must get ACKs first."
   echo "- Load generator limit: a run is marked so when the perfdhcp processes sent < 97 % of the DISCOVERs asked for, used ≥ 90 % of their CPUs (user+system of all of them over the run, against the $GEN_NCPU CPU(s) they may use), or their namespace's UDP RcvbufErrors grew by at least half the replies lost. Such a run is not a failure of the server: it ends the search from above, and if it passed, the best rate is a lower bound."
   echo "- Server CPU: utime+stime of the server process (all threads) from /proc/PID/stat over the run (period + exit wait), as % of one core and as milliseconds per 1,000 completed exchanges (4 packets each way counted as one exchange). UDP rcvbuf drops: the increase of RcvbufErrors in /proc/net/snmp of each namespace (datagrams the kernel threw away because a socket's receive buffer was full: server side = the server's socket, client side = perfdhcp's)."
