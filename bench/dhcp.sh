@@ -94,6 +94,7 @@ NCPU=$(nproc)
 if [[ $PIN == 1 ]] && ((NCPU >= 2)); then
   SRV_CPUS=0
   GEN_CPUS="1-$((NCPU - 1))"
+  ((NCPU == 2)) && GEN_CPUS=1
   ALL_CPUS="0-$((NCPU - 1))"
   GEN_NCPU=$((NCPU - 1))
   PIN_NOTE="server on CPU 0 (\`taskset -c 0\`), the $NPERF perfdhcp processes on CPU $GEN_CPUS (\`taskset -c $GEN_CPUS\`); a multi-threaded Kea on CPUs $ALL_CPUS, i.e. sharing CPU $GEN_CPUS with perfdhcp"
