@@ -36,6 +36,10 @@
 #   MAX_RUNS=11  runs per server at most
 #   NMACS=10000  reserved MACs
 #   PIN=1        taskset pinning as above (0: let the scheduler place everything)
+#   RMEM=8388608 net.core.rmem_default (and rmem_max) during the run, restored at exit: the
+#                receive buffer wulfd sets for its own socket, given to every socket (Kea's,
+#                dnsmasq's, perfdhcp's: none of them sets one, and the sysctl is not per
+#                namespace), so a short preemption is not a drop; RMEM=0 keeps the kernel's
 #   PD_MODE=     perfdhcp -g single|multi; default single when the perfdhcp processes have
 #                one CPU (pinned: a receiver thread only adds hand-offs there), else
 #                perfdhcp's own choice (multi on 2+ cores)
@@ -51,7 +55,7 @@ RESULTS_FILE="$SCRIPT_DIR/RESULTS.md"
 HEADING="## DHCP: perfdhcp vs Kea and dnsmasq (bench/dhcp.sh)"
 
 CMD=""
-for v in SERVERS PERFDHCP PERIOD START MAX_RUNS NMACS PIN PD_MODE SKIP_BUILD WRITE_RESULTS; do
+for v in SERVERS PERFDHCP PERIOD START MAX_RUNS NMACS PIN PD_MODE RMEM SKIP_BUILD WRITE_RESULTS; do
   if [[ -n "${!v:-}" ]]; then CMD+="$v=$(printf %q "${!v}") "; fi
 done
 CMD+="bash bench/dhcp.sh"
@@ -122,8 +126,14 @@ VS=${VS:0:15}
 VC=${VC:0:15}
 SERVER_PID=""
 
+RMEM=${RMEM:-8388608}
+RMEM_OLD=$(sysctl -n net.core.rmem_default)
+RMEM_MAX_OLD=$(sysctl -n net.core.rmem_max)
 cleanup() {
   set +e
+  if [[ $RMEM != 0 ]]; then
+    sysctl -qw net.core.rmem_default="$RMEM_OLD" net.core.rmem_max="$RMEM_MAX_OLD" 2>/dev/null
+  fi
   for ns in "$SRV" "$CLI"; do
     if ip netns list 2>/dev/null | grep -qw "$ns"; then
       for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null; done
@@ -138,6 +148,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+if [[ $RMEM != 0 ]]; then
+  sysctl -qw net.core.rmem_max="$((RMEM > RMEM_MAX_OLD ? RMEM : RMEM_MAX_OLD))" net.core.rmem_default="$RMEM"
+  RMEM_NOTE="net.core.rmem_default = $RMEM during the run (restored after; it was $RMEM_OLD): every socket that sets no size of its own (Kea's, dnsmasq's, perfdhcp's) gets the receive buffer wulfd sets for its socket"
+else
+  RMEM_NOTE="net.core.rmem_default left at $RMEM_OLD (Kea, dnsmasq and perfdhcp set no size of their own; wulfd sets 8 MiB)"
+fi
 ip netns add "$SRV"
 ip netns add "$CLI"
 ip link add "$VS" type veth peer name "$VC"
@@ -500,8 +516,9 @@ SEC="$TMP/section.md"
   echo "- Load generator limit: a run is marked so when the perfdhcp processes sent < 97 % of the DISCOVERs asked for, used ≥ 90 % of their CPUs (user+system of all of them over the run, against the $GEN_NCPU CPU(s) they may use), or their namespace's UDP RcvbufErrors grew by at least half the replies lost. Such a run is not a failure of the server: it ends the search from above, and if it passed, the best rate is a lower bound."
   echo "- Server CPU: utime+stime of the server process (all threads) from /proc/PID/stat over the run (period + exit wait), as % of one core and as milliseconds per 1,000 completed exchanges (4 packets each way counted as one exchange). UDP rcvbuf drops: the increase of RcvbufErrors in /proc/net/snmp of each namespace (datagrams the kernel threw away because a socket's receive buffer was full: server side = the server's socket, client side = perfdhcp's)."
   echo "- wulfd: \`wulfd --config CFG --log warn\` (CFG: data_dir, listen = 127.0.0.1:8740, [tftp] and [dns] enabled = false, DHCP on with defaults: one worker thread per CPU it may use, recvmmsg/sendmmsg batches, 8 MiB receive buffer), \`wulf net create name=cluster first_ip=10.90.1.0 ip_count=20000 mask_bits=16 router_ip=10.90.0.1\`, \`wulf node create --macs MACS\`."
-  echo "- Kea (kea-dhcp4 -c FILE), set up as Kea's ARM (chapter \"The DHCPv4 Server\") and ISC's knowledge-base article \"Kea Performance Optimization\" recommend for speed: \`dhcp-socket-type: udp\` (the ARM's example configuration: relayed traffic is better served by plain UDP sockets than raw ones); \`lease-database\` memfile (the fastest backend, per the KB article) with \`persist: true\` (the ARM strongly recommends true for normal operation; false is \"mostly useful for performance-testing\"), lease file in the run's temporary directory, \`lfc-interval: 3600\`; \`host-reservation-identifiers: [hw-address]\` (ARM \"Fine-Tuning DHCPv4 Host Reservation\": keep the identifier types to a minimum, ideally one); \`reservations-in-subnet: true, reservations-out-of-pool: true, reservations-global: false\` (the ARM's decision diagram for high leases-per-second when reserved addresses are outside any pool; the subnet 10.90.0.0/16 has $NMACS reservations and no pool); \`cache-threshold: 0.25\` (ARM \"Lease Caching\": a client renewing within a quarter of its lease gets the same lease without a database write; the default from Kea 2.7.8 on); loggers at WARN to a file (nothing per packet). Multi-threading (ARM \"Multi-Threading Settings With Different Database Backends\": for memfile, thread-pool-size 4 and packet-queue-size 7 × thread-pool-size on ISC's benchmark machine): kea = off (the Debian 2.2 default); kea-mt = $NCPU threads (the auto-detected count, one per core) and queue $((7 * NCPU)); kea-mt4 = the ARM's 4 and 28 verbatim. The ARM names no socket-buffer setting for kea-dhcp4; Kea's socket keeps the kernel default size. memfile with persist false: $( [[ " ${SERVER_LIST[*]} " == *" kea-np "* ]] && echo "measured (kea-np above)" || echo "not measured in this run (SERVERS=kea-np measures it)")."
+  echo "- Kea (kea-dhcp4 -c FILE), set up as Kea's ARM (chapter \"The DHCPv4 Server\") and ISC's knowledge-base article \"Kea Performance Optimization\" recommend for speed: \`dhcp-socket-type: udp\` (the ARM's example configuration: relayed traffic is better served by plain UDP sockets than raw ones); \`lease-database\` memfile (the fastest backend, per the KB article) with \`persist: true\` (the ARM strongly recommends true for normal operation; false is \"mostly useful for performance-testing\"), lease file in the run's temporary directory, \`lfc-interval: 3600\`; \`host-reservation-identifiers: [hw-address]\` (ARM \"Fine-Tuning DHCPv4 Host Reservation\": keep the identifier types to a minimum, ideally one); \`reservations-in-subnet: true, reservations-out-of-pool: true, reservations-global: false\` (the ARM's decision diagram for high leases-per-second when reserved addresses are outside any pool; the subnet 10.90.0.0/16 has $NMACS reservations and no pool); \`cache-threshold: 0.25\` (ARM \"Lease Caching\": a client renewing within a quarter of its lease gets the same lease without a database write; the default from Kea 2.7.8 on); loggers at WARN to a file (nothing per packet). Multi-threading (ARM \"Multi-Threading Settings With Different Database Backends\": for memfile, thread-pool-size 4 and packet-queue-size 7 × thread-pool-size on ISC's benchmark machine): kea = off (the Debian 2.2 default); kea-mt = $NCPU threads (the auto-detected count, one per core) and queue $((7 * NCPU)); kea-mt4 = the ARM's 4 and 28 verbatim. The ARM names no socket-buffer setting for kea-dhcp4; Kea's socket gets the system default (see receive buffers below). memfile with persist false: $( [[ " ${SERVER_LIST[*]} " == *" kea-np "* ]] && echo "measured (kea-np above)" || echo "not measured in this run (SERVERS=kea-np measures it)")."
   echo "- dnsmasq, per its man page: \`dnsmasq --no-daemon --port=0 --dhcp-range=10.90.0.0,static,255.255.0.0 --dhcp-hostsfile=FILE --dhcp-authoritative --no-ping --quiet-dhcp --no-resolv --no-hosts --dhcp-leasefile=FILE --dhcp-lease-max=$((NMACS * 2)) --interface=VETH\`: --dhcp-hostsfile (the same entries as --dhcp-host, one per line, re-read on SIGHUP), --dhcp-authoritative (the only server on the network: requests on unknown leases are not ignored), --no-ping (no ICMP check before allocating an address), --quiet-dhcp (no log line per exchange; wulfd logs those at DEBUG only), --dhcp-lease-max (the default, 1000, would refuse most of the $NMACS clients), --port=0 (no DNS). The lease file is kept, as dnsmasq runs by default (dnsmasq-ro, when listed: --leasefile-ro instead)."
+  echo "- Receive buffers: $RMEM_NOTE."
   echo "- Reservations for Kea and dnsmasq: $RESV_NOTE."
   echo
 } >"$SEC"
