@@ -163,6 +163,8 @@ machine_cpu() { # "busy total" jiffies over all CPUs
   awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# "min–max" of the values on stdin, with FORMAT (the spread of the runs)
+spread() { tr ' ' '\n' | grep -v '^$' | sort -g | awk -v f="$1" '{ v[NR] = $1 } END { if (NR == 0) print "-"; else printf f "–" f "\n", v[1], v[NR] }'; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
 
 # ---------------------------------------------------------------- machine
@@ -252,6 +254,7 @@ http {
     default_type application/octet-stream;
     sendfile on;
     tcp_nopush on;
+    open_file_cache max=64 inactive=60s;
     access_log off;
     client_body_temp_path $NG/client_body;
     proxy_temp_path $NG/proxy;
@@ -398,8 +401,8 @@ vals() { # ARRAY SERVER CONC
 }
 declare -A M_GBPS
 TABLE=$(
-  printf '| clients | nginx GB/s | wulfd GB/s | wulfd / nginx | vs 0.9x target | nginx CPU s/GB | wulfd CPU s/GB | wulfd / nginx CPU per GB | slowest client nginx / wulfd (s) | machine CPU busy nginx / wulfd | wulfd VmHWM (MiB) |\n'
-  printf '|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n'
+  printf '| clients | nginx GB/s | wulfd GB/s | wulfd / nginx | vs 0.9x target | nginx GB/s, min–max of the runs | wulfd GB/s, min–max of the runs | nginx CPU s/GB | wulfd CPU s/GB | wulfd / nginx CPU per GB | slowest client nginx / wulfd (s) | machine CPU busy nginx / wulfd | wulfd VmHWM (MiB) |\n'
+  printf '|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
   for c in "${CONC_LIST[@]}"; do
     ng=$(vals R_GBPS nginx "$c" | median)
     wu=$(vals R_GBPS wulfd "$c" | median)
@@ -413,8 +416,10 @@ TABLE=$(
     nbusy=$(vals R_BUSY nginx "$c" | median)
     wbusy=$(vals R_BUSY wulfd "$c" | median)
     hwm=$(vals R_HWM wulfd "$c" | tr ' ' '\n' | sort -g | tail -n 1)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s× | %s / %s | %s%% / %s%% | %s |\n' "$c" \
-      "$(fmt "$ng" %.2f)" "$(fmt "$wu" %.2f)" "$ratio" "$verdict" "$(fmt "$ncpu" %.3f)" "$(fmt "$wcpu" %.3f)" "$cr" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s× | %s / %s | %s%% / %s%% | %s |\n' "$c" \
+      "$(fmt "$ng" %.2f)" "$(fmt "$wu" %.2f)" "$ratio" "$verdict" \
+      "$(vals R_GBPS nginx "$c" | spread %.2f)" "$(vals R_GBPS wulfd "$c" | spread %.2f)" \
+      "$(fmt "$ncpu" %.3f)" "$(fmt "$wcpu" %.3f)" "$cr" \
       "$(fmt "$nslow" %.1f)" "$(fmt "$wslow" %.1f)" "$nbusy" "$wbusy" "$hwm"
   done
 )
@@ -467,7 +472,7 @@ if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
     echo "Method:"
     echo
     echo "- One random ${SIZE_MIB} MiB file, uploaded with \`wulf image create name=big content=@FILE\` (${UPLOAD_S} s) to \`wulfd --config FILE\` (\`[dhcp]\`, \`[tftp]\`, \`[dns]\` disabled, \`--listen 127.0.0.1:PORT --log warn\`); the sha256 from \`wulf image ls --json\` is checked against the file's. wulfd is then restarted so its memory figures cover serving only. Clients fetch \`/boot/file/<sha256>\` without a token, as nodes do."
-    echo "- nginx: a private master (\`nginx -c CONF -p PREFIX\`, \`daemon off\`, not the system service) with \`worker_processes auto\` (${#NGINX_WORKERS[@]} workers), \`sendfile on; tcp_nopush on; access_log off;\`, default \`sendfile_max_chunk\`, serving a hard link of wulfd's blob under the same path, so both servers read the same inode and page cache. Before timing, one full download from each server is checked against the sha256 (this also warms the page cache) and a \`Range: bytes=100-199\` request must return 206 and 100 bytes."
+    echo "- nginx: a private master (\`nginx -c CONF -p PREFIX\`, \`daemon off\`, not the system service) set up for static files as nginx's documentation (ngx_core_module, ngx_http_core_module) describes: \`worker_processes auto\` (one worker per core: ${#NGINX_WORKERS[@]} workers), \`sendfile on\` (the kernel copies the file to the socket), \`tcp_nopush on\` (with sendfile: the response header and the start of the file in full packets), \`open_file_cache max=64 inactive=60s\` (open descriptors kept between requests), \`access_log off\` (wulfd's access log is off for boot files too), default \`sendfile_max_chunk\`; no \`aio\`/\`directio\` (they are for files read from disk, bypassing or waiting on it; this file is in the page cache), serving a hard link of wulfd's blob under the same path, so both servers read the same inode and page cache. Before timing, one full download from each server is checked against the sha256 (this also warms the page cache) and a \`Range: bytes=100-199\` request must return 206 and 100 bytes."
     echo "- Batch: \`seq C | xargs -P C curl -s -o /dev/null --max-time T -w '%{http_code} %{size_download} %{time_total}'\`, C parallel downloads of the whole file; every download must return 200 and the full size. Aggregate GB/s = bytes received / wall time of the batch (first start to last end). \"Slowest client\" is the largest curl time_total in the batch."
     echo "- Order: for each run and concurrency both servers, the first server alternating, so background noise is shared."
     echo "- Server CPU: utime+stime from /proc/PID/stat (wulfd: the process; nginx: master + workers) before and after the batch, per GB received. On loopback part of the receiving side's TCP work (softirq) is charged to the sender, so this includes some client-side kernel work, alike for both servers. \"Machine CPU busy\" is from /proc/stat over all $NPROC cores (100% = both cores busy)."

@@ -28,7 +28,7 @@ use crate::app::App;
 use crate::cache::State;
 use crate::db::DbError;
 use logic::{BootFile, ClientType, Dest, ReplyParams, Reservation, Verdict, Who};
-use sock::{RxInfo, Sock, TxInfo, BATCH, RX_BUF};
+use sock::{Batch, RxInfo, Sock, TxInfo, BATCH, RX_BUF};
 use wire::{MsgType, Packet, BOOTREQUEST};
 
 pub use unknown::UnknownMac;
@@ -164,6 +164,19 @@ fn net_of(st: &State, ip: Ipv4Addr) -> Option<&Network> {
         crate::objects::AnyObj::Net(n) if n.contains(ip) => Some(n),
         _ => None,
     })
+}
+
+/// Where a request came in, for log lines: the interface's name, or "relay GIADDR".
+/// Formatted only when a line is written (not once per packet).
+struct Via<'a>(Option<&'a Iface>, Ipv4Addr);
+
+impl std::fmt::Display for Via<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(i) => f.write_str(&i.name),
+            None => write!(f, "relay {}", self.1),
+        }
+    }
 }
 
 /// Destination socket address and outgoing interface (only broadcasts are pinned to one).
@@ -385,10 +398,7 @@ impl Server {
             }
             return Outcome::Nothing;
         }
-        let iface_name = || match direct_if {
-            Some(i) => i.name.clone(),
-            None => format!("relay {}", pkt.giaddr),
-        };
+        let via = Via(direct_if, pkt.giaddr);
 
         // Who is it?
         let mut node_for_boot = None;
@@ -424,7 +434,7 @@ impl Server {
             None => {
                 let idx = self.bmc_index(&st);
                 let Some((uid, bmc_ip)) = idx.map.get(&mac) else {
-                    return Outcome::Unknown(iface_name());
+                    return Outcome::Unknown(via.to_string());
                 };
                 let Some(node) = st.get(Kind::Node, uid).and_then(|e| e.obj.as_node()) else {
                     return Outcome::Nothing;
@@ -488,7 +498,7 @@ impl Server {
         match verdict {
             Verdict::Ignore(why) => {
                 if !net_ok && self.once(st.revision, mac, "wrong_net") {
-                    tracing::info!(%mac, %ip, "DHCP: not answering {what} {label} via {}: its address {ip} (net {}) is not on that network", iface_name(), net.name);
+                    tracing::info!(%mac, %ip, "DHCP: not answering {what} {label} via {}: its address {ip} (net {}) is not on that network", via, net.name);
                 } else {
                     tracing::debug!(%mac, msg = pkt.msg_type.name(), "DHCP: ignoring {what} {label}: {why}");
                 }
@@ -540,7 +550,7 @@ impl Server {
         match verdict {
             Verdict::Nak(why) => {
                 if self.once(st.revision, mac, "nak") {
-                    tracing::info!(%mac, msg = pkt.msg_type.name(), "DHCP: NAK to {what} {label} via {}: {why} (its address is {ip})", iface_name());
+                    tracing::info!(%mac, msg = pkt.msg_type.name(), "DHCP: NAK to {what} {label} via {}: {why} (its address is {ip})", via);
                 } else {
                     tracing::debug!(%mac, "DHCP: NAK to {what} {label}: {why}");
                 }
@@ -550,7 +560,7 @@ impl Server {
                     %mac, %ip, boot = boot.name().unwrap_or(""),
                     "DHCP: {} {ip} to {what} {label} via {}",
                     if v == Verdict::Offer { "OFFER" } else { "ACK" },
-                    iface_name()
+                    via
                 );
             }
         }
@@ -687,9 +697,10 @@ impl Server {
             .map(|_| Vec::with_capacity(wire::MAX_MESSAGE))
             .collect();
         let mut tx: Vec<TxInfo> = Vec::with_capacity(BATCH);
+        let (mut rxb, mut txb) = (Batch::new(), Batch::new());
         let mut last_err = None::<Instant>;
         while !stop.load(Ordering::Relaxed) {
-            match sock.recv_batch(&mut bufs, &mut infos) {
+            match sock.recv_batch(&mut rxb, &mut bufs, &mut infos) {
                 Ok(n) => {
                     tx.clear();
                     for (i, (buf, rx)) in bufs.iter().zip(infos.iter()).take(n).enumerate() {
@@ -699,7 +710,7 @@ impl Server {
                         }
                     }
                     if !tx.is_empty() {
-                        let (sent, err) = sock.send_batch(&outs, &tx);
+                        let (sent, err) = sock.send_batch(&mut txb, &outs, &tx);
                         self.stats.replies.fetch_add(sent as u64, Ordering::Relaxed);
                         if let Some(e) = err {
                             self.send_error(&e);
