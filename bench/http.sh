@@ -4,7 +4,8 @@
 #
 #   1. build the release binaries (unless SKIP_BUILD=1), install nginx-light if missing;
 #   2. make a random SIZE_MIB file, start wulfd (DHCP/TFTP/DNS off), upload it with
-#      `wulf image create name=big content=@FILE`, restart wulfd (so its memory figures
+#      `wulf boot create name=big kernel=@FILE` (a kernel, which iPXE fetches without a
+#      token; an image goes only to an enrolled node), restart wulfd (so its memory figures
 #      cover serving only), hard-link the stored blob into the root of a private nginx;
 #   3. check both servers return the same bytes (sha256 of a full download, a Range request);
 #   4. for each run, for each concurrency (CONCS), both servers in alternating order:
@@ -219,14 +220,14 @@ start_wulfd() {
 start_wulfd
 export WULF_DATA_DIR="$DATA"
 unset WULF_URL WULF_TOKEN || true
-log "uploading the file: wulf image create name=big content=@$SRC"
+log "uploading the file: wulf boot create name=big kernel=@$SRC"
 t0=$(now_ns)
-run_child timeout 600 "$WULF" image create name=big "content=@$SRC" </dev/null >"$TMP/upload.out" 2>&1 ||
-  { cat "$TMP/upload.out" >&2; die "wulf image create failed"; }
+run_child timeout 600 "$WULF" boot create name=big "kernel=@$SRC" </dev/null >"$TMP/upload.out" 2>&1 ||
+  { cat "$TMP/upload.out" >&2; die "wulf boot create failed"; }
 t1=$(now_ns)
 UPLOAD_S=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", d / 1e9 }')
-SHA=$("$WULF" image ls --json | sed -n 's/.*"sha256": *"\([0-9a-f]\{64\}\)".*/\1/p' | head -n 1)
-[[ "$SHA" == "$SRC_SHA" ]] || die "wulf image ls --json shows sha256 '$SHA', the file has $SRC_SHA"
+SHA=$("$WULF" boot ls big --json | sed -n 's/.*"sha256": *"\([0-9a-f]\{64\}\)".*/\1/p' | head -n 1)
+[[ "$SHA" == "$SRC_SHA" ]] || die "wulf boot ls big --json shows the kernel's sha256 '$SHA', the file has $SRC_SHA"
 BLOB="$DATA/blobs/sha256/$SHA"
 [[ -f "$BLOB" && $(stat -c %s "$BLOB") == "$SIZE" ]] || die "blob $BLOB missing or of the wrong size"
 rm -f "$SRC" # the blob is the only copy from here on
@@ -471,7 +472,7 @@ if [[ "${WRITE_RESULTS:-1}" != 0 ]]; then
     echo
     echo "Method:"
     echo
-    echo "- One random ${SIZE_MIB} MiB file, uploaded with \`wulf image create name=big content=@FILE\` (${UPLOAD_S} s) to \`wulfd --config FILE\` (\`[dhcp]\`, \`[tftp]\`, \`[dns]\` disabled, \`--listen 127.0.0.1:PORT --log warn\`); the sha256 from \`wulf image ls --json\` is checked against the file's. wulfd is then restarted so its memory figures cover serving only. Clients fetch \`/boot/file/<sha256>\` without a token, as nodes do."
+    echo "- One random ${SIZE_MIB} MiB file, uploaded as a kernel with \`wulf boot create name=big kernel=@FILE\` (${UPLOAD_S} s) to \`wulfd --config FILE\` (\`[dhcp]\`, \`[tftp]\`, \`[dns]\` disabled, \`--listen 127.0.0.1:PORT --log warn\`); the sha256 from \`wulf boot ls big --json\` is checked against the file's. wulfd is then restarted so its memory figures cover serving only. Clients fetch \`/boot/file/<sha256>\` without a token, as iPXE fetches a kernel (an image goes only to a node with its enrollment or node token)."
     echo "- nginx: a private master (\`nginx -c CONF -p PREFIX\`, \`daemon off\`, not the system service) set up for static files as nginx's documentation (ngx_core_module, ngx_http_core_module) describes: \`worker_processes auto\` (one worker per core: ${#NGINX_WORKERS[@]} workers), \`sendfile on\` (the kernel copies the file to the socket), \`tcp_nopush on\` (with sendfile: the response header and the start of the file in full packets), \`open_file_cache max=64 inactive=60s\` (open descriptors kept between requests), \`access_log off\` (wulfd's access log is off for boot files too), default \`sendfile_max_chunk\`; no \`aio\`/\`directio\` (they are for files read from disk, bypassing or waiting on it; this file is in the page cache), serving a hard link of wulfd's blob under the same path, so both servers read the same inode and page cache. Before timing, one full download from each server is checked against the sha256 (this also warms the page cache) and a \`Range: bytes=100-199\` request must return 206 and 100 bytes."
     echo "- Batch: \`seq C | xargs -P C curl -s -o /dev/null --max-time T -w '%{http_code} %{size_download} %{time_total}'\`, C parallel downloads of the whole file; every download must return 200 and the full size. Aggregate GB/s = bytes received / wall time of the batch (first start to last end). \"Slowest client\" is the largest curl time_total in the batch."
     echo "- Order: for each run and concurrency both servers, the first server alternating, so background noise is shared."
