@@ -533,7 +533,7 @@ fn unique_owner(st: &State, key: &str) -> Option<(String, String)> {
             let kind: Kind = head.parse().ok()?;
             let (what, v) = value.split_once('/')?;
             match what {
-                "name" => st.by_name(kind, v).map(|e| (kind, e.obj.uid().to_string())),
+                "name" => st.by_name(kind, v).map(|e| (kind, Arc::from(e.obj.uid()))),
                 "index" => st
                     .node_index
                     .get(&v.parse().ok()?)
@@ -546,7 +546,7 @@ fn unique_owner(st: &State, key: &str) -> Option<(String, String)> {
         .get(found.0, &found.1)
         .map(|e| e.obj.name().to_string())
         .unwrap_or_default();
-    Some((found.1, format!("{} {name}", found.0)))
+    Some((found.1.to_string(), format!("{} {name}", found.0)))
 }
 
 /// What `apply` refuses before looking at any object.

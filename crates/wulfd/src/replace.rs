@@ -49,7 +49,7 @@ struct ReplaceReply {
 /// (`_macs` bmc=…).
 fn owner(st: &crate::cache::State, uid: &str, mac: MacAddr) -> Option<String> {
     if let Some((kind, owner)) = st.macs.get(&mac) {
-        if owner != uid {
+        if &**owner != uid {
             let name = st
                 .get(*kind, owner)
                 .map(|e| e.obj.name().to_string())

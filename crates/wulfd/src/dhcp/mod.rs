@@ -104,7 +104,7 @@ struct Enroll {
 /// when no index is left.
 fn new_node_index(
     mode: &str,
-    used: &std::collections::BTreeMap<u32, String>,
+    used: &std::collections::BTreeMap<u32, crate::cache::SharedUid>,
     pending: &HashMap<MacAddr, u32>,
 ) -> Option<u32> {
     let taken = |i: &u32| used.contains_key(i) || pending.values().any(|p| p == i);

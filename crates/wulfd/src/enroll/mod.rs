@@ -73,9 +73,10 @@ pub fn source(peer: Option<IpAddr>) -> String {
     peer.map_or_else(|| "-".to_string(), |p| p.to_string())
 }
 
-/// One node's enrollment token.
+/// One node's enrollment token (its 32 random bytes, not their 64-character hex text: a
+/// boot of 100,000 nodes keeps 100,000 of them for [`TOKEN_TTL`]).
 struct Ticket {
-    token: String,
+    token: [u8; 32],
     /// The address its boot script was asked from.
     ip: Option<IpAddr>,
     issued: Instant,
@@ -88,17 +89,28 @@ impl Ticket {
     }
 }
 
-/// Every node's live ticket, and when expired ones were last dropped.
+/// Every node's live ticket, the tokens that enrolled, and when expired ones were last
+/// dropped.
 #[derive(Default)]
 struct Tickets {
-    by_uid: HashMap<String, Ticket>,
+    by_uid: HashMap<Box<str>, Ticket>,
+    /// The first 16 bytes of each token that enrolled (so a replay is told "used already"),
+    /// with when it was issued: 32 bytes a node once its boot is done instead of a ticket.
+    used: HashMap<u128, Instant>,
     swept: Option<Instant>,
+}
+
+/// The key of a token in [`Tickets::used`].
+fn used_key(token: &[u8; 32]) -> u128 {
+    let mut head = [0u8; 16];
+    head.copy_from_slice(&token[..16]);
+    u128::from_le_bytes(head)
 }
 
 /// What this head knows of a node's nonce.
 #[derive(Clone, Default)]
 struct Nonce {
-    value: Option<String>,
+    value: Option<Box<str>>,
     /// When the store was last read for it.
     read: Option<Instant>,
 }
@@ -122,7 +134,7 @@ pub enum TokenError {
 #[derive(Default)]
 pub struct Enrollment {
     tickets: Mutex<Tickets>,
-    nonces: Mutex<HashMap<String, Nonce>>,
+    nonces: Mutex<HashMap<Box<str>, Nonce>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,23 +144,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Enrollment {
     /// A fresh token for node `uid`, bound to `ip`; it replaces the node's earlier one.
     pub fn issue(&self, uid: &str, ip: Option<IpAddr>) -> String {
-        let token = hex::encode(rand::random::<[u8; 32]>());
+        let raw = rand::random::<[u8; 32]>();
         let now = Instant::now();
         let mut t = lock(&self.tickets);
         if t.swept.is_none_or(|at| now.duration_since(at) >= SWEEP) {
             t.by_uid.retain(|_, k| !k.expired(now));
+            t.used
+                .retain(|_, issued| now.duration_since(*issued) <= TOKEN_TTL);
+            // Give back the room of a boot storm once it is over.
+            if t.by_uid.len() < t.by_uid.capacity() / 4 {
+                t.by_uid.shrink_to_fit();
+            }
+            if t.used.len() < t.used.capacity() / 4 {
+                t.used.shrink_to_fit();
+            }
             t.swept = Some(now);
         }
         t.by_uid.insert(
-            uid.to_string(),
+            uid.into(),
             Ticket {
-                token: token.clone(),
+                token: raw,
                 ip,
                 issued: now,
                 used: false,
             },
         );
-        token
+        hex::encode(raw)
     }
 
     /// Check `token` for node `uid` presented from `from`; with `consume`, use it up.
@@ -160,9 +181,17 @@ impl Enrollment {
         from: Option<IpAddr>,
         consume: bool,
     ) -> Result<(), TokenError> {
+        let mut given = [0u8; 32];
+        let well_formed = hex::decode_to_slice(token, &mut given).is_ok();
         let mut t = lock(&self.tickets);
-        let k = t.by_uid.get_mut(uid).ok_or(TokenError::Unknown)?;
-        if !bool::from(k.token.as_bytes().ct_eq(token.as_bytes())) {
+        let Some(k) = t.by_uid.get_mut(uid) else {
+            return Err(if well_formed && t.used.contains_key(&used_key(&given)) {
+                TokenError::Used
+            } else {
+                TokenError::Unknown
+            });
+        };
+        if !well_formed || !bool::from(k.token.ct_eq(&given)) {
             return Err(TokenError::Wrong);
         }
         if k.used {
@@ -182,10 +211,23 @@ impl Enrollment {
         Ok(())
     }
 
+    /// The consumed token of node `uid` enrolled: keep only what tells a replay it was used.
+    fn retire(&self, uid: &str, token: &str) {
+        let mut t = lock(&self.tickets);
+        if t.by_uid
+            .get(uid)
+            .is_some_and(|k| k.used && hex::encode(k.token) == token)
+        {
+            if let Some(k) = t.by_uid.remove(uid) {
+                t.used.insert(used_key(&k.token), k.issued);
+            }
+        }
+    }
+
     /// Give a consumed token back (its enrollment could not be stored).
     fn unconsume(&self, uid: &str, token: &str) {
         if let Some(k) = lock(&self.tickets).by_uid.get_mut(uid) {
-            if k.token == token {
+            if hex::encode(k.token) == token {
                 k.used = false;
             }
         }
@@ -197,8 +239,8 @@ impl Enrollment {
 
     fn remember(&self, uid: &str, value: Option<String>, read: bool) {
         let mut n = lock(&self.nonces);
-        let e = n.entry(uid.to_string()).or_default();
-        e.value = value;
+        let e = n.entry(uid.into()).or_default();
+        e.value = value.map(String::into_boxed_str);
         if read {
             e.read = Some(Instant::now());
         }
@@ -207,7 +249,7 @@ impl Enrollment {
     /// Claim the right to read node `uid`'s nonce from the store now: at most once a second.
     fn may_reread(&self, uid: &str) -> bool {
         let mut n = lock(&self.nonces);
-        let e = n.entry(uid.to_string()).or_default();
+        let e = n.entry(uid.into()).or_default();
         if e.read.is_some_and(|t| t.elapsed() < RECHECK) {
             return false;
         }
@@ -252,13 +294,13 @@ pub async fn verify(app: &App, uid: &str, cred: &str) -> bool {
     if !node_exists(app, uid) {
         return false;
     }
-    let matches = |nonce: &Option<String>| {
-        nonce.as_deref().is_some_and(|n| {
+    let matches = |nonce: Option<&str>| {
+        nonce.is_some_and(|n| {
             let want = credential(&app.node_secret, uid, n);
             bool::from(want.as_bytes().ct_eq(cred.as_bytes()))
         })
     };
-    if matches(&app.enroll.cached(uid).value) {
+    if matches(app.enroll.cached(uid).value.as_deref()) {
         return true;
     }
     if !app.enroll.may_reread(uid) {
@@ -266,7 +308,7 @@ pub async fn verify(app: &App, uid: &str, cred: &str) -> bool {
     }
     match read_nonce(app, uid).await {
         Ok(n) => {
-            let ok = matches(&n);
+            let ok = matches(n.as_deref());
             app.enroll.remember(uid, n, false);
             ok
         }
@@ -280,7 +322,7 @@ pub async fn verify(app: &App, uid: &str, cred: &str) -> bool {
 /// Node `uid`'s current credential (to sign its commands), None when it never enrolled.
 pub async fn current_credential(app: &App, uid: &str) -> Option<String> {
     let nonce = match app.enroll.cached(uid).value {
-        Some(n) => n,
+        Some(n) => n.into_string(),
         None => {
             let n = read_nonce(app, uid).await.ok().flatten()?;
             app.enroll.remember(uid, Some(n.clone()), true);
@@ -467,6 +509,22 @@ mod tests {
         assert_eq!(e.check_token("n0", &t2, Some(ip), true), Ok(()));
         e.unconsume("n0", &t2);
         assert_eq!(e.check_token("n0", &t2, Some(ip), true), Ok(()));
+        // Once the enrollment is stored only the used token's mark stays: a replay is still
+        // told the token was used, another token that none is live.
+        e.retire("n0", &t2);
+        assert!(!lock(&e.tickets).by_uid.contains_key("n0"));
+        assert_eq!(
+            e.check_token("n0", &t2, Some(ip), true),
+            Err(TokenError::Used)
+        );
+        assert_eq!(
+            e.check_token("n0", &t, Some(ip), false),
+            Err(TokenError::Unknown)
+        );
+        // A token that is not consumed is not retired.
+        let t3 = e.issue("n1", None);
+        e.retire("n1", &t3);
+        assert_eq!(e.check_token("n1", &t3, None, true), Ok(()));
     }
 
     #[test]

@@ -70,6 +70,7 @@ async fn enroll(State(app): AppState, req: Request) -> Result<Json<EnrollReply>,
     }
     match rotate(&app, &r.node).await {
         Ok(credential) => {
+            app.enroll.retire(&r.node, &r.token);
             tracing::info!(target: "audit", source = %src, node = %name, "enrolled {name} from {src}: a new credential for this boot (the previous one no longer works)");
             Ok(Json(EnrollReply {
                 node: r.node,
