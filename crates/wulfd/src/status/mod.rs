@@ -535,17 +535,23 @@ impl Status {
         out
     }
 
-    /// Take what needs writing: (key, value) pairs. A heartbeat that changed only in routine
-    /// ways (a later receive time, new load and RAM figures) is written at most every
+    /// Take what needs writing: (key, value) pairs, about `max` of them (at most `max + 1`);
+    /// the nodes not looked at stay dirty for the next call. A heartbeat that changed only in
+    /// routine ways (a later receive time, new load and RAM figures) is written at most every
     /// `persist_ms`; everything, with `all`.
-    fn take_dirty(&self, persist_ms: i64, all: bool) -> Vec<(String, Vec<u8>)> {
+    fn take_dirty(&self, persist_ms: i64, all: bool, max: usize) -> Vec<(String, Vec<u8>)> {
         let now = now_ms();
         let mut inner = self.lock();
         let dirty = std::mem::take(&mut inner.dirty);
         let mut keep = Vec::new();
-        let mut hbs = Vec::with_capacity(dirty.len());
+        let mut hbs = Vec::new();
         let mut infos = Vec::new();
-        for uid in dirty {
+        let mut rest = dirty.into_iter();
+        for uid in rest.by_ref() {
+            if hbs.len() + infos.len() >= max {
+                keep.push(uid);
+                break;
+            }
             let Some(e) = inner.nodes.get_mut(&uid) else {
                 continue;
             };
@@ -564,7 +570,11 @@ impl Status {
                 keep.push(uid);
             }
         }
-        inner.dirty = keep;
+        // Not looked at yet first, so the next call starts with them.
+        let mut next: Vec<Arc<str>> = rest.collect();
+        next.append(&mut keep);
+        next.append(&mut inner.dirty);
+        inner.dirty = next;
         drop(inner);
         let mut out = Vec::with_capacity(hbs.len() + infos.len());
         for (uid, hb) in hbs {
@@ -638,14 +648,35 @@ impl Status {
             .collect()
     }
 
-    /// Write what is due (see [`Status::take_dirty`]); everything with `all`.
+    /// Write what is due (see [`Status::take_dirty`]); everything with `all`. Taken and
+    /// written [`FLUSH_CHUNK`] records at a time: the first flush after 100,000 nodes
+    /// booted writes 200,000 records, and serialising them all at once held ~90 MB.
     pub async fn flush(
         &self,
         store: &dyn Store,
         persist_ms: i64,
         all: bool,
     ) -> Result<usize, StoreError> {
-        let batch = self.take_dirty(persist_ms, all);
+        // Bounded: reports that arrive meanwhile are taken by the next flush.
+        let rounds = self.lock().dirty.len() / FLUSH_CHUNK + 2;
+        let mut written = 0;
+        for _ in 0..rounds {
+            let batch = self.take_dirty(persist_ms, all, FLUSH_CHUNK);
+            if batch.is_empty() {
+                break;
+            }
+            written += self.write(store, batch).await?;
+        }
+        Ok(written)
+    }
+
+    /// Write `batch` in transactions the store takes; on a failure what was not written is
+    /// dirty again.
+    async fn write(
+        &self,
+        store: &dyn Store,
+        batch: Vec<(String, Vec<u8>)>,
+    ) -> Result<usize, StoreError> {
         let n = batch.len();
         let max_bytes = if !store.shared() {
             usize::MAX
@@ -1019,6 +1050,47 @@ mod tests {
         let keys = s.forget_missing(|u| u == "keep");
         assert_eq!(keys.len(), 2);
         assert!(keys.iter().all(|k| k.ends_with("/gone")));
-        assert_eq!(s.take_dirty(0, false).len(), 2, "keep's hb and info only");
+        assert_eq!(
+            s.take_dirty(0, false, FLUSH_CHUNK).len(),
+            2,
+            "keep's hb and info only"
+        );
+    }
+
+    #[tokio::test]
+    async fn flushes_take_a_bounded_amount_at_a_time() {
+        let s = Status::new("h1".into(), 600);
+        for i in 0..10 {
+            s.report(&format!("u{i}"), report(&format!("u{i}")));
+        }
+        // 10 nodes, a heartbeat and an info record each: 3 records a take leave 17.
+        let first = s.take_dirty(0, true, 3);
+        assert!((3..=4).contains(&first.len()), "{}", first.len());
+        let mut taken = first.len();
+        let mut keys: std::collections::BTreeSet<String> =
+            first.into_iter().map(|(k, _)| k).collect();
+        for _ in 0..20 {
+            let more = s.take_dirty(0, true, 3);
+            if more.is_empty() {
+                break;
+            }
+            taken += more.len();
+            keys.extend(more.into_iter().map(|(k, _)| k));
+        }
+        assert_eq!(taken, 20, "every record once");
+        assert_eq!(keys.len(), 20);
+        assert!(s.lock().dirty.is_empty());
+        // A flush writes everything in rounds.
+        for i in 0..10 {
+            s.report(&format!("u{i}"), report(&format!("u{i}")));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = wulf_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+        let written = s.flush(store.as_ref(), 0, true).await.unwrap();
+        assert_eq!(
+            written, 10,
+            "the heartbeats (the info records did not change)"
+        );
+        assert!(s.lock().dirty.is_empty());
     }
 }
