@@ -63,6 +63,13 @@ interference() {
   fi
 }
 
+# A benchmark's wulfd config: its data directory, 127.0.0.1:PORT, log warn, DHCP, TFTP and
+# DNS off.
+quiet_wulfd_config() { # FILE DATADIR PORT
+  printf 'data_dir = "%s"\nlisten = "127.0.0.1:%s"\nlog = "warn"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n[dns]\nenabled = false\n' \
+    "$2" "$3" >"$1"
+}
+
 run_child() {
   local rc=0
   "$@" &

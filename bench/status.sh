@@ -178,17 +178,7 @@ wait_next_window() {
 start_wulfd() { # DATADIR PORT
   local dir=$1 port=$2 i cfg="$1.toml"
   mkdir -p "$dir"
-  cat >"$cfg" <<EOF
-data_dir = "$dir"
-listen = "127.0.0.1:$port"
-log = "warn"
-[dhcp]
-enabled = false
-[tftp]
-enabled = false
-[dns]
-enabled = false
-EOF
+  quiet_wulfd_config "$cfg" "$dir" "$port"
   "$WULFD" --config "$cfg" >"$dir.log" 2>&1 &
   WULFD_PID=$!
   for ((i = 0; i < 150; i++)); do

@@ -401,24 +401,7 @@ fn bad_tokens_change_no_token_state() {
         b[i] = if b[i] == b'A' { b'B' } else { b'A' };
         String::from_utf8(b).unwrap()
     };
-    let raw = |path: &str, auth: Option<&str>, body: &str| -> (u16, String) {
-        let header = auth.map(|t| format!("Authorization: Bearer {t}"));
-        let url = format!("{}{path}", h.url());
-        let mut args = vec![
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ];
-        if let Some(hd) = &header {
-            args.extend(["-H", hd.as_str()]);
-        }
-        args.push(&url);
-        let (code, out) = h.curl(&args);
-        (code, String::from_utf8_lossy(&out).into_owned())
-    };
+    let raw = |path: &str, auth: Option<&str>, body: &str| h.post_json(path, auth, body);
     let admin = h.token();
     let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
         (

@@ -727,23 +727,7 @@ fn bad_reports_change_no_status() {
     let gone = h.boot_params("02:57:00:00:01:03")["cred"].clone();
     h.ok(&["node", "-i", "n2", "delete"]);
     let url = format!("{}/api/v1/node/status", h.url());
-    let post = |token: Option<&str>, body: &str| -> (u16, String) {
-        let header = token.map(|t| format!("Authorization: Bearer {t}"));
-        let mut args = vec![
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ];
-        if let Some(hd) = &header {
-            args.extend(["-H", hd.as_str()]);
-        }
-        args.push(&url);
-        let (code, b) = h.curl(&args);
-        (code, String::from_utf8_lossy(&b).into_owned())
-    };
+    let post = |token: Option<&str>, body: &str| h.post_json("/api/v1/node/status", token, body);
     let mine = format!("node:{n0}:{cred}");
     let good = json!({"node": n0, "uptime_secs": 5.0, "interval_secs": 600, "hostname": "real-n0", "ip": "10.0.0.5", "load": [0.5, 0.25, 0.125]});
     let (code, body) = post(Some(&mine), &good.to_string());

@@ -466,6 +466,27 @@ impl Head {
         (code, body)
     }
 
+    /// POST `body` as JSON to `path` (under the API URL) with curl, with `Authorization: Bearer
+    /// TOKEN` when a token is given; returns (status, body as text).
+    pub fn post_json(&self, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        let header = token.map(|t| format!("Authorization: Bearer {t}"));
+        let url = format!("{}{path}", self.url());
+        let mut args = vec![
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ];
+        if let Some(hd) = &header {
+            args.extend(["-H", hd.as_str()]);
+        }
+        args.push(&url);
+        let (code, out) = self.curl(&args);
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+
     /// Fetch the boot script of `mac` as its firmware would (with curl) and return the value
     /// of each `wulf.NAME=VALUE` parameter in it (with a one-time enrollment token, not yet
     /// used).

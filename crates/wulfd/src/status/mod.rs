@@ -657,8 +657,9 @@ impl Status {
         persist_ms: i64,
         all: bool,
     ) -> Result<usize, StoreError> {
-        // Bounded: reports that arrive meanwhile are taken by the next flush.
-        let rounds = self.lock().dirty.len() / FLUSH_CHUNK + 2;
+        // Enough rounds for every node dirty now (a heartbeat and an info record each);
+        // reports that arrive meanwhile may wait for the next flush.
+        let rounds = self.lock().dirty.len() * 2 / FLUSH_CHUNK + 2;
         let mut written = 0;
         for _ in 0..rounds {
             let batch = self.take_dirty(persist_ms, all, FLUSH_CHUNK);
