@@ -40,14 +40,7 @@ VS=${VS:0:15}
 VC=${VC:0:15}
 cleanup() {
   set +e
-  for ns in "$SRV" "$CLI"; do
-    if ip netns list 2>/dev/null | grep -qw "$ns"; then
-      for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null; done
-      sleep 1
-      for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    fi
-  done
+  remove_netns "$SRV" "$CLI"
   ip link del "$VS" 2>/dev/null
   rm -rf "$TMP"
 }

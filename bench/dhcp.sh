@@ -134,14 +134,7 @@ cleanup() {
   if [[ $RMEM != 0 ]]; then
     sysctl -qw net.core.rmem_default="$RMEM_OLD" net.core.rmem_max="$RMEM_MAX_OLD" 2>/dev/null
   fi
-  for ns in "$SRV" "$CLI"; do
-    if ip netns list 2>/dev/null | grep -qw "$ns"; then
-      for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null; done
-      sleep 0.3
-      for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    fi
-  done
+  remove_netns "$SRV" "$CLI"
   ip link del "$VS" 2>/dev/null
   rm -rf "$TMP"
 }

@@ -70,6 +70,19 @@ quiet_wulfd_config() { # FILE DATADIR PORT
     "$2" "$3" >"$1"
 }
 
+# Remove network namespaces and the processes in them (TERM, then KILL after a moment).
+remove_netns() { # NS...
+  local ns p
+  for ns in "$@"; do
+    ip netns list 2>/dev/null | grep -qw "$ns" || continue
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null; done
+    sleep 0.3
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+  return 0
+}
+
 run_child() {
   local rc=0
   "$@" &
