@@ -63,16 +63,7 @@ awk -v n="$NMACS" 'BEGIN { for (i = 0; i < n; i++) printf "02:90:%02x:%02x:%02x:
 
 dir="$TMP/wulf-data"
 mkdir -p "$dir" "$OUT"
-cat >"$TMP/wulfd.toml" <<EOF
-data_dir = "$dir"
-listen = "127.0.0.1:8740"
-
-[tftp]
-enabled = false
-
-[dns]
-enabled = false
-EOF
+dhcp_wulfd_config "$TMP/wulfd.toml" "$dir"
 rm -f "$OUT"/callgrind.out*
 ip netns exec "$SRV" valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$OUT/callgrind.out" "$WULFD" --config "$TMP/wulfd.toml" --log warn >"$TMP/wulfd.log" 2>&1 &

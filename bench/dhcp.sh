@@ -105,7 +105,7 @@ if [[ $PIN == 1 ]] && ((NCPU >= 2)); then
 else
   SRV_CPUS=""
   GEN_CPUS=""
-  ALL_CPUS=""
+  ALL_CPUS="0-$((NCPU - 1))" # every CPU: taskset then pins nothing
   GEN_NCPU=$NCPU
   PIN_NOTE="no pinning: the scheduler places the server and the $NPERF perfdhcp processes on the $NCPU cores"
 fi
@@ -268,16 +268,7 @@ run_step() { # name rate
 start_wulfd() {
   local dir="$TMP/wulf-data" cfg="$TMP/wulfd.toml"
   mkdir -p "$dir"
-  cat >"$cfg" <<EOF
-data_dir = "$dir"
-listen = "127.0.0.1:8740"
-
-[tftp]
-enabled = false
-
-[dns]
-enabled = false
-EOF
+  dhcp_wulfd_config "$cfg" "$dir"
   ip netns exec "$SRV" taskset -c "${SRV_CPUS:-$ALL_CPUS}" "$WULFD" --config "$cfg" --log warn >"$TMP/wulfd.log" 2>&1 &
   SERVER_PID=$!
   local i

@@ -83,6 +83,12 @@ remove_netns() { # NS...
   return 0
 }
 
+# A DHCP benchmark's wulfd config: its data directory, the API on 127.0.0.1:8740, DHCP on
+# with its defaults, TFTP and DNS off.
+dhcp_wulfd_config() { # FILE DATADIR
+  printf 'data_dir = "%s"\nlisten = "127.0.0.1:8740"\n\n[tftp]\nenabled = false\n\n[dns]\nenabled = false\n' "$2" >"$1"
+}
+
 run_child() {
   local rc=0
   "$@" &
