@@ -271,11 +271,15 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
 
     // Bad ways of turning the unknown MAC into a node: each refused with a clear error, and
     // the unknown list, the nodes and the objects revision stay as they were.
-    let before = (
-        h.json(&["node", "unknown"]),
-        h.json(&["node", "ls"]),
-        h.revision(),
-    );
+    // What a refused request must leave as it was: the unknown list, the nodes, the objects.
+    let state = || {
+        (
+            h.json(&["node", "unknown"]),
+            h.json(&["node", "ls"]),
+            h.revision(),
+        )
+    };
+    let before = state();
     let dir = tempfile::tempdir().unwrap();
     let macs_bad = dir.path().join("bad-macs");
     std::fs::write(&macs_bad, format!("{mac}\n52:54:00:77:01:zz\n")).unwrap();
@@ -340,11 +344,7 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
             err.contains(msg.as_str()),
             "wulf {args:?}: expected '{msg}' in:\n{err}"
         );
-        let now = (
-            h.json(&["node", "unknown"]),
-            h.json(&["node", "ls"]),
-            h.revision(),
-        );
+        let now = state();
         assert_eq!(
             now, before,
             "wulf {args:?} changed the unknown list or the nodes"
@@ -355,11 +355,7 @@ fn unknown_macs_are_listed_then_enrolled_exactly_once() {
         let (code, _) = h.curl(&["-X", method, "-H", &h.auth(), &url]);
         assert_eq!(code, 403, "{method} /api/v1/node/unknown");
     }
-    let now = (
-        h.json(&["node", "unknown"]),
-        h.json(&["node", "ls"]),
-        h.revision(),
-    );
+    let now = state();
     assert_eq!(
         now, before,
         "a refused request changed the unknown list or the nodes"
